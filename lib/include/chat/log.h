@@ -1,0 +1,19 @@
+/* Structured logging: one logfmt line per event on stderr,
+ *   ts=2026-11-25T14:00:00.123Z level=info svc=gateway event=listen port=8080
+ * event is a stable identifier (grep-able); the rest is free key=value text.
+ * CHAT_LOG_LEVEL=debug|info|warn|error sets the threshold. Thread-safe. */
+#ifndef CHAT_LOG_H
+#define CHAT_LOG_H
+
+typedef enum { CHAT_LOG_DEBUG, CHAT_LOG_INFO, CHAT_LOG_WARN, CHAT_LOG_ERROR } chat_log_level;
+
+void chat_log_init(const char *service);
+void chat_log(chat_log_level lvl, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define chat_debug(ev, ...) chat_log(CHAT_LOG_DEBUG, ev, __VA_ARGS__)
+#define chat_info(ev, ...)  chat_log(CHAT_LOG_INFO, ev, __VA_ARGS__)
+#define chat_warn(ev, ...)  chat_log(CHAT_LOG_WARN, ev, __VA_ARGS__)
+#define chat_error(ev, ...) chat_log(CHAT_LOG_ERROR, ev, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,42 @@
+/* A blocking hiredis connection that reconnects by itself, and Lua scripts
+ * run with EVALSHA (loading them again after a Redis restart). One
+ * connection belongs to one thread. */
+#ifndef CHAT_REDIS_H
+#define CHAT_REDIS_H
+
+#include <stddef.h>
+#include <hiredis.h>
+
+typedef struct chat_redis chat_redis;
+
+chat_redis *chat_redis_new(const char *host, int port, int timeout_ms);
+void chat_redis_free(chat_redis *r);
+
+/* Like redisCommand; reconnects and retries once when the link is broken.
+ * Returns the reply (caller frees with freeReplyObject) or NULL when Redis
+ * is unreachable. A Redis error reply is returned as REDIS_REPLY_ERROR. */
+redisReply *chat_redis_cmd(chat_redis *r, const char *fmt, ...);
+redisReply *chat_redis_argv(chat_redis *r, int argc, const char **argv,
+                            const size_t *lens);
+
+/* Pipelining: append n commands, then read n replies in order. Returns 0 or
+ * -1 (link broken: every reply of the batch is lost; the caller retries). */
+int chat_redis_append_argv(chat_redis *r, int argc, const char **argv,
+                           const size_t *lens);
+int chat_redis_get_reply(chat_redis *r, redisReply **reply);
+
+typedef struct chat_redis_script {
+    const char *src;
+    char sha[41]; /* filled in by chat_redis_script_init */
+} chat_redis_script;
+
+void chat_redis_script_init(chat_redis_script *s, const char *src);
+/* EVALSHA with nkeys keys followed by arguments (all C strings). */
+redisReply *chat_redis_eval(chat_redis *r, const chat_redis_script *s, int nkeys,
+                            int nargs, const char **args);
+/* Same, appended to the pipeline (replies read with chat_redis_get_reply;
+ * the caller must have run the script once, or uses EVAL if unsure). */
+int chat_redis_append_eval(chat_redis *r, const chat_redis_script *s, int nkeys,
+                           int nargs, const char **args);
+
+#endif

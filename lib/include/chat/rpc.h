@@ -1,0 +1,77 @@
+/* Request/reply and publish/subscribe over nng, carrying protobuf-c bytes.
+ *
+ * Server: a REP socket with N contexts, each driven RECV -> handler -> SEND.
+ * The handler runs on an nng thread and must not block for long; it owns the
+ * job and finishes it exactly once with chat_rpc_job_reply*(), from any
+ * thread, possibly later (e.g. after a batched database commit).
+ *
+ * Client: a REQ socket dialing one or more servers (comma-separated URLs;
+ * requests are spread over connected replicas). Each call uses its own
+ * context so many are outstanding at once. A call fails at once with
+ * NNG_ECONNREFUSED while no server is connected, and with NNG_ETIMEDOUT after
+ * the client's timeout. */
+#ifndef CHAT_RPC_H
+#define CHAT_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+/* ---- server ---- */
+typedef struct chat_rpc_server chat_rpc_server;
+typedef struct chat_rpc_job chat_rpc_job;
+
+/* data/len stay valid until the job is replied to. */
+typedef void (*chat_rpc_handler)(chat_rpc_job *job, const uint8_t *data, size_t len,
+                                 void *arg);
+
+/* Listens on url with `contexts` concurrent requests. On success *out is the
+ * caller's, freed by chat_rpc_server_close(). Returns 0 or an nng error. */
+int chat_rpc_server_open(chat_rpc_server **out, const char *url, int contexts,
+                         chat_rpc_handler handler, void *arg);
+/* Replies with bytes (copied). The job must not be used afterwards. */
+void chat_rpc_job_reply(chat_rpc_job *job, const uint8_t *data, size_t len);
+/* Replies with a packed protobuf message. */
+void chat_rpc_job_reply_pb(chat_rpc_job *job, const ProtobufCMessage *msg);
+/* Stops receiving, closes the socket, frees everything. NULL is fine. */
+void chat_rpc_server_close(chat_rpc_server *srv);
+
+/* ---- client ---- */
+typedef struct chat_rpc_client chat_rpc_client;
+
+/* err is 0 on success; data/len are the reply, valid only during the call.
+ * Runs on an nng thread: copy or decode, do not block. */
+typedef void (*chat_rpc_done)(int err, const uint8_t *data, size_t len, void *arg);
+
+int chat_rpc_client_open(chat_rpc_client **out, const char *urls, int timeout_ms);
+/* Starts a call; cb always runs exactly once (also on failure to start). */
+void chat_rpc_call_async(chat_rpc_client *c, const ProtobufCMessage *req,
+                         chat_rpc_done cb, void *arg);
+/* Blocking call. On success returns 0 and *reply (malloc'd, caller frees)
+ * with *reply_len; otherwise an nng error and nothing is written. */
+int chat_rpc_call(chat_rpc_client *c, const ProtobufCMessage *req, uint8_t **reply,
+                  size_t *reply_len);
+/* Number of servers currently connected (0: every call fails at once). */
+int chat_rpc_client_peers(chat_rpc_client *c);
+void chat_rpc_client_close(chat_rpc_client *c);
+
+/* ---- publish/subscribe ---- */
+typedef struct chat_pub chat_pub;
+typedef struct chat_sub chat_sub;
+
+int chat_pub_open(chat_pub **out, const char *url);
+/* Thread-safe. Returns 0 or an nng error. Events are best effort (a slow or
+ * absent subscriber misses them). */
+int chat_pub_send(chat_pub *p, const ProtobufCMessage *msg);
+void chat_pub_close(chat_pub *p);
+
+/* Called on an nng thread for every published message; data is valid only
+ * during the call. */
+typedef void (*chat_sub_cb)(const uint8_t *data, size_t len, void *arg);
+/* Dials every URL of the comma-separated list (retrying in the background)
+ * and subscribes to everything. */
+int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, void *arg);
+int chat_sub_peers(chat_sub *s);
+void chat_sub_close(chat_sub *s);
+
+#endif
