@@ -1,0 +1,229 @@
+/* Request/reply and pub/sub through the real nng sockets (inproc). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <semaphore.h>
+#include <time.h>
+
+#include "chat/rpc.h"
+#include "chat/util.h"
+#include "events.pb-c.h"
+#include "match.pb-c.h"
+
+/* Echo server: replies with detail = the request's user id; a user id of
+ * "hold" is parked and answered only at teardown (to test timeouts). */
+static chat_rpc_job *held;
+
+static void echo_handler(chat_rpc_job *job, const uint8_t *data, size_t len, void *arg)
+{
+    Chat__MatchRequest *req = chat__match_request__unpack(NULL, len, data);
+    Chat__MatchReply rep = CHAT__MATCH_REPLY__INIT;
+    if (req == NULL || req->body_case != CHAT__MATCH_REQUEST__BODY_START_SEARCH) {
+        rep.code = CHAT__CODE__BAD_REQUEST;
+        chat_rpc_job_reply_pb(job, &rep.base);
+    } else if (strcmp(req->start_search->user_id, "hold") == 0) {
+        held = job;
+    } else {
+        rep.detail = req->start_search->user_id;
+        chat_rpc_job_reply_pb(job, &rep.base);
+    }
+    chat__match_request__free_unpacked(req, NULL);
+}
+
+static void make_req(Chat__MatchRequest *r, Chat__StartSearchReq *s, const char *user)
+{
+    chat__start_search_req__init(s);
+    chat__match_request__init(r);
+    s->user_id = (char *)user;
+    r->body_case = CHAT__MATCH_REQUEST__BODY_START_SEARCH;
+    r->start_search = s;
+}
+
+static void wait_peers(chat_rpc_client *c)
+{
+    for (int i = 0; i < 500 && chat_rpc_client_peers(c) == 0; i++) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(chat_rpc_client_peers(c) > 0);
+}
+
+static void test_sync_call(void **st)
+{
+    chat_rpc_server *srv;
+    chat_rpc_client *cli;
+    assert_int_equal(chat_rpc_server_open(&srv, "inproc://sync", 4, echo_handler, NULL), 0);
+    assert_int_equal(chat_rpc_client_open(&cli, "inproc://sync", 2000), 0);
+    wait_peers(cli);
+    Chat__MatchRequest r;
+    Chat__StartSearchReq s;
+    make_req(&r, &s, "alice");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(chat_rpc_call(cli, &r.base, &buf, &len), 0);
+    Chat__MatchReply *rep = chat__match_reply__unpack(NULL, len, buf);
+    assert_non_null(rep);
+    assert_string_equal(rep->detail, "alice");
+    chat__match_reply__free_unpacked(rep, NULL);
+    free(buf);
+    chat_rpc_client_close(cli);
+    chat_rpc_server_close(srv);
+}
+
+struct async_result {
+    sem_t done;
+    int err;
+    char detail[32];
+};
+
+static void on_done(int err, const uint8_t *data, size_t len, void *arg)
+{
+    struct async_result *res = arg;
+    res->err = err;
+    if (err == 0) {
+        Chat__MatchReply *rep = chat__match_reply__unpack(NULL, len, data);
+        if (rep) {
+            strncpy(res->detail, rep->detail, sizeof res->detail - 1);
+            chat__match_reply__free_unpacked(rep, NULL);
+        }
+    }
+    sem_post(&res->done);
+}
+
+static void sem_wait_bounded(sem_t *s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5;
+    assert_int_equal(sem_timedwait(s, &ts), 0);
+}
+
+static void test_many_async_calls(void **st)
+{
+    chat_rpc_server *srv;
+    chat_rpc_client *cli;
+    assert_int_equal(chat_rpc_server_open(&srv, "inproc://async", 8, echo_handler, NULL), 0);
+    assert_int_equal(chat_rpc_client_open(&cli, "inproc://async", 2000), 0);
+    wait_peers(cli);
+    enum { N = 200 };
+    static struct async_result res[N];
+    char names[N][16];
+    for (int i = 0; i < N; i++) {
+        sem_init(&res[i].done, 0, 0);
+        snprintf(names[i], sizeof names[i], "u%d", i);
+        Chat__MatchRequest r;
+        Chat__StartSearchReq s;
+        make_req(&r, &s, names[i]);
+        chat_rpc_call_async(cli, &r.base, on_done, &res[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        sem_wait_bounded(&res[i].done);
+        assert_int_equal(res[i].err, 0);
+        assert_string_equal(res[i].detail, names[i]);
+        sem_destroy(&res[i].done);
+    }
+    chat_rpc_client_close(cli);
+    chat_rpc_server_close(srv);
+}
+
+static void test_no_peer_fails_at_once(void **st)
+{
+    chat_rpc_client *cli;
+    assert_int_equal(chat_rpc_client_open(&cli, "inproc://nobody", 2000), 0);
+    assert_int_equal(chat_rpc_client_peers(cli), 0);
+    Chat__MatchRequest r;
+    Chat__StartSearchReq s;
+    make_req(&r, &s, "x");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(chat_rpc_call(cli, &r.base, &buf, &len), NNG_ECONNREFUSED);
+    assert_null(buf);
+    struct async_result res;
+    sem_init(&res.done, 0, 0);
+    chat_rpc_call_async(cli, &r.base, on_done, &res);
+    sem_wait_bounded(&res.done);
+    assert_int_equal(res.err, NNG_ECONNREFUSED);
+    chat_rpc_client_close(cli);
+}
+
+static void test_timeout(void **st)
+{
+    chat_rpc_server *srv;
+    chat_rpc_client *cli;
+    assert_int_equal(chat_rpc_server_open(&srv, "inproc://slow", 2, echo_handler, NULL), 0);
+    assert_int_equal(chat_rpc_client_open(&cli, "inproc://slow", 100), 0);
+    wait_peers(cli);
+    Chat__MatchRequest r;
+    Chat__StartSearchReq s;
+    make_req(&r, &s, "hold");
+    struct async_result res;
+    sem_init(&res.done, 0, 0);
+    chat_rpc_call_async(cli, &r.base, on_done, &res);
+    sem_wait_bounded(&res.done);
+    assert_int_equal(res.err, NNG_ETIMEDOUT);
+    assert_non_null(held);
+    chat_rpc_job_reply(held, (const uint8_t *)"", 0); /* late reply is dropped */
+    held = NULL;
+    chat_rpc_client_close(cli);
+    chat_rpc_server_close(srv);
+}
+
+struct sub_seen {
+    sem_t got;
+    char conv[32];
+};
+
+static void on_event(const uint8_t *data, size_t len, void *arg)
+{
+    struct sub_seen *seen = arg;
+    Chat__Event *ev = chat__event__unpack(NULL, len, data);
+    if (ev && ev->body_case == CHAT__EVENT__BODY_MATCHED) {
+        strncpy(seen->conv, ev->matched->conversation_id, sizeof seen->conv - 1);
+        sem_post(&seen->got);
+    }
+    chat__event__free_unpacked(ev, NULL);
+}
+
+static void test_pub_sub(void **st)
+{
+    chat_pub *pub;
+    chat_sub *sub;
+    struct sub_seen seen = {0};
+    sem_init(&seen.got, 0, 0);
+    assert_int_equal(chat_pub_open(&pub, "inproc://events"), 0);
+    assert_int_equal(chat_sub_open(&sub, "inproc://events", on_event, &seen), 0);
+    for (int i = 0; i < 500 && chat_sub_peers(sub) == 0; i++) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(chat_sub_peers(sub), 1);
+    Chat__MatchedEvt m = CHAT__MATCHED_EVT__INIT;
+    m.conversation_id = "conv-7";
+    Chat__Event ev = CHAT__EVENT__INIT;
+    ev.body_case = CHAT__EVENT__BODY_MATCHED;
+    ev.matched = &m;
+    assert_int_equal(chat_pub_send(pub, &ev.base), 0);
+    sem_wait_bounded(&seen.got);
+    assert_string_equal(seen.conv, "conv-7");
+    chat_sub_close(sub);
+    chat_pub_close(pub);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sync_call),
+        cmocka_unit_test(test_many_async_calls),
+        cmocka_unit_test(test_no_peer_fails_at_once),
+        cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_pub_sub),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
