@@ -1,0 +1,478 @@
+"""A whole chat cluster for one test module, as plain processes on 127.0.0.1.
+
+One Cluster per test module: a fresh PostgreSQL (initdb into a temp dir),
+Redis, svc-message, svc-match, svc-presence and 1..N gateways, every one on a
+free port, binaries from $CHAT_BIN_DIR. Logs stay in the temp dir (one file
+per process) and their tails are printed when a test fails. Everything is
+stopped by pid at the end, also on failure or KeyboardInterrupt.
+
+If $CHAT_TEST_EXTERNAL_URL is set (e.g. ws://127.0.0.1:8080 or
+http://host:8080), nothing is started and the tests talk to that gateway;
+tests that need to kill services are skipped, and modules that need a
+particular service setting run only when the same variable is exported with
+the same value (the operator declares how the external cluster runs).
+
+Teardown is also a check: services get SIGTERM and must exit 0 within a bound,
+and no log may hold a sanitizer report; otherwise the module fails.
+"""
+
+import atexit
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+PG_BIN = os.environ.get("CHAT_PG_BIN", "/usr/lib/postgresql/15/bin")
+READY_TIMEOUT_S = float(os.environ.get("CHAT_TEST_READY_TIMEOUT_S", "30"))
+STOP_TIMEOUT_S = float(os.environ.get("CHAT_TEST_STOP_TIMEOUT_S", "15"))
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+SERVICES = ("svc-message", "svc-match", "svc-presence")
+
+_used_ports = set()
+
+
+def free_port():
+    """A TCP port nobody listens on right now (bind port 0), never handed out twice."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _used_ports:
+            _used_ports.add(port)
+            return port
+    raise RuntimeError("no free port")
+
+
+def external_url():
+    return os.environ.get("CHAT_TEST_EXTERNAL_URL", "").strip() or None
+
+
+def http_get(base, path, timeout=5, headers=None):
+    """GET base+path; returns (status, body bytes, headers). Never raises on HTTP errors."""
+    req = urllib.request.Request(base + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def _tail(path, lines=40):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return f"(no log: {e})"
+    return "\n".join(data.splitlines()[-lines:])
+
+
+class Proc:
+    """One process we started: owns its Popen and its log file."""
+
+    def __init__(self, name, argv, env, log_path, cwd=None):
+        self.name, self.argv, self.env, self.log_path, self.cwd = name, argv, env, log_path, cwd
+        self.popen = None
+        self.generation = 0          # restarts append to the same log with a marker
+        self.expected_exit = None    # set when we kill it on purpose
+
+    def start(self):
+        self.generation += 1
+        log = open(self.log_path, "ab")
+        log.write(f"==== start #{self.generation}: {' '.join(self.argv)}\n".encode())
+        log.flush()
+        try:
+            self.popen = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, cwd=self.cwd, start_new_session=True)
+        finally:
+            log.close()
+        self.expected_exit = None
+
+    @property
+    def pid(self):
+        return self.popen.pid if self.popen else None
+
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        """Sends sig and reaps the process; returns its exit status."""
+        if not self.alive():
+            return self.popen.returncode if self.popen else None
+        self.expected_exit = -sig
+        self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            raise AssertionError(f"{self.name} did not exit within {STOP_TIMEOUT_S}s of signal {sig}")
+
+    def stop(self):
+        """SIGTERM, wait; returns a problem description or None. Never hides ASan reports:
+        SIGKILL only if SIGTERM did not work in time (and that is a failure)."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is not None:
+            rc = self.popen.returncode
+            if self.expected_exit is not None and rc in (0, self.expected_exit):
+                return None  # we stopped it on purpose and did not restart it
+            return f"{self.name} had already exited with status {rc}"
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            rc = self.popen.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            return f"{self.name} ignored SIGTERM for {STOP_TIMEOUT_S}s (killed)"
+        if rc != 0:
+            return f"{self.name} exited with status {rc} after SIGTERM"
+        return None
+
+    def tail(self, lines=40):
+        return _tail(self.log_path, lines)
+
+    def sanitizer_report(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return None
+        for mark in SANITIZER_MARKS:
+            if mark in text:
+                return mark
+        return None
+
+
+class Cluster:
+    """Starts and stops the processes of one test module.
+
+    env: overrides for every service (e.g. {"CHAT_RATE_PER_MIN": "3"}).
+    gateways: how many gateways (consecutive ids gw1, gw2, ...).
+    """
+
+    def __init__(self, gateways=1, env=None, name=None):
+        self.n_gateways = gateways
+        self.env_overrides = dict(env or {})
+        self.name = name or "cluster"
+        self.external = external_url()
+        self.procs = {}
+        self.tmp = None
+        self.pg_port = None
+        self.pg_data = None
+        self.gateway_ports = []
+        self.started = False
+        self._pg_started = False
+
+    # ---- addresses -------------------------------------------------------
+    def ws_url(self, i=0, path="/ws"):
+        """ws://… of gateway i (external mode: the one external gateway)."""
+        if self.external:
+            base = re.sub(r"^http", "ws", self.external.rstrip("/"))
+            base = re.sub(r"/ws$", "", base)
+            return base + path
+        return f"ws://127.0.0.1:{self.gateway_ports[i]}{path}"
+
+    def http_url(self, i=0):
+        if self.external:
+            base = re.sub(r"^ws", "http", self.external.rstrip("/"))
+            return re.sub(r"/ws$", "", base)
+        return f"http://127.0.0.1:{self.gateway_ports[i]}"
+
+    def skip_unless_local(self, why="needs to control the cluster's processes"):
+        if self.external:
+            raise unittest.SkipTest(f"external cluster: {why}")
+
+    # ---- start -----------------------------------------------------------
+    def start(self):
+        if self.external:
+            for k, v in self.env_overrides.items():
+                if os.environ.get(k) != v:
+                    raise unittest.SkipTest(
+                        f"external cluster: this module needs {k}={v}; export it if the cluster runs so")
+            self.started = True
+            return self
+        bin_dir = os.environ.get("CHAT_BIN_DIR")
+        if not bin_dir:
+            raise RuntimeError("set CHAT_BIN_DIR to the build's bin directory (or CHAT_TEST_EXTERNAL_URL)")
+        self.bin_dir = os.path.abspath(bin_dir)
+        for prog in SERVICES + ("svc-gateway",):
+            if not os.access(os.path.join(self.bin_dir, prog), os.X_OK):
+                raise RuntimeError(f"{prog} not found in {self.bin_dir}")
+        self.tmp = tempfile.mkdtemp(prefix=f"chat-it-{self.name}-")
+        os.chmod(self.tmp, 0o755)  # postgres must be able to traverse it
+        atexit.register(self.stop_quietly)
+        try:
+            self._start_all()
+        except BaseException:
+            report = self.logs_report()
+            self.stop_quietly()
+            sys.stderr.write(report)
+            raise
+        self.started = True
+        return self
+
+    def _start_all(self):
+        self._start_postgres()
+        self._start_redis()
+        p = {name: (free_port(), free_port()) for name in ("message", "match", "presence")}
+        self.addr = {name: (f"tcp://127.0.0.1:{rep}", f"tcp://127.0.0.1:{pub}") for name, (rep, pub) in p.items()}
+        base = self._base_env()
+        for name in ("message", "match", "presence"):
+            env = dict(base)
+            env[f"CHAT_{name.upper()}_LISTEN"] = self.addr[name][0]
+            env[f"CHAT_{name.upper()}_PUB_LISTEN"] = self.addr[name][1]
+            self._add(f"svc-{name}", [os.path.join(self.bin_dir, f"svc-{name}")], env).start()
+        for i in range(self.n_gateways):
+            port = free_port()
+            self.gateway_ports.append(port)
+            env = dict(base)
+            env["CHAT_GATEWAY_PORT"] = str(port)
+            env["CHAT_GATEWAY_ID"] = f"gw{i + 1}"
+            self._add(f"gateway{i + 1}", [os.path.join(self.bin_dir, "svc-gateway")], env).start()
+        for i in range(self.n_gateways):
+            self.wait_ready(i)
+
+    def _base_env(self):
+        env = dict(os.environ)
+        env.update({
+            "CHAT_PG_DSN": f"host=127.0.0.1 port={self.pg_port} dbname=chat user=postgres",
+            "CHAT_REDIS_HOST": "127.0.0.1",
+            "CHAT_REDIS_PORT": str(self.redis_port),
+            "CHAT_MESSAGE_ADDRS": self.addr["message"][0],
+            "CHAT_MATCH_ADDRS": self.addr["match"][0],
+            "CHAT_PRESENCE_ADDRS": self.addr["presence"][0],
+            "CHAT_EVENTS_ADDRS": ",".join(self.addr[n][1] for n in ("message", "match", "presence")),
+            "CHAT_SESSION_SECRET": "integration-test-secret-" + self.name,
+            "CHAT_LOG_LEVEL": os.environ.get("CHAT_LOG_LEVEL", "info"),
+        })
+        env.update(self.env_overrides)
+        return env
+
+    def _add(self, name, argv, env, cwd=None):
+        proc = Proc(name, argv, env, os.path.join(self.tmp, f"{name}.log"), cwd)
+        self.procs[name] = proc
+        return proc
+
+    def _as_postgres(self, argv):
+        if os.getuid() == 0:
+            return ["runuser", "-u", "postgres", "--"] + argv
+        return argv
+
+    def _start_postgres(self):
+        self.pg_port = free_port()
+        pg_dir = os.path.join(self.tmp, "pg")
+        os.mkdir(pg_dir, 0o700)
+        if os.getuid() == 0:
+            shutil.chown(pg_dir, "postgres", "postgres")
+        self.pg_data = os.path.join(pg_dir, "data")
+        self.pg_log = os.path.join(self.tmp, "postgres.log")
+        with open(self.pg_log, "ab") as log:
+            subprocess.run(self._as_postgres([f"{PG_BIN}/initdb", "-D", self.pg_data, "-U", "postgres",
+                                              "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
+                           stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120)
+        # The server writes its own log (the pg dir is not ours to write as root).
+        opts = (f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {pg_dir} -c fsync=off "
+                f"-c full_page_writes=off -c max_connections=200")
+        self._pg_started = True
+        subprocess.run(self._as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.pg_data, "-l",
+                                          os.path.join(pg_dir, "server.log"), "-w", "-t", "60",
+                                          "-o", opts, "start"]),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True, timeout=90)
+        self.psql("CREATE DATABASE chat", db="postgres")
+
+    def psql(self, sql, db="chat"):
+        """Runs sql with psql (unaligned, tuples only); returns the output lines."""
+        out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                              "-p", str(self.pg_port), "-U", "postgres", "-d", db, "-c", sql],
+                             capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise AssertionError(f"psql failed: {out.stderr.strip()}")
+        return [line for line in out.stdout.splitlines() if line != ""]
+
+    def _start_redis(self):
+        self.redis_port = free_port()
+        rdir = os.path.join(self.tmp, "redis")
+        os.mkdir(rdir)
+        self._add("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--dir", rdir],
+                  dict(os.environ)).start()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if not self.procs["redis"].alive() or time.monotonic() > deadline:
+                raise RuntimeError("redis did not start")
+            time.sleep(0.05)
+
+    # ---- readiness -------------------------------------------------------
+    def readyz(self, i=0):
+        try:
+            return http_get(self.http_url(i), "/readyz", timeout=2)[0]
+        except OSError:
+            return None
+
+    def wait_ready(self, i=0, timeout=READY_TIMEOUT_S, want=200):
+        """Polls gateway i's /readyz until it answers `want` (bounded); fails with log tails."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.readyz(i)
+            if last == want:
+                return
+            dead = [p.name for p in self.procs.values()
+                    if p.popen is not None and not p.alive() and p.expected_exit is None]
+            if dead:
+                raise AssertionError(f"process(es) died while waiting for readiness: {dead}\n"
+                                     + self.logs_report())
+            time.sleep(0.05)
+        raise AssertionError(f"gateway{i + 1} /readyz: wanted {want}, last {last} after {timeout}s\n"
+                             + self.logs_report())
+
+    # ---- faults ------------------------------------------------------------
+    def kill(self, name, sig=signal.SIGKILL):
+        """Kills one of our processes (e.g. 'svc-message') and reaps it; returns its status."""
+        self.skip_unless_local("kills a service")
+        return self.procs[name].kill(sig)
+
+    def restart(self, name):
+        """Starts a stopped process again with the same command, ports and env."""
+        self.skip_unless_local("restarts a service")
+        proc = self.procs[name]
+        if proc.alive():
+            raise AssertionError(f"{name} is still running")
+        proc.start()
+
+    # ---- stop ------------------------------------------------------------
+    def stop(self):
+        """Stops everything (gateways first, PostgreSQL last); raises AssertionError if a
+        process misbehaved (exit status, sanitizer report). Removes the temp dir when clean."""
+        if self.external or self.tmp is None:
+            return
+        problems = []
+        order = [n for n in self.procs if n.startswith("gateway")] + \
+                [n for n in ("svc-presence", "svc-match", "svc-message") if n in self.procs]
+        for name in order:
+            pb = self.procs[name].stop()
+            if pb:
+                problems.append(pb)
+        for name, proc in self.procs.items():
+            mark = proc.sanitizer_report()
+            if mark:
+                problems.append(f"{name}: sanitizer report ({mark!r}) in {proc.log_path}")
+        if "redis" in self.procs:
+            self.procs["redis"].stop()  # its exit status is not under test
+        self._stop_postgres()
+        report = self.logs_report() if problems else ""
+        tmp, self.tmp = self.tmp, None
+        if problems:
+            sys.stderr.write(report)
+            raise AssertionError("cluster teardown: " + "; ".join(problems) + f" (logs kept in {tmp})")
+        if os.environ.get("CHAT_TEST_KEEP_LOGS"):
+            sys.stderr.write(f"logs kept in {tmp}\n")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _stop_postgres(self):
+        if not self._pg_started:
+            return
+        self._pg_started = False
+        r = subprocess.run(self._as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.pg_data, "-m", "fast", "-w",
+                                              "-t", "30", "stop"]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        if r.returncode != 0:
+            # Last resort, by the pid PostgreSQL wrote itself.
+            try:
+                with open(os.path.join(self.pg_data, "postmaster.pid")) as f:
+                    os.kill(int(f.readline()), signal.SIGQUIT)
+            except (OSError, ValueError):
+                pass
+
+    def stop_quietly(self):
+        """For error paths and atexit: stop everything, report nothing, never raise."""
+        if self.tmp is None:
+            return
+        for proc in list(self.procs.values())[::-1]:
+            try:
+                if proc.alive():
+                    proc.popen.send_signal(signal.SIGTERM)
+                    try:
+                        proc.popen.wait(timeout=STOP_TIMEOUT_S)
+                    except subprocess.TimeoutExpired:
+                        proc.popen.kill()
+                        proc.popen.wait()
+            except Exception:
+                pass
+        try:
+            self._stop_postgres()
+        except Exception:
+            pass
+        sys.stderr.write(f"chat-it: logs kept in {self.tmp}\n")
+        self.tmp = None
+
+    # ---- logs --------------------------------------------------------------
+    def logs_report(self, lines=30):
+        if self.external or not self.tmp:
+            return ""
+        out = [f"\n===== logs of cluster {self.name} ({self.tmp}) ====="]
+        for name, proc in self.procs.items():
+            out.append(f"----- {name} (pid {proc.pid}) -----\n{proc.tail(lines)}")
+        pg_server_log = os.path.join(self.tmp, "pg", "server.log")
+        if os.path.exists(pg_server_log):
+            out.append(f"----- postgres -----\n{_tail(pg_server_log, 15)}")
+        return "\n".join(out) + "\n"
+
+
+class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
+    """Base class: `cluster` is the module's Cluster. Clients opened with self.connect()
+    are closed after each test; a failing test prints the cluster's log tails."""
+
+    cluster = None
+
+    async def asyncSetUp(self):
+        self._clients = []
+
+    async def asyncTearDown(self):
+        for c in self._clients:
+            await c.close()
+
+    async def connect(self, gw=0, session=None, **kw):
+        from client import connect
+        c = await connect(self.cluster.ws_url(gw), session=session, **kw)
+        self._clients.append(c)
+        return c
+
+    def run(self, result=None):
+        before = (len(result.failures), len(result.errors)) if result is not None else None
+        out = super().run(result)
+        if result is not None and (len(result.failures), len(result.errors)) != before and self.cluster:
+            sys.stderr.write(self.cluster.logs_report())
+        return out
+
+
+def module_fixtures(cluster):
+    """Returns (setUpModule, tearDownModule) for a test module owning `cluster`."""
+
+    def setUpModule():
+        cluster.start()
+
+    def tearDownModule():
+        cluster.stop()
+
+    return setUpModule, tearDownModule

@@ -1,0 +1,73 @@
+"""Connecting and resuming: the connected frame, session tokens, bad tokens."""
+
+import asyncio
+import unittest
+
+import cluster
+from client import connect, is_uuid4
+
+CLUSTER = cluster.Cluster(gateways=1, name="session")
+setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
+
+
+class SessionTest(cluster.ClusterTestCase):
+    cluster = CLUSTER
+
+    async def test_connected_frame_is_first_with_fresh_uuid4(self):
+        a = await self.connect()   # connect() checks the exact frame (keys, uuid v4, resumed false)
+        b = await self.connect()
+        self.assertTrue(is_uuid4(a.user_id), a.welcome)
+        self.assertEqual(a.welcome["resumed"], False)
+        self.assertNotEqual(a.user_id, b.user_id)
+        self.assertNotEqual(a.session, b.session)
+
+    async def test_resume_gives_same_user_and_a_valid_fresh_token(self):
+        a = await self.connect()
+        await a.close()
+        r = await self.connect(session=a.session)
+        self.assertEqual(r.user_id, a.user_id)
+        self.assertEqual(r.welcome["resumed"], True)
+        # The fresh token works, and the older one stays valid until it expires.
+        r2 = await self.connect(session=r.session)
+        self.assertEqual(r2.user_id, a.user_id)
+        r3 = await self.connect(session=a.session)
+        self.assertEqual(r3.user_id, a.user_id)
+
+    async def test_two_connections_of_one_user(self):
+        a = await self.connect()
+        a2 = await self.connect(session=a.session)
+        self.assertEqual(a2.user_id, a.user_id)
+        # Both connections stay usable; the user is online.
+        for c in (a, a2):
+            f = await c.request({"type": "presence", "user_ids": [a.user_id]}, "presence", exact=True,
+                                statuses=lambda s: isinstance(s, list) and len(s) == 1)
+            self.assertEqual(f["statuses"][0]["user_id"], a.user_id)
+            self.assertEqual(f["statuses"][0]["status"], "online")
+
+    async def _expect_unauthorized(self, token):
+        c = await connect(self.cluster.ws_url(), session=token, wait_connected=False)
+        self._clients.append(c)
+        await c.expect("error", code="unauthorized")
+        await c.expect_close(4401)
+
+    async def test_bad_tokens_are_unauthorized_then_4401(self):
+        for token in ("", "x", "not-a-token", "A" * 300, "%00%ff", "..", "a.b.c"):
+            with self.subTest(token=token):
+                await self._expect_unauthorized(token)
+
+    async def test_tampered_token_is_unauthorized(self):
+        a = await self.connect()
+        tok = a.session
+        # Change each position class: start, middle, end (a flipped bit anywhere must fail).
+        for i in sorted({0, len(tok) // 2, len(tok) - 2}):
+            ch = tok[i]
+            repl = "B" if ch != "B" else "C"
+            bad = tok[:i] + repl + tok[i + 1:]
+            with self.subTest(pos=i):
+                await self._expect_unauthorized(bad)
+        await self._expect_unauthorized(tok[:-4])
+        await self._expect_unauthorized(tok + "AAAA")
+
+
+if __name__ == "__main__":
+    unittest.main()
