@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Runs the whole chat backend on this machine, in the foreground:
+# PostgreSQL, Redis, svc-message, svc-match, svc-presence and N gateways.
+# Ctrl-C (or SIGTERM) stops everything it started. See --help.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PG_BIN=${CHAT_PG_BIN:-/usr/lib/postgresql/15/bin}
+
+usage() {
+    cat <<EOF
+Usage: deploy/local/run.sh [--fresh] [--no-deps] [--no-build] [--help]
+
+Installs missing Debian packages (deploy/deps.sh), builds (CMake Release), then
+runs in the foreground: PostgreSQL, Redis, svc-message, svc-match,
+svc-presence and the gateways, all on 127.0.0.1. Prints the URL(s) once every
+gateway's /readyz answers 200. Ctrl-C or SIGTERM stops everything. If any
+process dies, the script says which and stops the rest.
+
+Flags:
+  --fresh      wipe the state dir first (database, Redis data, session secret)
+  --no-deps    do not run deploy/deps.sh
+  --no-build   do not run cmake (use the binaries already in the build dir)
+  --help       this text
+
+Environment (defaults in brackets):
+  CHAT_STATE_DIR          state kept across runs [deploy/local/.state]
+  CHAT_BUILD_DIR          build directory [build/ at the repo root]
+  CHAT_PG_PORT            PostgreSQL port [5433]
+  CHAT_REDIS_PORT         Redis port [6380]
+  CHAT_GATEWAYS           number of gateways [1]
+  CHAT_GATEWAY_PORT       first gateway's port; the next ones follow [8080]
+  CHAT_READY_TIMEOUT_S    how long to wait for readiness [60]
+Passed to the services as they are (see each program's --help):
+  CHAT_SESSION_SECRET     [generated once, kept in the state dir]
+  CHAT_MAX_TEXT, CHAT_RATE_PER_MIN, CHAT_RECONNECT_GRACE_MS,
+  CHAT_TYPING_TIMEOUT_MS, CHAT_LOG_LEVEL, and any other CHAT_* variable.
+Service addresses default to those of docs/ARCHITECTURE.md
+(tcp://127.0.0.1:7201/7202, 7301/7302, 7401/7402).
+
+Logs: each service's and Redis's output goes to this terminal, each line
+prefixed with [name]; PostgreSQL's log is <state>/pg/server.log.
+EOF
+}
+
+FRESH=0 DEPS=1 BUILD=1
+for arg in "$@"; do
+    case "$arg" in
+        --fresh) FRESH=1 ;;
+        --no-deps) DEPS=0 ;;
+        --no-build) BUILD=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+STATE=${CHAT_STATE_DIR:-$ROOT/deploy/local/.state}
+BUILD_DIR=${CHAT_BUILD_DIR:-$ROOT/build}
+PG_PORT=${CHAT_PG_PORT:-5433}
+REDIS_PORT=${CHAT_REDIS_PORT:-6380}
+GATEWAYS=${CHAT_GATEWAYS:-1}
+GW_PORT=${CHAT_GATEWAY_PORT:-8080}
+READY_TIMEOUT_S=${CHAT_READY_TIMEOUT_S:-60}
+
+say() { printf '[run.sh] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+[[ "$GATEWAYS" =~ ^[1-9][0-9]?$ ]] || die "CHAT_GATEWAYS must be 1..99"
+for v in PG_PORT REDIS_PORT GW_PORT; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a port number"
+done
+
+as_postgres() {
+    if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# ---- 1. dependencies and build -------------------------------------------
+if [[ $DEPS -eq 1 ]]; then
+    "$ROOT/deploy/deps.sh"
+fi
+if [[ $BUILD -eq 1 ]]; then
+    say "building into $BUILD_DIR"
+    cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$BUILD_DIR" -j"$(nproc)" >/dev/null || {
+        say "build failed; rerunning verbosely"; cmake --build "$BUILD_DIR" -j1; exit 1; }
+fi
+BIN=$BUILD_DIR/bin
+for prog in svc-message svc-match svc-presence svc-gateway; do
+    [[ -x "$BIN/$prog" ]] || die "$BIN/$prog not found (build first or drop --no-build)"
+done
+
+# ---- 2. state dir ------------------------------------------------------------
+PG_DIR=$STATE/pg
+PG_DATA=$PG_DIR/data
+pg_running() { [[ -f "$PG_DATA/PG_VERSION" ]] && as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
+
+if [[ $FRESH -eq 1 && -d "$STATE" ]]; then
+    pg_running && die "a PostgreSQL from $PG_DATA is still running; stop it before --fresh"
+    say "--fresh: removing $STATE"
+    rm -rf "$STATE"
+fi
+mkdir -p "$STATE/redis" "$PG_DIR"
+chmod 755 "$STATE"
+if [[ $(id -u) -eq 0 ]]; then chown postgres:postgres "$PG_DIR"; fi
+chmod 700 "$PG_DIR"
+
+if [[ -z "${CHAT_SESSION_SECRET:-}" ]]; then
+    if [[ ! -s "$STATE/session_secret" ]]; then
+        (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$STATE/session_secret")
+    fi
+    CHAT_SESSION_SECRET=$(cat "$STATE/session_secret")
+fi
+export CHAT_SESSION_SECRET
+
+# ---- 3. processes ------------------------------------------------------------
+NAMES=()   # parallel arrays: what we started, in start order
+PIDS=()
+PG_STARTED=0
+STOPPING=0
+
+# Starts "$@" in the background with its output prefixed by [name]. Each process
+# gets its own session (setsid execs in place, so $! is its pid): a Ctrl-C reaches
+# only this script, which then stops everything in order. The prefixer ignores
+# SIGINT/SIGTERM so that a service's last log lines are not lost.
+spawn() {
+    local name=$1; shift
+    setsid "$@" < /dev/null > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
+    NAMES+=("$name"); PIDS+=($!)
+}
+
+stop_pid() {  # name pid: SIGTERM, wait up to 15 s, then SIGKILL
+    local name=$1 pid=$2 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    say "$name (pid $pid) ignored SIGTERM; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    trap '' INT TERM
+    say "stopping"
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        [[ "${NAMES[$i]}" == redis ]] && continue
+        stop_pid "${NAMES[$i]}" "${PIDS[$i]}"
+    done
+    if [[ $PG_STARTED -eq 1 ]]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 ||
+            say "pg_ctl stop failed; see $PG_DIR/server.log"
+    fi
+    for ((i = 0; i < ${#PIDS[@]}; i++)); do
+        [[ "${NAMES[$i]}" == redis ]] && stop_pid redis "${PIDS[$i]}"
+    done
+    say "stopped"
+}
+check_alive() {  # fails naming the first process that has exited
+    local i
+    for ((i = 0; i < ${#PIDS[@]}; i++)); do
+        if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
+            say "${NAMES[$i]} (pid ${PIDS[$i]}) exited unexpectedly"
+            return 1
+        fi
+    done
+}
+
+http_status() {  # port path -> HTTP status code, or nothing
+    timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$0 || exit 1
+        printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3
+        read -r _ code _ <&3 && echo "$code"' "$1" "$2" 2>/dev/null || true
+}
+
+trap 'STOPPING=1' INT TERM
+trap 'cleanup' EXIT
+
+# PostgreSQL: initdb on the first run, then kept.
+if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
+    say "initdb $PG_DATA"
+    as_postgres "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+fi
+if pg_running; then
+    say "a PostgreSQL left over from an earlier run is up on $PG_DATA; stopping it"
+    as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
+fi
+say "PostgreSQL on 127.0.0.1:$PG_PORT (log: $PG_DIR/server.log)"
+PG_STARTED=1
+as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR" start >/dev/null ||
+    { PG_STARTED=0; die "PostgreSQL did not start; see $PG_DIR/server.log"; }
+PSQL=(psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres)
+if [[ -z $("${PSQL[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'chat'") ]]; then
+    "${PSQL[@]}" -d postgres -c "CREATE DATABASE chat" >/dev/null
+fi
+
+# Redis: append-only file in the state dir, so data is kept like a volume.
+spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STATE/redis" \
+    --appendonly yes --save '' --daemonize no
+for ((i = 0; ; i++)); do
+    [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && break
+    check_alive || exit 1
+    ((i < 100)) || die "Redis did not answer on port $REDIS_PORT"
+    sleep 0.1
+done
+
+export CHAT_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=chat user=postgres"
+export CHAT_REDIS_HOST=127.0.0.1 CHAT_REDIS_PORT=$REDIS_PORT
+export CHAT_MESSAGE_LISTEN=${CHAT_MESSAGE_LISTEN:-tcp://127.0.0.1:7201}
+export CHAT_MESSAGE_PUB_LISTEN=${CHAT_MESSAGE_PUB_LISTEN:-tcp://127.0.0.1:7202}
+export CHAT_MATCH_LISTEN=${CHAT_MATCH_LISTEN:-tcp://127.0.0.1:7301}
+export CHAT_MATCH_PUB_LISTEN=${CHAT_MATCH_PUB_LISTEN:-tcp://127.0.0.1:7302}
+export CHAT_PRESENCE_LISTEN=${CHAT_PRESENCE_LISTEN:-tcp://127.0.0.1:7401}
+export CHAT_PRESENCE_PUB_LISTEN=${CHAT_PRESENCE_PUB_LISTEN:-tcp://127.0.0.1:7402}
+export CHAT_MESSAGE_ADDRS=${CHAT_MESSAGE_ADDRS:-$CHAT_MESSAGE_LISTEN}
+export CHAT_MATCH_ADDRS=${CHAT_MATCH_ADDRS:-$CHAT_MATCH_LISTEN}
+export CHAT_PRESENCE_ADDRS=${CHAT_PRESENCE_ADDRS:-$CHAT_PRESENCE_LISTEN}
+export CHAT_EVENTS_ADDRS=${CHAT_EVENTS_ADDRS:-$CHAT_MESSAGE_PUB_LISTEN,$CHAT_MATCH_PUB_LISTEN,$CHAT_PRESENCE_PUB_LISTEN}
+
+spawn svc-message "$BIN/svc-message"
+spawn svc-match "$BIN/svc-match"
+spawn svc-presence "$BIN/svc-presence"
+for ((g = 1; g <= GATEWAYS; g++)); do
+    spawn "gateway$g" env CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) CHAT_GATEWAY_ID="gw$g" "$BIN/svc-gateway"
+done
+
+# ---- 4. readiness, then wait ---------------------------------------------------
+deadline=$((SECONDS + READY_TIMEOUT_S))
+for ((g = 1; g <= GATEWAYS; g++)); do
+    port=$((GW_PORT + g - 1))
+    until [[ $(http_status "$port" /readyz) == 200 ]]; do
+        [[ $STOPPING -eq 0 ]] || exit 0
+        check_alive || exit 1
+        ((SECONDS < deadline)) || die "gateway$g: /readyz not 200 after ${READY_TIMEOUT_S}s"
+        sleep 0.2
+    done
+done
+
+say "ready:"
+for ((g = 1; g <= GATEWAYS; g++)); do
+    port=$((GW_PORT + g - 1))
+    say "  gateway$g  http://127.0.0.1:$port/   (WebSocket ws://127.0.0.1:$port/ws)"
+done
+say "Ctrl-C stops everything."
+
+while [[ $STOPPING -eq 0 ]]; do
+    wait -n "${PIDS[@]}" 2>/dev/null || true
+    [[ $STOPPING -eq 0 ]] || break
+    check_alive || exit 1
+done
+exit 0
