@@ -68,6 +68,7 @@
     usedToken: false,       // the current socket presented a session token
     connTimer: null,        // ticks the "reconnecting in N s" countdown
     reqSeq: 0,
+    wantHistory: false,     // the chat was restored after a reload: fetch it
     // chat
     phase: 'start',         // start | searching | chatting | ended
     conv: null,             // conversation id of the chat on screen
@@ -199,6 +200,10 @@
     clearTimeout(S.reconnectTimer);
     setConn('kicked');
     showError('Removed by an operator.');
+    if (S.phase !== 'start') setStatus('Removed by an operator');
+    for (const m of S.outbox.values()) {
+      if (m.status !== 'failed') failMine(m, 'Not sent: removed by an operator', true);
+    }
     render();
   }
 
@@ -216,6 +221,7 @@
     receipt: onReceipt,
     typing: onTyping,
     announcement: onAnnouncement,
+    history: onHistory,
     error: onError,
   };
 
@@ -252,6 +258,10 @@
         transmit(m);
       }
     }
+    if (S.wantHistory && S.phase === 'chatting' && S.conv) {
+      S.wantHistory = false;
+      wsSend({ type: 'history', conversation_id: S.conv, limit: 100, req: nextReq('hist') });
+    }
     // A receipt sent just before the drop may have been lost: send it again.
     if (S.conv && S.maxSeq > 0) {
       S.deliveredSent = 0;
@@ -272,6 +282,7 @@
     switch (kind) {
       case 'send': onSendError(req.slice(5), code, f); return;
       case 'rcpt': return;                     // a lost receipt only means a replay later
+      case 'hist': return;                     // the restored chat just starts empty
       case 'start': onStartError(code, f); return;
       case 'stop': return;                     // Cancel is already applied on screen
       case 'end': onEndError(code, f); return;
@@ -404,7 +415,9 @@
     S.pendingEnd = null;
     store.del(CONV_KEY);
     for (const m of S.outbox.values()) {
-      if (m.conv === S.conv) failMine(m, 'Not sent: the chat has ended', true);
+      if (m.conv !== S.conv) continue;
+      if (m.status === 'failed') { m.final = true; updateMine(m); }
+      else failMine(m, 'Not sent: the chat has ended', true);
     }
     if (skip) { startSearch(); return; }
     if (S.phase === 'ended') return;
@@ -619,6 +632,30 @@
     }
   }
 
+  // The page of the restored chat, put in order among what replay brought.
+  function onHistory(f) {
+    if (f.conversation_id !== S.conv || !Array.isArray(f.messages)) return;
+    for (const h of f.messages) {
+      if (!h || !isSeq(h.seq) || typeof h.text !== 'string') continue;
+      if (h.from === S.userId) {
+        if (S.mineBySeq.some((m) => m.seq === h.seq)) continue;
+        const m = { cmid: '', conv: S.conv, text: h.text, status: 'sent', error: '', final: true,
+                    tries: 0, timer: null, seq: h.seq, ts: h.ts, node: null };
+        m.node = addMine(m);
+        S.mineBySeq.push(m);
+        updateMine(m);
+        continue;
+      }
+      const key = S.conv + '\n' + h.seq;
+      if (S.seen.has(key)) continue;
+      S.seen.add(key);
+      addTheirs(h);
+      if (h.seq > S.maxSeq) S.maxSeq = h.seq;
+    }
+    el.messages.scrollTop = el.messages.scrollHeight;
+    scheduleReceipt();
+  }
+
   function onTyping(f) {
     if (f.conversation_id !== S.conv || S.phase !== 'chatting' || f.user_id === S.userId) return;
     showTyping(f.state === 'start');
@@ -637,9 +674,17 @@
     return l.scrollHeight - l.scrollTop - l.clientHeight < 80;
   }
 
-  function append(li, force) {
+  // Messages with a seq go before the first shown message with a higher
+  // one (replay and history can arrive after newer live messages).
+  function append(li, force, seq) {
     const stick = force || nearBottom();
-    el.messages.appendChild(li);
+    let before = null;
+    if (seq) {
+      for (const other of el.messages.children) {
+        if (other.dataset.seq && Number(other.dataset.seq) > seq) { before = other; break; }
+      }
+    }
+    el.messages.insertBefore(li, before);
     if (stick) el.messages.scrollTop = el.messages.scrollHeight;
   }
 
@@ -671,7 +716,7 @@
     meta.className = 'meta';
     meta.textContent = fmtTime(f.ts);
     li.appendChild(meta);
-    append(li, false);
+    append(li, false, f.seq);
   }
 
   function addMine(m) {
@@ -685,7 +730,8 @@
     const meta = document.createElement('div');
     meta.className = 'meta';
     li.appendChild(meta);
-    append(li, true);
+    if (m.seq) li.dataset.seq = String(m.seq);
+    append(li, true, m.seq);
     return li;
   }
 
@@ -700,6 +746,7 @@
   function updateMine(m) {
     if (!m.node) return;
     m.node.dataset.status = m.status;
+    if (m.seq) m.node.dataset.seq = String(m.seq);
     const meta = m.node.querySelector('.meta');
     meta.textContent = '';
     const label = document.createElement('span');
@@ -822,7 +869,9 @@
   if (savedConv && store.get(TOKEN_KEY)) {
     S.phase = 'chatting';
     S.conv = savedConv;
+    S.wantHistory = true;
     setStatus('Reconnecting to your chat…');
+    addSystem('Back in your chat with the stranger.');
   } else {
     store.del(CONV_KEY);
   }

@@ -3,7 +3,7 @@
 
 Serves svc-gateway/web/ over HTTP and a small in-memory version of the client
 protocol at /ws: connected/resume, FIFO matching, end_chat, send/ack/message,
-receipts, and the grace period for a partner who went away. Not the product:
+receipts, history, and the grace period for a partner who went away. Not the product:
 no persistence, no replay, one process. Debian's /usr/bin/python3 with the
 `websockets` 10.x module.
 
@@ -12,7 +12,7 @@ Special texts sent as a chat message let you see the page's rarer states:
   /announce TXT  an announcement to everyone
   /ratelimit     error rate_limited (retry_after_ms 5000)
   /unavailable   error unavailable once, the retry then succeeds
-  /bye           close the socket with 1001 (the page reconnects and resumes)
+  /bye           stored, then close 1001 before the ack (the page resumes, retries)
   /unknown       a frame of an unknown type (the page must ignore it)
 
 Usage: /usr/bin/python3 mock_gateway.py [--port 48090] [--grace-ms 15000]
@@ -154,7 +154,7 @@ async def on_frame(hub, ws, user, raw):
         if hub.queue:
             other = hub.queue.pop(0)
             conv = 'c-' + uuid.uuid4().hex[:12]
-            hub.convs[conv] = {'users': (other, user), 'seq': 0, 'closed': False}
+            hub.convs[conv] = {'users': (other, user), 'seq': 0, 'closed': False, 'log': []}
             hub.chat_of[user] = hub.chat_of[other] = conv
             for u in (other, user):
                 await hub.push(u, {'type': 'matched', 'conversation_id': conv, 'kind': 'random'})
@@ -186,6 +186,18 @@ async def on_frame(hub, ws, user, raw):
         await hub.push(hub.partner(conv, user), {
             'type': 'receipt', 'conversation_id': conv, 'seq': f.get('seq'),
             'status': f.get('status'), 'user_id': user})
+    elif t == 'history':
+        conv = f.get('conversation_id')
+        c = hub.convs.get(conv)
+        if c is None or user not in c['users']:
+            await error('not_found')
+            return
+        before = f.get('before') or c['seq'] + 1
+        limit = f.get('limit') or 50
+        older = [m for m in c['log'] if m['seq'] < before]
+        page = older[-limit:]
+        await reply({'type': 'history', 'conversation_id': conv, 'messages': page,
+                     'next_before': page[0]['seq'] if len(page) < len(older) else None})
     else:
         await error('unknown_type')
 
@@ -220,9 +232,6 @@ async def on_send(hub, ws, user, f, reply, error):
         hub.flaky.add(cmid)
         await error('unavailable', 'storage is down')
         return
-    if cmd == '/bye':
-        await ws.close(1001, 'going away')
-        return
     if cmd == '/unknown':
         await ws.send(json.dumps({'type': 'from_the_future', 'x': 1}))
     if cmd.startswith('/announce '):
@@ -234,6 +243,12 @@ async def on_send(hub, ws, user, f, reply, error):
     ack = {'type': 'ack', 'client_msg_id': cmid, 'conversation_id': conv,
            'msg_id': msg_id, 'seq': c['seq'], 'ts': ts}
     hub.sent[(user, cmid)] = ack
+    c['log'].append({'msg_id': msg_id, 'seq': c['seq'], 'from': user, 'text': text, 'ts': ts})
+    if cmd == '/bye':
+        # Stored, but the ack is lost with the connection: the page's retry
+        # with the same client_msg_id must get this ack and no second copy.
+        await ws.close(1001, 'going away')
+        return
     await reply(dict(ack))
     await hub.push(hub.partner(conv, user), {
         'type': 'message', 'conversation_id': conv, 'msg_id': msg_id, 'seq': c['seq'],
