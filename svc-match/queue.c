@@ -1,0 +1,279 @@
+/* The search queue: start_search pairs a searcher with the user who has
+ * waited longest, or queues it; stop_search and user_offline leave the
+ * queue. All decisions are Lua scripts (see match.h for the keys). */
+#include "match.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat/log.h"
+
+/* KEYS: m:chat:{user} m:q:{user} m:queue m:ticket; ARGV: user pending_ttl_s.
+ * Returns {"in_chat"}, {"searching"} or {"paired", partner, partner_ticket}.
+ * A user whose conversation is being created ("pending") is as good as
+ * matched: asking again answers "searching" (and takes back a stop made
+ * meanwhile), the match itself arrives as an event. Entries are popped from
+ * the head until a live one of another user shows up, so stale entries are
+ * dropped as they are met and each entry is popped once. */
+static const char PAIR_SRC[] =
+    "local chat = redis.call('GET', KEYS[1])\n"
+    "if chat then\n"
+    "  if chat == 'pending:left' then redis.call('SET', KEYS[1], 'pending', 'KEEPTTL') end\n"
+    "  if string.sub(chat, 1, 7) == 'pending' then return {'searching'} end\n"
+    "  return {'in_chat'}\n"
+    "end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return {'searching'} end\n"
+    "while true do\n"
+    "  local e = redis.call('LPOP', KEYS[3])\n"
+    "  if not e then break end\n"
+    "  local sep = string.find(e, ':', 1, true)\n"
+    "  if sep then\n"
+    "    local t = string.sub(e, 1, sep - 1)\n"
+    "    local u = string.sub(e, sep + 1)\n"
+    "    local qk = 'm:q:' .. u\n"
+    "    if u ~= ARGV[1] and redis.call('GET', qk) == t then\n"
+    "      redis.call('DEL', qk)\n"
+    "      if not redis.call('GET', 'm:chat:' .. u) then\n"
+    "        redis.call('SET', 'm:chat:' .. u, 'pending', 'EX', ARGV[2])\n"
+    "        redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[2])\n"
+    "        return {'paired', u, t}\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local t = redis.call('INCR', KEYS[4])\n"
+    "redis.call('SET', KEYS[2], t)\n"
+    "redis.call('RPUSH', KEYS[3], t .. ':' .. ARGV[1])\n"
+    "return {'searching'}\n";
+
+/* KEYS: m:chat:{user} m:chat:{partner} m:conv:{id}; ARGV: id partner user.
+ * Turns both reservations into the conversation. Returns 0 without a change
+ * if either user is already in another chat (a reservation outlived its TTL
+ * and was reused: should never happen, but must not pair anyone twice). */
+static const char COMMIT_SRC[] =
+    "for i = 1, 2 do\n"
+    "  local v = redis.call('GET', KEYS[i])\n"
+    "  if v and string.sub(v, 1, 7) ~= 'pending' then return 0 end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[1])\n"
+    "redis.call('SET', KEYS[2], ARGV[1])\n"
+    "redis.call('HSET', KEYS[3], 'a', ARGV[2], 'b', ARGV[3])\n"
+    "return 1\n";
+
+/* KEYS: m:chat:{user} m:chat:{partner} m:q:{partner} m:queue;
+ * ARGV: partner partner_ticket. Undoes a pairing whose conversation could not
+ * be created: drops both reservations and puts the partner back at the head
+ * with its old ticket, unless it stopped searching meanwhile. Returns 1 when
+ * the partner was requeued. */
+static const char ABORT_SRC[] =
+    "local function pending(v) return v and string.sub(v, 1, 7) == 'pending' end\n"
+    "if pending(redis.call('GET', KEYS[1])) then redis.call('DEL', KEYS[1]) end\n"
+    "local pv = redis.call('GET', KEYS[2])\n"
+    "if not pending(pv) then return 0 end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "if pv ~= 'pending' or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end\n"
+    "redis.call('SET', KEYS[3], ARGV[2])\n"
+    "redis.call('LPUSH', KEYS[4], ARGV[2] .. ':' .. ARGV[1])\n"
+    "return 1\n";
+
+/* KEYS: m:q:{user} m:chat:{user}. Leaves the queue; the list entry becomes
+ * stale. A user being paired right now is marked so a failed create does not
+ * put it back. */
+static const char LEAVE_SRC[] =
+    "redis.call('DEL', KEYS[1])\n"
+    "if redis.call('GET', KEYS[2]) == 'pending' then\n"
+    "  redis.call('SET', KEYS[2], 'pending:left', 'KEEPTTL')\n"
+    "end\n"
+    "return 0\n";
+
+static chat_redis_script pair_script, commit_script, abort_script, leave_script;
+
+void match_queue_scripts_init(void)
+{
+    chat_redis_script_init(&pair_script, PAIR_SRC);
+    chat_redis_script_init(&commit_script, COMMIT_SRC);
+    chat_redis_script_init(&abort_script, ABORT_SRC);
+    chat_redis_script_init(&leave_script, LEAVE_SRC);
+}
+
+static bool reply_is_str(const redisReply *r)
+{
+    return r != NULL && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+}
+
+int match_parse_pair(const redisReply *rep, match_pair *out)
+{
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        !reply_is_str(rep->element[0]))
+        return -1;
+    const char *st = rep->element[0]->str;
+    if (strcmp(st, "in_chat") == 0 || strcmp(st, "searching") == 0) {
+        out->status = st[0] == 'i' ? MATCH_PAIR_IN_CHAT : MATCH_PAIR_SEARCHING;
+        out->partner[0] = out->ticket[0] = '\0';
+        return 0;
+    }
+    if (strcmp(st, "paired") != 0 || rep->elements != 3 || !reply_is_str(rep->element[1]) ||
+        !reply_is_str(rep->element[2]))
+        return -1;
+    const redisReply *u = rep->element[1], *t = rep->element[2];
+    if (u->len != CHAT_UUID_LEN || !chat_uuid_valid(u->str) || t->len == 0 ||
+        t->len >= sizeof out->ticket)
+        return -1;
+    out->status = MATCH_PAIR_PAIRED;
+    memcpy(out->partner, u->str, u->len + 1);
+    memcpy(out->ticket, t->str, t->len + 1);
+    return 0;
+}
+
+/* Puts things back after a failed create (best effort: Redis may be gone). */
+static void pair_abort(chat_redis *r, const char *user, const match_pair *p)
+{
+    char kchat[64], kpchat[64], kpq[64];
+    snprintf(kchat, sizeof kchat, "m:chat:%s", user);
+    snprintf(kpchat, sizeof kpchat, "m:chat:%s", p->partner);
+    snprintf(kpq, sizeof kpq, "m:q:%s", p->partner);
+    const char *args[] = {kchat, kpchat, kpq, "m:queue", p->partner, p->ticket};
+    redisReply *rep = match_eval(r, &abort_script, 4, 6, args);
+    chat_info("match_pair_undone", "user=%s partner=%s requeued=%d", user, p->partner,
+              rep != NULL && rep->type == REDIS_REPLY_INTEGER ? (int)rep->integer : -1);
+    freeReplyObject(rep);
+}
+
+/* Asks svc-message for the conversation. Returns 0 and conv, or -1. */
+static int pair_create_conversation(const match_env *env, const char *user,
+                                    const match_pair *p, char conv[MATCH_ID_MAX + 1])
+{
+    Chat__CreateConversationReq cc = CHAT__CREATE_CONVERSATION_REQ__INIT;
+    char *members[2] = {(char *)p->partner, (char *)user};
+    cc.kind = CHAT__CONVERSATION_KIND__RANDOM;
+    cc.n_member_ids = 2;
+    cc.member_ids = members;
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION;
+    req.create_conversation = &cc;
+
+    Chat__MessageReply *rep = NULL;
+    if (env->message_call(env->ctx, &req, &rep) != 0) {
+        chat_warn("match_create_failed", "user=%s partner=%s err=unreachable", user, p->partner);
+        return -1;
+    }
+    int rv = -1;
+    if (rep->code != CHAT__CODE__OK || !match_conv_id_valid(rep->conversation_id))
+        chat_warn("match_create_failed", "user=%s partner=%s code=%d", user, p->partner,
+                  (int)rep->code);
+    else {
+        snprintf(conv, MATCH_ID_MAX + 1, "%s", rep->conversation_id);
+        rv = 0;
+    }
+    chat__message_reply__free_unpacked(rep, NULL);
+    return rv;
+}
+
+/* Returns 1 committed, 0 conflict, -1 Redis unreachable. */
+static int pair_commit(chat_redis *r, const char *user, const match_pair *p, const char *conv)
+{
+    char kchat[64], kpchat[64], kconv[80];
+    snprintf(kchat, sizeof kchat, "m:chat:%s", user);
+    snprintf(kpchat, sizeof kpchat, "m:chat:%s", p->partner);
+    snprintf(kconv, sizeof kconv, "m:conv:%s", conv);
+    const char *args[] = {kchat, kpchat, kconv, conv, p->partner, user};
+    redisReply *rep = match_eval(r, &commit_script, 3, 6, args);
+    if (rep == NULL)
+        return -1;
+    int rv = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? 1 : 0;
+    freeReplyObject(rep);
+    return rv;
+}
+
+static void pair_publish(const match_env *env, const char *user, const char *partner,
+                         const char *conv, const Chat__ConnRef *conn)
+{
+    Chat__MatchedEvt m = CHAT__MATCHED_EVT__INIT;
+    m.conversation_id = (char *)conv;
+    char *ids[2] = {(char *)partner, (char *)user};
+    Chat__Event ev = CHAT__EVENT__INIT;
+    ev.n_user_ids = 2;
+    ev.user_ids = ids;
+    ev.exclude = (Chat__ConnRef *)conn;
+    ev.body_case = CHAT__EVENT__BODY_MATCHED;
+    ev.matched = &m;
+    env->publish(env->ctx, &ev);
+}
+
+/* Both users are reserved: make the conversation, then make it theirs. */
+static void pair_finish(const match_env *env, chat_redis *r, const char *user,
+                        const match_pair *p, const Chat__ConnRef *conn, match_out *out)
+{
+    char conv[MATCH_ID_MAX + 1];
+    if (pair_create_conversation(env, user, p, conv) != 0) {
+        pair_abort(r, user, p);
+        match_out_err(out, CHAT__CODE__UNAVAILABLE, "cannot create the conversation");
+        return;
+    }
+    int c = pair_commit(r, user, p, conv);
+    if (c != 1) {
+        /* Nobody will ever use this conversation: close it, undo the rest. */
+        chat_warn("match_commit_failed", "user=%s partner=%s conv=%s redis=%s", user,
+                  p->partner, conv, c < 0 ? "unreachable" : "conflict");
+        match_close_conversation(env, conv, user);
+        pair_abort(r, user, p);
+        match_out_err(out, CHAT__CODE__UNAVAILABLE, "cannot record the match");
+        return;
+    }
+    chat_info("match_paired", "conv=%s a=%s b=%s", conv, p->partner, user);
+    snprintf(out->conv, sizeof out->conv, "%s", conv);
+    snprintf(out->partner, sizeof out->partner, "%s", p->partner);
+    out->reply.matched_conversation_id = out->conv;
+    out->reply.partner_id = out->partner;
+    pair_publish(env, user, p->partner, conv, conn);
+}
+
+void match_start_search(const match_env *env, chat_redis *r, const Chat__StartSearchReq *q,
+                        match_out *out)
+{
+    const char *user = q->user_id;
+    char kchat[64], kq[64], ttl[16];
+    snprintf(kchat, sizeof kchat, "m:chat:%s", user);
+    snprintf(kq, sizeof kq, "m:q:%s", user);
+    snprintf(ttl, sizeof ttl, "%d", env->pending_ttl_s > 0 ? env->pending_ttl_s : 60);
+    const char *args[] = {kchat, kq, "m:queue", "m:ticket", user, ttl};
+    redisReply *rep = match_eval(r, &pair_script, 4, 6, args);
+    if (rep == NULL) {
+        match_out_err(out, CHAT__CODE__UNAVAILABLE, "queue unavailable");
+        return;
+    }
+    match_pair p;
+    int rv = match_parse_pair(rep, &p);
+    freeReplyObject(rep);
+    if (rv != 0) {
+        chat_error("match_bad_script_reply", "script=pair user=%s", user);
+        match_out_err(out, CHAT__CODE__INTERNAL, "unexpected queue state");
+        return;
+    }
+    switch (p.status) {
+    case MATCH_PAIR_IN_CHAT:
+        match_out_err(out, CHAT__CODE__ALREADY_IN_CHAT, "already in a random chat");
+        return;
+    case MATCH_PAIR_SEARCHING:
+        chat_debug("match_searching", "user=%s", user);
+        return;
+    case MATCH_PAIR_PAIRED:
+        pair_finish(env, r, user, &p, q->conn, out);
+        return;
+    }
+}
+
+void match_leave_queue(chat_redis *r, const char *user_id, match_out *out)
+{
+    char kq[64], kchat[64];
+    snprintf(kq, sizeof kq, "m:q:%s", user_id);
+    snprintf(kchat, sizeof kchat, "m:chat:%s", user_id);
+    const char *args[] = {kq, kchat};
+    redisReply *rep = match_eval(r, &leave_script, 2, 2, args);
+    /* OK whether or not the user was searching; but a leave that did not
+     * reach Redis is not done, and the caller must know. */
+    if (rep == NULL)
+        match_out_err(out, CHAT__CODE__UNAVAILABLE, "queue unavailable");
+    freeReplyObject(rep);
+}
