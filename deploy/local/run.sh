@@ -171,7 +171,7 @@ check_alive() {  # fails naming the first process that has exited
 http_status() {  # port path -> HTTP status code, or nothing
     timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$0 || exit 1
         printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3
-        read -r _ code _ <&3 && echo "$code"' "$1" "$2" 2>/dev/null || true
+        read -r _ code _ <&3 && echo "${code%%[!0-9]*}"; cat <&3 >/dev/null' "$1" "$2" 2>/dev/null || true
 }
 
 trap 'STOPPING=1' INT TERM
