@@ -258,10 +258,7 @@
         transmit(m);
       }
     }
-    if (S.wantHistory && S.phase === 'chatting' && S.conv) {
-      S.wantHistory = false;
-      wsSend({ type: 'history', conversation_id: S.conv, limit: 100, req: nextReq('hist') });
-    }
+    requestHistory();
     // A receipt sent just before the drop may have been lost: send it again.
     if (S.conv && S.maxSeq > 0) {
       S.deliveredSent = 0;
@@ -288,6 +285,14 @@
       case 'end': onEndError(code, f); return;
       default:
         if (code !== 'rate_limited') showError(describeError(code, f.message));
+    }
+  }
+
+  // Once per restored chat: its last messages, so a reload does not start blank.
+  function requestHistory() {
+    if (!S.wantHistory || S.phase !== 'chatting' || !S.conv) return;
+    if (wsSend({ type: 'history', conversation_id: S.conv, limit: 100, req: nextReq('hist') })) {
+      S.wantHistory = false;
     }
   }
 
@@ -327,7 +332,12 @@
     if (S.phase !== 'searching') return;
     if (code === 'already_in_chat') {
       const conv = store.get(CONV_KEY);
-      if (conv) { openChat(conv, 'Back in your chat.'); return; }
+      if (conv) {
+        openChat(conv, 'Back in your chat with the stranger.');
+        S.wantHistory = true;
+        requestHistory();
+        return;
+      }
       resetToStart(null);
       showError('You are already in a chat in another tab or window.');
       return;
@@ -451,6 +461,7 @@
     S.ending = false;
     S.skipAfterEnd = false;
     S.pendingEnd = null;
+    S.wantHistory = false;
     clearTimeout(S.receiptTimer);
     S.receiptTimer = null;
     el.messages.textContent = '';
