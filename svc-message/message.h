@@ -1,0 +1,228 @@
+/* svc-message: conversations, members, messages and receipts in PostgreSQL.
+ * Private header of the service (prefix msg_).
+ *
+ * Threads:
+ *  - nng's threads run msg_service's handler: decode, validate, route.
+ *  - writer threads (writer.c) own sends: rate limit, group commit, reply,
+ *    publish. A conversation always goes to the same writer, so its commits
+ *    and events are ordered.
+ *  - reader threads (a chat_workq, store.c) run every other request.
+ * Every thread owns its own PostgreSQL connection (pg.c) and, for writers,
+ * its own Redis connection. */
+#ifndef SVC_MESSAGE_MESSAGE_H
+#define SVC_MESSAGE_MESSAGE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "chat/redis.h"
+#include "chat/rpc.h"
+#include "events.pb-c.h"
+#include "message.pb-c.h"
+
+/* ---- configuration (filled from the table in main.c) ---- */
+typedef struct msg_config {
+    const char *listen;
+    const char *pub_listen;
+    const char *pg_dsn;
+    const char *redis_host;
+    const char *log_level;
+    long long redis_port;
+    long long rate_per_min;   /* 0: no rate limit, Redis is not used */
+    long long max_text;       /* code points; we only reject > 4 * max bytes */
+    long long writers;
+    long long batch;          /* max sends per transaction */
+    long long contexts;       /* nng contexts of the REP socket */
+    long long readers;
+    long long pg_timeout_ms;  /* statement_timeout; client gives up a bit later */
+} msg_config;
+
+/* ---- rules.c: pure logic (no I/O), unit tested in test_rules.c ---- */
+
+#define MSG_CLIENT_ID_MAX 64     /* bytes, as in the client protocol */
+#define MSG_MAX_MEMBERS 1000     /* create_conversation */
+#define MSG_REPLAY_DEFAULT 200
+#define MSG_REPLAY_MAX 500
+
+/* Outcome of one send (the first five are the SQL status column). */
+typedef enum msg_status {
+    MSG_ST_STORED = 0,
+    MSG_ST_DUPLICATE = 1,
+    MSG_ST_NOT_FOUND = 2,
+    MSG_ST_NOT_MEMBER = 3,
+    MSG_ST_CLOSED = 4,
+    MSG_ST_RATE_LIMITED,
+    MSG_ST_UNAVAILABLE,
+    MSG_ST_INTERNAL,
+} msg_status;
+
+bool msg_utf8_valid(const char *s, size_t len);
+/* Checks a decoded request before any I/O. Returns CHAT__CODE__OK or the
+ * error, with a static human text in *detail. */
+Chat__Code msg_validate(const Chat__MessageRequest *req, long long max_text,
+                        const char **detail);
+/* Writer index for a conversation id (case-insensitive), in [0, writers). */
+unsigned msg_route(const char *conversation_id, unsigned writers);
+Chat__Code msg_status_code(msg_status st);
+/* Replay page size from the request's limit (0: default, clamped to max). */
+int msg_replay_limit(uint32_t limit);
+/* dm_key of a two-member DM: the two ids, lower-cased and sorted, joined by
+ * ':'. out must hold 2 * 36 + 2 bytes. */
+void msg_dm_key(const char *a, const char *b, char *out);
+/* PostgreSQL array literal "{id,id,...}" of the distinct ids (already valid
+ * UUIDs). Returns a malloc'd string (caller frees) and the distinct count
+ * in *distinct, or NULL when out of memory. */
+char *msg_uuid_array(char *const *ids, size_t n, size_t *distinct);
+/* Splits a comma-separated id list in place into at most max pointers into
+ * s. Returns the count. */
+size_t msg_split_ids(char *s, char **out, size_t max);
+
+/* ---- pg.c: one PostgreSQL connection owned by one thread ---- */
+
+/* Kinds of failure, deciding what the caller does next. */
+typedef enum msg_pg_err {
+    MSG_PG_OK = 0,
+    MSG_PG_RETRY,       /* a statement failed (unique violation, deadlock...):
+                           rolled back; the connection is fine */
+    MSG_PG_DOWN,        /* connection lost, timeout, server going away */
+} msg_pg_err;
+
+typedef struct msg_pg {
+    const char *dsn;
+    int timeout_ms;
+    PGconn *conn;             /* NULL while disconnected */
+    int64_t next_try_ms;      /* reconnect backoff (monotonic) */
+    bool warned;              /* "unreachable" logged once per outage */
+} msg_pg;
+
+void msg_pg_init(msg_pg *pg, const char *dsn, int timeout_ms);
+/* Connects (migrating the schema and preparing statements) unless already
+ * connected. Returns 0 or -1 (PostgreSQL unreachable; tried again later). */
+int msg_pg_ensure(msg_pg *pg);
+void msg_pg_close(msg_pg *pg);
+/* Queue a prepared statement / a parameterless SQL command (BEGIN, COMMIT)
+ * in the connection's pipeline. Return 0, or -1 after dropping a broken
+ * connection. */
+int msg_pg_send(msg_pg *pg, const char *stmt, int nparams, const char *const *values);
+int msg_pg_send_sql(msg_pg *pg, const char *sql);
+/* Ends the pipeline with a sync and collects one result per queued
+ * statement into out[0..nq) (caller PQclear()s each; a NULL slot means the
+ * server skipped it). On MSG_PG_DOWN the connection is dropped and out is
+ * all NULL. A failed transaction is rolled back before returning. */
+msg_pg_err msg_pg_collect(msg_pg *pg, PGresult **out, int nq);
+/* One prepared statement on its own: the result (caller PQclear()s, check
+ * its status) or NULL when PostgreSQL is unavailable. */
+PGresult *msg_pg_query(msg_pg *pg, const char *stmt, int nparams, const char *const *values);
+/* Classifies a failed result. */
+msg_pg_err msg_pg_classify(const PGresult *r);
+
+/* ---- schema.c ---- */
+/* Runs pending migrations under an advisory lock on a blocking connection
+ * (once per process; later calls return at once). Returns 0 or -1. */
+int msg_schema_migrate(PGconn *conn);
+/* Prepares every statement of the service on a fresh connection. */
+int msg_schema_prepare(PGconn *conn);
+
+/* Prepared statement names (SQL in schema.c). */
+#define MSG_SQL_SEND "msg_send"
+#define MSG_SQL_LOOKUP "msg_lookup"
+#define MSG_SQL_CREATE "msg_create"
+#define MSG_SQL_CLOSE "msg_close"
+#define MSG_SQL_INFO "msg_info"
+#define MSG_SQL_REPLAY "msg_replay"
+#define MSG_SQL_RECEIPT "msg_receipt"
+
+/* ---- ratelimit.c: token buckets in Redis ---- */
+typedef enum msg_rl { MSG_RL_OK, MSG_RL_LIMITED, MSG_RL_ERROR } msg_rl;
+
+/* Registers the Lua scripts; call once before any Redis connection. */
+void msg_rate_init(void);
+/* Takes one token for each of n users in one pipelined round trip. Fills
+ * res[i] and, when limited, retry_ms[i]. Returns 0, or -1 when Redis is
+ * unreachable (every res[i] is MSG_RL_ERROR). */
+int msg_rate_take(chat_redis *r, long long per_min, const char *const *users, int n,
+                  int64_t now_ms, msg_rl *res, int64_t *retry_ms);
+/* Gives one token back to each of n users (best effort, one round trip). */
+void msg_rate_refund(chat_redis *r, long long per_min, const char *const *users, int n);
+
+/* ---- a request in flight ---- */
+
+/* What a writer learnt about one send, copied out of the PGresult. */
+typedef struct msg_send_result {
+    msg_status status;
+    char conversation_id[40];
+    char sender[40];
+    char msg_id[24];
+    int64_t seq;
+    int64_t ts;
+    char *body;       /* original text of a duplicate (malloc'd), else NULL */
+    char *others;     /* comma-separated other members when stored (malloc'd) */
+    int64_t retry_after_ms;
+} msg_send_result;
+
+typedef enum msg_op { MSG_OP_NONE, MSG_OP_SEND, MSG_OP_LOOKUP } msg_op;
+
+typedef struct msg_service msg_service;
+
+/* One request from decoding to reply. Owned by whoever holds it: the
+ * handler, then a writer queue or the reader pool, which replies and frees
+ * it. */
+typedef struct msg_job {
+    struct msg_job *next;         /* writer queue link */
+    chat_rpc_job *rpc;
+    Chat__MessageRequest *req;    /* owned; freed with the job */
+    msg_service *svc;
+    msg_op op;                    /* send: planned work in the batch */
+    bool token_taken;
+    msg_send_result res;
+} msg_job;
+
+/* Sends the reply (once; the job keeps its request for what follows,
+ * e.g. publishing). */
+void msg_job_reply(msg_job *job, const Chat__MessageReply *reply);
+/* Replies with just a code and frees the job. */
+void msg_job_fail(msg_job *job, Chat__Code code, const char *detail);
+/* Frees the request and results. The job must have been replied to. NULL
+ * is fine. */
+void msg_job_free(msg_job *job);
+
+/* ---- writer.c: group commit of sends ---- */
+typedef struct msg_writers msg_writers;
+
+int msg_writers_open(msg_writers **out, const msg_config *cfg, chat_pub *pub);
+/* Queues a send to its conversation's writer. Returns 0 (the writer owns
+ * the job) or -1 when stopping (the caller keeps it). */
+int msg_writers_push(msg_writers *ws, msg_job *job);
+/* Runs what is queued, then joins the threads. NULL is fine. */
+void msg_writers_close(msg_writers *ws);
+/* Runs one batch of sends on a writer's connections, replies to each in
+ * order and publishes the stored ones. Frees the jobs. */
+void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_redis *redis,
+                      msg_job **jobs, int n);
+
+/* ---- store.c: every request but send, on the reader pool ---- */
+void *msg_store_thread_init(void *cfg);   /* returns the thread's msg_pg */
+void msg_store_thread_fini(void *pg);
+void msg_store_work(void *job, void *pg);
+
+/* ---- service.c ---- */
+struct msg_service {
+    const msg_config *cfg;
+    chat_pub *pub;
+    msg_writers *writers;
+    void *readers;                /* chat_workq */
+    chat_rpc_server *rpc;
+    atomic_bool stopping;         /* set first by msg_service_stop */
+};
+
+/* Starts everything in order: schema (best effort), publisher, writers,
+ * readers, then the REP socket. Returns 0 or -1 (all undone). */
+int msg_service_start(msg_service *svc, const msg_config *cfg);
+/* Stops accepting, drains writers and readers, closes sockets. */
+void msg_service_stop(msg_service *svc);
+
+#endif

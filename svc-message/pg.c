@@ -1,0 +1,262 @@
+/* One PostgreSQL connection per thread, always in pipeline mode and
+ * non-blocking, so that every round trip has a deadline: a server that is
+ * down or hung costs a request at most the timeout, never a thread. */
+#include "message.h"
+
+#include "chat/log.h"
+#include "chat/util.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+/* After a failed connect, requests fail fast for this long instead of each
+ * paying for a connect attempt of its own. */
+#define PG_RETRY_MS 250
+
+void msg_pg_init(msg_pg *pg, const char *dsn, int timeout_ms)
+{
+    memset(pg, 0, sizeof *pg);
+    pg->dsn = dsn;
+    pg->timeout_ms = timeout_ms;
+}
+
+/* First line of a libpq message, for a one-line log entry. */
+static const char *first_line(const char *s, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", s && *s ? s : "timeout");
+    buf[strcspn(buf, "\r\n")] = '\0';
+    for (char *p = buf; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+    return buf;
+}
+
+static void pg_drop(msg_pg *pg)
+{
+    if (pg->conn != NULL) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+    }
+}
+
+void msg_pg_close(msg_pg *pg)
+{
+    if (pg != NULL)
+        pg_drop(pg);
+}
+
+static PGconn *pg_connect(const char *dsn)
+{
+    /* Our defaults first, then the operator's conninfo (expanded from
+     * dbname) overrides them; the encoding is ours to decide. */
+    const char *kw[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
+                        "keepalives_count", "application_name", "dbname",
+                        "client_encoding", NULL};
+    const char *val[] = {"2", "10", "3", "3", "svc-message", dsn, "UTF8", NULL};
+    return PQconnectdbParams(kw, val, 1);
+}
+
+/* Blocking setup of a fresh connection, before it goes non-blocking. */
+static int pg_setup(msg_pg *pg, PGconn *c)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %d", pg->timeout_ms);
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok || msg_schema_migrate(c) != 0 || msg_schema_prepare(c) != 0)
+        return -1;
+    if (PQsetnonblocking(c, 1) != 0 || PQenterPipelineMode(c) != 1)
+        return -1;
+    return 0;
+}
+
+int msg_pg_ensure(msg_pg *pg)
+{
+    if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK)
+        return 0;
+    pg_drop(pg);
+    int64_t now = chat_mono_ms();
+    if (now < pg->next_try_ms)
+        return -1;
+    PGconn *c = pg_connect(pg->dsn);
+    if (c == NULL || PQstatus(c) != CONNECTION_OK || pg_setup(pg, c) != 0) {
+        char buf[200];
+        if (!pg->warned)
+            chat_warn("pg_unreachable", "err=\"%s\"",
+                      first_line(c ? PQerrorMessage(c) : "out of memory", buf, sizeof buf));
+        pg->warned = true;
+        PQfinish(c);
+        pg->next_try_ms = chat_mono_ms() + PG_RETRY_MS;
+        return -1;
+    }
+    if (pg->warned)
+        chat_info("pg_reconnected", "ok=1");
+    pg->warned = false;
+    pg->conn = c;
+    return 0;
+}
+
+int msg_pg_send(msg_pg *pg, const char *stmt, int nparams, const char *const *values)
+{
+    if (pg->conn != NULL &&
+        PQsendQueryPrepared(pg->conn, stmt, nparams, values, NULL, NULL, 0) == 1)
+        return 0;
+    pg_drop(pg);
+    return -1;
+}
+
+int msg_pg_send_sql(msg_pg *pg, const char *sql)
+{
+    if (pg->conn != NULL && PQsendQueryParams(pg->conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1)
+        return 0;
+    pg_drop(pg);
+    return -1;
+}
+
+/* Waits for the socket until the deadline. 0: go on; -1: give up. */
+static int pg_wait(PGconn *c, short events, int64_t deadline)
+{
+    int64_t left = deadline - chat_mono_ms();
+    if (left <= 0)
+        return -1;
+    struct pollfd p = {.fd = PQsocket(c), .events = events};
+    int rv = poll(&p, 1, (int)left);
+    if (rv < 0)
+        return errno == EINTR ? 0 : -1;
+    return rv == 0 ? -1 : 0;
+}
+
+msg_pg_err msg_pg_classify(const PGresult *r)
+{
+    if (r == NULL)
+        return MSG_PG_DOWN;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (state == NULL)
+        return MSG_PG_DOWN; /* raised by libpq itself: the link is gone */
+    /* 08 connection, 53 resources, 57 canceled / shutting down, 58 system:
+     * the database cannot take the work now. Anything else is about the
+     * statements (unique violation, deadlock...) and worth a retry. */
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+        strncmp(state, "57", 2) == 0 || strncmp(state, "58", 2) == 0)
+        return MSG_PG_DOWN;
+    return MSG_PG_RETRY;
+}
+
+static bool result_ok(const PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/* Flushes the pipeline and reads results until the sync. */
+static msg_pg_err pg_read(PGconn *c, PGresult **out, int nq, int64_t deadline)
+{
+    for (;;) {
+        int f = PQflush(c);
+        if (f == 0)
+            break;
+        if (f < 0 || pg_wait(c, POLLIN | POLLOUT, deadline) != 0 || !PQconsumeInput(c))
+            return MSG_PG_DOWN;
+    }
+    int idx = 0;
+    for (;;) {
+        if (!PQconsumeInput(c))
+            return MSG_PG_DOWN;
+        if (PQisBusy(c)) {
+            if (pg_wait(c, POLLIN, deadline) != 0)
+                return MSG_PG_DOWN;
+            continue;
+        }
+        PGresult *r = PQgetResult(c);
+        if (r == NULL) {
+            /* End of one statement's results. Past the last one only the
+             * sync is due: wait for it rather than spin. */
+            if (idx++ >= nq && pg_wait(c, POLLIN, deadline) != 0)
+                return MSG_PG_DOWN;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            return MSG_PG_OK;
+        }
+        if (st == PGRES_PIPELINE_ABORTED || idx >= nq || out[idx] != NULL)
+            PQclear(r); /* skipped statement: its slot stays NULL */
+        else
+            out[idx] = r;
+        if (PQstatus(c) == CONNECTION_BAD)
+            return MSG_PG_DOWN;
+    }
+}
+
+static msg_pg_err pg_sync_read(msg_pg *pg, PGresult **out, int nq)
+{
+    if (PQpipelineSync(pg->conn) != 1)
+        return MSG_PG_DOWN;
+    int64_t deadline = chat_mono_ms() + pg->timeout_ms + 1000;
+    return pg_read(pg->conn, out, nq, deadline);
+}
+
+static void clear_all(PGresult **out, int nq)
+{
+    for (int i = 0; i < nq; i++) {
+        PQclear(out[i]);
+        out[i] = NULL;
+    }
+}
+
+/* A statement failed inside BEGIN ... COMMIT: the transaction stays
+ * aborted until we say ROLLBACK. */
+static msg_pg_err pg_rollback(msg_pg *pg)
+{
+    if (PQsendQueryParams(pg->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) != 1)
+        return MSG_PG_DOWN;
+    PGresult *r = NULL;
+    msg_pg_err e = pg_sync_read(pg, &r, 1);
+    if (e == MSG_PG_OK && (r == NULL || !result_ok(r)))
+        e = MSG_PG_DOWN;
+    PQclear(r);
+    return e;
+}
+
+msg_pg_err msg_pg_collect(msg_pg *pg, PGresult **out, int nq)
+{
+    for (int i = 0; i < nq; i++)
+        out[i] = NULL;
+    msg_pg_err e = pg_sync_read(pg, out, nq);
+    for (int i = 0; e == MSG_PG_OK && i < nq; i++) {
+        if (out[i] != NULL && !result_ok(out[i]))
+            e = msg_pg_classify(out[i]);
+    }
+    if (e != MSG_PG_DOWN && PQtransactionStatus(pg->conn) != PQTRANS_IDLE &&
+        pg_rollback(pg) != MSG_PG_OK)
+        e = MSG_PG_DOWN;
+    if (e == MSG_PG_DOWN) {
+        const char *why = PQerrorMessage(pg->conn);
+        for (int i = 0; i < nq; i++) {
+            if (out[i] != NULL && !result_ok(out[i])) {
+                why = PQresultErrorMessage(out[i]);
+                break;
+            }
+        }
+        char buf[200];
+        chat_warn("pg_down", "err=\"%s\"", first_line(why, buf, sizeof buf));
+        clear_all(out, nq);
+        pg_drop(pg);
+    }
+    return e;
+}
+
+PGresult *msg_pg_query(msg_pg *pg, const char *stmt, int nparams, const char *const *values)
+{
+    if (msg_pg_ensure(pg) != 0)
+        return NULL;
+    if (msg_pg_send(pg, stmt, nparams, values) != 0)
+        return NULL;
+    PGresult *r = NULL;
+    msg_pg_collect(pg, &r, 1);
+    return r; /* an error result is the caller's to map; NULL: down */
+}

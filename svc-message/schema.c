@@ -1,0 +1,231 @@
+/* The database schema (ordered migrations recorded in schema_version, run
+ * under an advisory lock so replicas starting together do not race) and
+ * every SQL statement of the service, prepared once per connection. */
+#include "message.h"
+
+#include "chat/log.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Any constant unique to this service: pg_advisory_lock(bigint). */
+#define MSG_SCHEMA_LOCK 7201001
+
+/* Append only: a released migration is never edited, only followed. */
+static const char *const migrations[] = {
+    /* 1: the initial schema */
+    "CREATE TABLE conversations ("
+    "  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+    "  kind smallint NOT NULL,"
+    "  room text UNIQUE,"
+    "  dm_key text UNIQUE,"
+    "  last_seq bigint NOT NULL DEFAULT 0,"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  closed_at timestamptz);"
+    "CREATE TABLE members ("
+    "  conversation_id uuid REFERENCES conversations ON DELETE CASCADE,"
+    "  user_id uuid NOT NULL,"
+    "  joined_at timestamptz DEFAULT now(),"
+    "  delivered_seq bigint NOT NULL DEFAULT 0,"
+    "  read_seq bigint NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (conversation_id, user_id));"
+    "CREATE INDEX members_user_id ON members (user_id);"
+    "CREATE TABLE messages ("
+    "  conversation_id uuid NOT NULL,"
+    "  seq bigint NOT NULL,"
+    "  id bigint GENERATED ALWAYS AS IDENTITY,"
+    "  sender uuid NOT NULL,"
+    "  client_msg_id text NOT NULL,"
+    "  body text NOT NULL,"
+    "  ts bigint NOT NULL,"
+    "  PRIMARY KEY (conversation_id, seq),"
+    "  UNIQUE (sender, client_msg_id));",
+};
+
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+static atomic_bool schema_done;
+
+static bool exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        chat_error("schema_sql_failed", "err=\"%s\"", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                                                          ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                                                          : "no result");
+    PQclear(r);
+    return ok;
+}
+
+static int current_version(PGconn *c)
+{
+    PGresult *r = PQexec(c, "SELECT coalesce(max(version), 0) FROM schema_version");
+    int v = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        v = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static int apply(PGconn *c, int version, const char *sql)
+{
+    char rec[96];
+    snprintf(rec, sizeof rec, "INSERT INTO schema_version (version) VALUES (%d)", version);
+    if (!exec_ok(c, "BEGIN"))
+        return -1;
+    if (!exec_ok(c, sql) || !exec_ok(c, rec) || !exec_ok(c, "COMMIT")) {
+        exec_ok(c, "ROLLBACK");
+        return -1;
+    }
+    chat_info("schema_migrated", "version=%d", version);
+    return 0;
+}
+
+static int migrate_locked(PGconn *c)
+{
+    if (!exec_ok(c, "CREATE TABLE IF NOT EXISTS schema_version (version int PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"))
+        return -1;
+    int v = current_version(c);
+    if (v < 0)
+        return -1;
+    if (v > N_MIGRATIONS)
+        chat_warn("schema_newer", "db_version=%d known=%d", v, N_MIGRATIONS);
+    for (int i = v; i < N_MIGRATIONS; i++)
+        if (apply(c, i + 1, migrations[i]) != 0)
+            return -1;
+    return 0;
+}
+
+int msg_schema_migrate(PGconn *c)
+{
+    if (atomic_load(&schema_done))
+        return 0;
+    char lock[80], unlock[80];
+    snprintf(lock, sizeof lock, "SELECT pg_advisory_lock(%d)", MSG_SCHEMA_LOCK);
+    snprintf(unlock, sizeof unlock, "SELECT pg_advisory_unlock(%d)", MSG_SCHEMA_LOCK);
+    if (!exec_ok(c, lock))
+        return -1;
+    int rv = migrate_locked(c);
+    exec_ok(c, unlock);
+    if (rv == 0)
+        atomic_store(&schema_done, true);
+    return rv;
+}
+
+/* One send: a single statement, so a bad send never aborts its batch.
+ * $1 conversation, $2 sender, $3 client_msg_id, $4 text, $5 ts.
+ * status: 0 stored, 1 duplicate, 2 unknown conversation, 3 not a member,
+ * 4 closed (also when closed between our read and the row lock: the UPDATE
+ * re-checks closed_at on the latest row version). The duplicate check
+ * comes first: a retry gets its original ack whatever happened since. */
+static const char sql_send[] =
+    "WITH d AS ("
+    "  SELECT conversation_id, seq, id, body, ts FROM messages"
+    "  WHERE sender = $2::uuid AND client_msg_id = $3::text),"
+    " c AS (SELECT closed_at IS NOT NULL AS closed FROM conversations WHERE id = $1::uuid),"
+    " chk AS (SELECT CASE"
+    "  WHEN EXISTS (SELECT 1 FROM d) THEN 1"
+    "  WHEN NOT EXISTS (SELECT 1 FROM c) THEN 2"
+    "  WHEN NOT EXISTS (SELECT 1 FROM members"
+    "                   WHERE conversation_id = $1::uuid AND user_id = $2::uuid) THEN 3"
+    "  WHEN (SELECT closed FROM c) THEN 4"
+    "  ELSE 0 END AS st),"
+    " u AS (UPDATE conversations SET last_seq = last_seq + 1"
+    "  WHERE id = $1::uuid AND closed_at IS NULL AND (SELECT st FROM chk) = 0"
+    "  RETURNING last_seq),"
+    " i AS (INSERT INTO messages (conversation_id, seq, sender, client_msg_id, body, ts)"
+    "  SELECT $1::uuid, u.last_seq, $2::uuid, $3::text, $4::text, $5::bigint FROM u"
+    "  RETURNING id, seq, ts)"
+    " SELECT CASE WHEN chk.st <> 0 THEN chk.st WHEN i.id IS NULL THEN 4 ELSE 0 END,"
+    "  coalesce(d.conversation_id, $1::uuid)::text, $2::uuid::text,"
+    "  coalesce(i.id, d.id)::text, coalesce(i.seq, d.seq), coalesce(i.ts, d.ts), d.body,"
+    "  CASE WHEN i.id IS NOT NULL THEN array_to_string(ARRAY("
+    "    SELECT user_id::text FROM members"
+    "    WHERE conversation_id = $1::uuid AND user_id <> $2::uuid ORDER BY user_id), ',') END"
+    " FROM chk LEFT JOIN i ON true LEFT JOIN d ON true";
+
+/* The original of a send refused for rate: $1 sender, $2 client_msg_id. */
+static const char sql_lookup[] =
+    "SELECT 1, conversation_id::text, sender::text, id::text, seq, ts, body, NULL::text"
+    " FROM messages WHERE sender = $1::uuid AND client_msg_id = $2::text";
+
+/* $1 kind, $2 member uuid[] literal, $3 dm_key or NULL. A DM pair always
+ * gets the same conversation: the no-op update makes the existing row come
+ * back (and locks it) instead of a conflict. */
+static const char sql_create[] =
+    "WITH conv AS ("
+    "  INSERT INTO conversations (kind, dm_key) VALUES ($1::smallint, $3::text)"
+    "  ON CONFLICT (dm_key) DO UPDATE SET dm_key = EXCLUDED.dm_key"
+    "  RETURNING id),"
+    " mem AS (INSERT INTO members (conversation_id, user_id)"
+    "  SELECT conv.id, u FROM conv, unnest($2::uuid[]) AS u"
+    "  ON CONFLICT DO NOTHING)"
+    " SELECT id::text FROM conv";
+
+static const char sql_close[] =
+    "UPDATE conversations SET closed_at = coalesce(closed_at, now())"
+    " WHERE id = $1::uuid RETURNING 1";
+
+static const char sql_info[] =
+    "SELECT kind, closed_at IS NOT NULL, EXISTS (SELECT 1 FROM members"
+    "  WHERE conversation_id = c.id AND user_id = $2::uuid)"
+    " FROM conversations c WHERE id = $1::uuid";
+
+/* $1 user, ($2 conversation, $3 seq) cursor, $4 limit. */
+static const char sql_replay[] =
+    "SELECT m.conversation_id::text, m.id::text, m.seq, m.sender::text, m.body, m.ts"
+    " FROM members mb JOIN messages m"
+    "  ON m.conversation_id = mb.conversation_id AND m.seq > mb.delivered_seq"
+    " WHERE mb.user_id = $1::uuid AND m.sender <> $1::uuid"
+    "  AND mb.conversation_id >= $2::uuid"
+    "  AND (m.conversation_id, m.seq) > ($2::uuid, $3::bigint)"
+    " ORDER BY m.conversation_id, m.seq LIMIT $4::int";
+
+/* $1 user, $2 conversation, $3 seq, $4 read. status: 0 stored, 2 unknown,
+ * 3 not a member, 5 seq beyond the last message. */
+static const char sql_receipt[] =
+    "WITH c AS (SELECT kind, last_seq FROM conversations WHERE id = $2::uuid),"
+    " chk AS (SELECT CASE"
+    "  WHEN NOT EXISTS (SELECT 1 FROM c) THEN 2"
+    "  WHEN NOT EXISTS (SELECT 1 FROM members"
+    "                   WHERE conversation_id = $2::uuid AND user_id = $1::uuid) THEN 3"
+    "  WHEN $3::bigint > (SELECT last_seq FROM c) THEN 5"
+    "  ELSE 0 END AS st),"
+    " u AS (UPDATE members SET delivered_seq = greatest(delivered_seq, $3::bigint),"
+    "  read_seq = CASE WHEN $4::bool THEN greatest(read_seq, $3::bigint) ELSE read_seq END"
+    "  WHERE conversation_id = $2::uuid AND user_id = $1::uuid AND (SELECT st FROM chk) = 0"
+    "  RETURNING 1)"
+    " SELECT chk.st, (SELECT kind FROM c), array_to_string(ARRAY("
+    "  SELECT user_id::text FROM members"
+    "  WHERE conversation_id = $2::uuid AND user_id <> $1::uuid ORDER BY user_id), ',')"
+    " FROM chk";
+
+int msg_schema_prepare(PGconn *c)
+{
+    static const struct {
+        const char *name, *sql;
+        int nparams;
+    } stmts[] = {
+        {MSG_SQL_SEND, sql_send, 5},       {MSG_SQL_LOOKUP, sql_lookup, 2},
+        {MSG_SQL_CREATE, sql_create, 3},   {MSG_SQL_CLOSE, sql_close, 1},
+        {MSG_SQL_INFO, sql_info, 2},       {MSG_SQL_REPLAY, sql_replay, 4},
+        {MSG_SQL_RECEIPT, sql_receipt, 4},
+    };
+    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
+        PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            chat_error("pg_prepare_failed", "stmt=%s err=\"%s\"", stmts[i].name,
+                       PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                           ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                           : "no result");
+        PQclear(r);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,266 @@
+/* Every request but send, run on the reader pool: one PostgreSQL
+ * connection per reader thread, one statement per request. */
+#include "message.h"
+
+#include "chat/log.h"
+#include "chat/rpc.h"
+#include "chat/util.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Status of MSG_SQL_RECEIPT beyond the shared ones (see schema.c). */
+#define RECEIPT_SEQ_RANGE 5
+
+void *msg_store_thread_init(void *ctx)
+{
+    const msg_config *cfg = ctx;
+    msg_pg *pg = malloc(sizeof *pg);
+    if (pg == NULL)
+        return NULL; /* the thread answers UNAVAILABLE */
+    msg_pg_init(pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
+    msg_pg_ensure(pg); /* connect early; retried per request */
+    return pg;
+}
+
+void msg_store_thread_fini(void *pg)
+{
+    msg_pg_close(pg);
+    free(pg);
+}
+
+/* NULL: unavailable; an error result: a bug or a constraint we did not
+ * foresee. Either way the job is answered here; returns true only when r
+ * holds rows to use. */
+static bool result_usable(msg_job *job, const PGresult *r, const char *what)
+{
+    if (r == NULL) {
+        msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "storage unavailable");
+        return false;
+    }
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        chat_error("store_query_failed", "req=%s err=\"%s\"", what, m ? m : "?");
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "internal error");
+        return false;
+    }
+    return true;
+}
+
+static void reply_simple(msg_job *job, Chat__MessageReply *rep)
+{
+    msg_job_reply(job, rep);
+    msg_job_free(job);
+}
+
+static void do_create(msg_job *job, msg_pg *pg)
+{
+    const Chat__CreateConversationReq *r = job->req->create_conversation;
+    size_t distinct = 0;
+    char *members = msg_uuid_array(r->member_ids, r->n_member_ids, &distinct);
+    if (members == NULL) {
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
+        return;
+    }
+    char kind[16], dm_key[2 * CHAT_UUID_LEN + 2];
+    snprintf(kind, sizeof kind, "%d", (int)r->kind);
+    const char *dm = NULL;
+    if (r->kind == CHAT__CONVERSATION_KIND__DM) {
+        msg_dm_key(r->member_ids[0], r->member_ids[1], dm_key);
+        dm = dm_key;
+    }
+    const char *v[] = {kind, members, dm};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_CREATE, 3, v);
+    free(members);
+    if (result_usable(job, res, "create")) {
+        if (PQntuples(res) == 1) {
+            Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+            rep.conversation_id = PQgetvalue(res, 0, 0);
+            reply_simple(job, &rep);
+        } else {
+            msg_job_fail(job, CHAT__CODE__INTERNAL, "no conversation created");
+        }
+    }
+    PQclear(res);
+}
+
+static void do_close(msg_job *job, msg_pg *pg)
+{
+    const char *v[] = {job->req->close_conversation->conversation_id};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_CLOSE, 1, v);
+    if (result_usable(job, res, "close")) {
+        if (PQntuples(res) == 0) {
+            msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
+        } else {
+            Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+            reply_simple(job, &rep);
+        }
+    }
+    PQclear(res);
+}
+
+static void do_info(msg_job *job, msg_pg *pg)
+{
+    const Chat__ConversationInfoReq *r = job->req->conversation_info;
+    const char *v[] = {r->conversation_id, r->user_id};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_INFO, 2, v);
+    if (result_usable(job, res, "info")) {
+        if (PQntuples(res) == 0) {
+            msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
+        } else {
+            Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+            rep.kind = (Chat__ConversationKind)atoi(PQgetvalue(res, 0, 0));
+            rep.closed = PQgetvalue(res, 0, 1)[0] == 't';
+            rep.is_member = PQgetvalue(res, 0, 2)[0] == 't';
+            reply_simple(job, &rep);
+        }
+    }
+    PQclear(res);
+}
+
+static void do_replay(msg_job *job, msg_pg *pg)
+{
+    const Chat__ReplayReq *r = job->req->replay;
+    int limit = msg_replay_limit(r->limit);
+    char seq[24], lim[16];
+    /* A cursor past any bigint is past everything in its conversation. */
+    snprintf(seq, sizeof seq, "%" PRIu64, r->after_seq > INT64_MAX ? (uint64_t)INT64_MAX
+                                                                    : r->after_seq);
+    snprintf(lim, sizeof lim, "%d", limit);
+    /* No cursor: start before every conversation id. */
+    const char *after = r->after_conversation_id[0] ? r->after_conversation_id
+                                                    : "00000000-0000-0000-0000-000000000000";
+    const char *v[] = {r->user_id, after, seq, lim};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_REPLAY, 4, v);
+    if (!result_usable(job, res, "replay")) {
+        PQclear(res);
+        return;
+    }
+    int n = PQntuples(res);
+    Chat__StoredMessage *msgs = calloc((size_t)n + 1, sizeof *msgs);
+    Chat__StoredMessage **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
+    if (msgs == NULL || ptrs == NULL) {
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
+    } else {
+        for (int i = 0; i < n; i++) {
+            Chat__StoredMessage *m = &msgs[i];
+            chat__stored_message__init(m);
+            m->conversation_id = PQgetvalue(res, i, 0);
+            m->msg_id = PQgetvalue(res, i, 1);
+            m->seq = strtoull(PQgetvalue(res, i, 2), NULL, 10);
+            m->sender = PQgetvalue(res, i, 3);
+            m->text = PQgetvalue(res, i, 4);
+            m->ts = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+            ptrs[i] = m;
+        }
+        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+        rep.n_messages = (size_t)n;
+        rep.messages = ptrs;
+        rep.more = n == limit;
+        reply_simple(job, &rep);
+    }
+    free(msgs);
+    free(ptrs);
+    PQclear(res);
+}
+
+/* In DM and random chats the other member learns of the receipt. */
+static void publish_receipt(chat_pub *pub, const Chat__ReceiptReq *r, char *others)
+{
+    size_t cap = 1;
+    for (const char *p = others; *p; p++)
+        cap += *p == ',';
+    char **ids = malloc(cap * sizeof *ids);
+    if (ids == NULL)
+        return;
+    char conv[CHAT_UUID_LEN + 1], user[CHAT_UUID_LEN + 1];
+    for (int i = 0; i <= CHAT_UUID_LEN; i++) { /* ids are valid: 36 chars */
+        conv[i] = (char)tolower((unsigned char)r->conversation_id[i]);
+        user[i] = (char)tolower((unsigned char)r->user_id[i]);
+    }
+    Chat__ReceiptEvt re = CHAT__RECEIPT_EVT__INIT;
+    re.conversation_id = conv;
+    re.seq = r->seq;
+    re.read = r->read;
+    re.user_id = user;
+    Chat__Event ev = CHAT__EVENT__INIT;
+    ev.n_user_ids = msg_split_ids(others, ids, cap);
+    ev.user_ids = ids;
+    ev.body_case = CHAT__EVENT__BODY_RECEIPT;
+    ev.receipt = &re;
+    int rv = ev.n_user_ids > 0 ? chat_pub_send(pub, &ev.base) : 0;
+    if (rv != 0)
+        chat_warn("publish_failed", "err=%d", rv);
+    free(ids);
+}
+
+static void do_receipt(msg_job *job, msg_pg *pg)
+{
+    const Chat__ReceiptReq *r = job->req->receipt;
+    char seq[24];
+    snprintf(seq, sizeof seq, "%" PRIu64, r->seq);
+    const char *v[] = {r->user_id, r->conversation_id, seq, r->read ? "true" : "false"};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_RECEIPT, 4, v);
+    if (!result_usable(job, res, "receipt")) {
+        PQclear(res);
+        return;
+    }
+    int st = PQntuples(res) == 1 ? atoi(PQgetvalue(res, 0, 0)) : -1;
+    switch (st) {
+    case 0: {
+        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+        msg_job_reply(job, &rep);
+        int kind = atoi(PQgetvalue(res, 0, 1));
+        if (kind == CHAT__CONVERSATION_KIND__DM || kind == CHAT__CONVERSATION_KIND__RANDOM)
+            publish_receipt(job->svc->pub, r, PQgetvalue(res, 0, 2));
+        msg_job_free(job);
+        break;
+    }
+    case MSG_ST_NOT_FOUND:
+        msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
+        break;
+    case MSG_ST_NOT_MEMBER:
+        msg_job_fail(job, CHAT__CODE__NOT_MEMBER, "not a member");
+        break;
+    case RECEIPT_SEQ_RANGE:
+        msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "seq beyond the last message");
+        break;
+    default:
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "internal error");
+        break;
+    }
+    PQclear(res);
+}
+
+void msg_store_work(void *arg, void *state)
+{
+    msg_job *job = arg;
+    msg_pg *pg = state;
+    if (pg == NULL) {
+        msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "storage unavailable");
+        return;
+    }
+    switch (job->req->body_case) {
+    case CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION:
+        do_create(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION:
+        do_close(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_CONVERSATION_INFO:
+        do_info(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_REPLAY:
+        do_replay(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_RECEIPT:
+        do_receipt(job, pg);
+        break;
+    default:
+        msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "not a reader request");
+        break;
+    }
+}

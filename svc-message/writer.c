@@ -1,0 +1,418 @@
+/* Group commit of sends. Each writer thread owns a queue, a PostgreSQL
+ * connection and a Redis connection; a conversation always maps to the
+ * same writer, so its messages are numbered, acked and published in order.
+ *
+ * One batch = every queued send (up to CHAT_MSG_BATCH):
+ *   1. one pipelined round trip to Redis takes a rate token per send;
+ *   2. one pipelined transaction stores them (BEGIN, one statement per
+ *      send, COMMIT); a refused send looks up its original instead;
+ *   3. tokens of sends that were not stored go back;
+ *   4. after the commit: reply to each in order, publish the stored ones. */
+#include "message.h"
+
+#include "chat/log.h"
+#include "chat/util.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct msg_writer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    msg_job *head, *tail;         /* guarded by mu */
+    bool stopping;                /* guarded by mu */
+    pthread_t thread;
+    const msg_config *cfg;
+    chat_pub *pub;
+} msg_writer;
+
+struct msg_writers {
+    int n;
+    msg_writer *w;
+};
+
+/* ---- step 1: rate limit ---- */
+
+static void rate_step(const msg_config *cfg, chat_redis *redis, msg_job **jobs, int n,
+                      int64_t now)
+{
+    const char *users[n];
+    msg_rl rl[n];
+    int64_t retry[n];
+    for (int i = 0; i < n; i++)
+        users[i] = jobs[i]->req->send->sender;
+    if (msg_rate_take(redis, cfg->rate_per_min, users, n, now, rl, retry) != 0) {
+        for (int i = 0; i < n; i++)
+            rl[i] = MSG_RL_ERROR;
+    }
+    for (int i = 0; i < n; i++) {
+        msg_job *j = jobs[i];
+        switch (rl[i]) {
+        case MSG_RL_OK:
+            j->token_taken = true;
+            break;
+        case MSG_RL_LIMITED:
+            /* Refused, unless it is a retry of a stored message. */
+            j->op = MSG_OP_LOOKUP;
+            j->res.status = MSG_ST_RATE_LIMITED;
+            j->res.retry_after_ms = retry[i];
+            break;
+        default:
+            j->op = MSG_OP_NONE;
+            j->res.status = MSG_ST_UNAVAILABLE;
+            break;
+        }
+    }
+}
+
+/* ---- step 2: store ---- */
+
+static void copy_col(char *dst, size_t n, const PGresult *r, int col)
+{
+    snprintf(dst, n, "%s", PQgetvalue(r, 0, col));
+}
+
+/* Columns of MSG_SQL_SEND and MSG_SQL_LOOKUP: status, conversation_id,
+ * sender, msg_id, seq, ts, body (duplicates), others (stored). */
+static void parse_row(msg_job *j, const PGresult *r)
+{
+    msg_send_result *res = &j->res;
+    int st = atoi(PQgetvalue(r, 0, 0));
+    if (st < MSG_ST_STORED || st > MSG_ST_CLOSED) {
+        res->status = MSG_ST_INTERNAL;
+        return;
+    }
+    res->status = (msg_status)st;
+    copy_col(res->conversation_id, sizeof res->conversation_id, r, 1);
+    copy_col(res->sender, sizeof res->sender, r, 2);
+    copy_col(res->msg_id, sizeof res->msg_id, r, 3);
+    res->seq = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
+    res->ts = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+    if (res->status == MSG_ST_DUPLICATE) {
+        res->body = strdup(PQgetvalue(r, 0, 6));
+        if (res->body == NULL)
+            res->status = MSG_ST_INTERNAL;
+    } else if (res->status == MSG_ST_STORED && !PQgetisnull(r, 0, 7)) {
+        res->others = strdup(PQgetvalue(r, 0, 7)); /* NULL: no event, still stored */
+    }
+}
+
+/* Maps one statement's result onto its job. Returns false when the result
+ * is not what the statement always returns (then the batch is retried). */
+static bool take_result(msg_job *j, const PGresult *r)
+{
+    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 8)
+        return false;
+    if (j->op == MSG_OP_LOOKUP) {
+        if (PQntuples(r) == 1)
+            parse_row(j, r); /* the original: status 1, a duplicate */
+        return PQntuples(r) <= 1;
+    }
+    if (PQntuples(r) != 1)
+        return false;
+    parse_row(j, r);
+    return true;
+}
+
+static int queue_job(msg_pg *pg, msg_job *j, const char *ts)
+{
+    const Chat__SendReq *s = j->req->send;
+    if (j->op == MSG_OP_LOOKUP) {
+        const char *v[] = {s->sender, s->client_msg_id};
+        return msg_pg_send(pg, MSG_SQL_LOOKUP, 2, v);
+    }
+    const char *v[] = {s->conversation_id, s->sender, s->client_msg_id, s->text, ts};
+    return msg_pg_send(pg, MSG_SQL_SEND, 5, v);
+}
+
+static void reset_result(msg_job *j)
+{
+    free(j->res.body);
+    free(j->res.others);
+    j->res.body = j->res.others = NULL;
+    j->res.status = j->op == MSG_OP_LOOKUP ? MSG_ST_RATE_LIMITED : MSG_ST_UNAVAILABLE;
+}
+
+/* Runs the jobs that have work (op != NONE) in one transaction. On
+ * anything but MSG_PG_OK no job is considered stored. */
+static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
+{
+    if (msg_pg_ensure(pg) != 0)
+        return MSG_PG_DOWN;
+    char ts[24];
+    snprintf(ts, sizeof ts, "%lld", (long long)now);
+    int nq = 0;
+    if (msg_pg_send_sql(pg, "BEGIN") != 0)
+        return MSG_PG_DOWN;
+    nq++;
+    for (int i = 0; i < n; i++) {
+        if (jobs[i]->op == MSG_OP_NONE)
+            continue;
+        if (queue_job(pg, jobs[i], ts) != 0)
+            return MSG_PG_DOWN;
+        nq++;
+    }
+    if (msg_pg_send_sql(pg, "COMMIT") != 0)
+        return MSG_PG_DOWN;
+    nq++;
+
+    PGresult *out[nq];
+    msg_pg_err e = msg_pg_collect(pg, out, nq);
+    if (e == MSG_PG_OK) {
+        for (int i = 0, q = 1; i < n && e == MSG_PG_OK; i++) {
+            if (jobs[i]->op == MSG_OP_NONE)
+                continue;
+            if (!take_result(jobs[i], out[q++]))
+                e = MSG_PG_RETRY;
+        }
+        if (out[nq - 1] == NULL || PQresultStatus(out[nq - 1]) != PGRES_COMMAND_OK)
+            e = MSG_PG_RETRY; /* not committed: nothing above counts */
+    }
+    for (int i = 0; i < nq; i++)
+        PQclear(out[i]);
+    if (e != MSG_PG_OK) {
+        for (int i = 0; i < n; i++)
+            if (jobs[i]->op != MSG_OP_NONE)
+                reset_result(jobs[i]);
+    }
+    return e;
+}
+
+static void store_step(msg_pg *pg, msg_job **jobs, int n, int64_t now)
+{
+    int work = 0;
+    for (int i = 0; i < n; i++)
+        work += jobs[i]->op != MSG_OP_NONE;
+    if (work == 0)
+        return;
+    msg_pg_err e = run_txn(pg, jobs, n, now);
+    if (e == MSG_PG_RETRY) {
+        /* Typically a concurrent duplicate committed by another replica
+         * or a deadlock: the second run sees the committed row. */
+        chat_info("send_batch_retry", "sends=%d", work);
+        e = run_txn(pg, jobs, n, now);
+    }
+    if (e != MSG_PG_RETRY)
+        return; /* stored, or every job already says UNAVAILABLE */
+    chat_warn("send_batch_split", "sends=%d", work);
+    for (int i = 0; i < n; i++) {
+        if (jobs[i]->op == MSG_OP_NONE)
+            continue;
+        e = run_txn(pg, &jobs[i], 1, now);
+        if (e == MSG_PG_RETRY)
+            jobs[i]->res.status = MSG_ST_INTERNAL;
+    }
+}
+
+/* ---- step 3: refunds ---- */
+
+static void refund_step(const msg_config *cfg, chat_redis *redis, msg_job **jobs, int n)
+{
+    const char *users[n];
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (jobs[i]->token_taken && jobs[i]->res.status != MSG_ST_STORED)
+            users[k++] = jobs[i]->req->send->sender;
+    if (k > 0)
+        msg_rate_refund(redis, cfg->rate_per_min, users, k);
+}
+
+/* ---- step 4: reply and publish ---- */
+
+static const char *status_detail(msg_status st)
+{
+    switch (st) {
+    case MSG_ST_NOT_FOUND:
+        return "unknown conversation";
+    case MSG_ST_NOT_MEMBER:
+        return "not a member";
+    case MSG_ST_CLOSED:
+        return "conversation closed";
+    case MSG_ST_RATE_LIMITED:
+        return "rate limited";
+    case MSG_ST_UNAVAILABLE:
+        return "storage unavailable";
+    case MSG_ST_INTERNAL:
+        return "internal error";
+    default:
+        return "";
+    }
+}
+
+static void publish(chat_pub *pub, Chat__StoredMessage *sm, char *others)
+{
+    size_t cap = 1;
+    for (const char *p = others; *p; p++)
+        cap += *p == ',';
+    char **ids = malloc(cap * sizeof *ids);
+    if (ids == NULL)
+        return;
+    Chat__Event ev = CHAT__EVENT__INIT;
+    ev.n_user_ids = msg_split_ids(others, ids, cap);
+    ev.user_ids = ids;
+    ev.body_case = CHAT__EVENT__BODY_MESSAGE;
+    ev.message = sm;
+    int rv = ev.n_user_ids > 0 ? chat_pub_send(pub, &ev.base) : 0;
+    if (rv != 0)
+        chat_warn("publish_failed", "err=%d", rv);
+    free(ids);
+}
+
+static void finish(chat_pub *pub, msg_job *j)
+{
+    const msg_send_result *res = &j->res;
+    Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+    Chat__StoredMessage sm = CHAT__STORED_MESSAGE__INIT;
+    rep.code = msg_status_code(res->status);
+    rep.detail = (char *)status_detail(res->status);
+    if (res->status == MSG_ST_STORED || res->status == MSG_ST_DUPLICATE) {
+        sm.conversation_id = (char *)res->conversation_id;
+        sm.msg_id = (char *)res->msg_id;
+        sm.seq = (uint64_t)res->seq;
+        sm.sender = (char *)res->sender;
+        sm.text = res->status == MSG_ST_DUPLICATE ? res->body : j->req->send->text;
+        sm.ts = res->ts;
+        rep.message = &sm;
+        rep.duplicate = res->status == MSG_ST_DUPLICATE;
+    } else if (res->status == MSG_ST_RATE_LIMITED) {
+        rep.retry_after_ms = res->retry_after_ms;
+    }
+    msg_job_reply(j, &rep);
+    if (res->status == MSG_ST_STORED && res->others != NULL)
+        publish(pub, &sm, res->others);
+    msg_job_free(j);
+}
+
+void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_redis *redis,
+                      msg_job **jobs, int n)
+{
+    int64_t t0 = chat_mono_ms();
+    int64_t now = chat_now_ms();
+    for (int i = 0; i < n; i++) {
+        jobs[i]->op = MSG_OP_SEND;
+        jobs[i]->token_taken = false;
+        jobs[i]->res.status = MSG_ST_UNAVAILABLE;
+    }
+    bool limit = cfg->rate_per_min > 0 && redis != NULL;
+    if (limit)
+        rate_step(cfg, redis, jobs, n, now);
+    store_step(pg, jobs, n, now);
+    if (limit)
+        refund_step(cfg, redis, jobs, n);
+    int stored = 0;
+    for (int i = 0; i < n; i++) {
+        stored += jobs[i]->res.status == MSG_ST_STORED;
+        finish(pub, jobs[i]);
+    }
+    chat_debug("send_batch", "sends=%d stored=%d ms=%lld", n, stored,
+               (long long)(chat_mono_ms() - t0));
+}
+
+/* ---- threads ---- */
+
+static void *writer_main(void *arg)
+{
+    msg_writer *w = arg;
+    const msg_config *cfg = w->cfg;
+    msg_pg pg;
+    msg_pg_init(&pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
+    msg_pg_ensure(&pg); /* connect early; failure is retried per batch */
+    chat_redis *redis = NULL;
+    if (cfg->rate_per_min > 0)
+        redis = chat_redis_new(cfg->redis_host, (int)cfg->redis_port, 1000);
+    msg_job *batch[cfg->batch];
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (w->head == NULL && !w->stopping)
+            pthread_cond_wait(&w->cv, &w->mu);
+        int n = 0;
+        while (w->head != NULL && n < cfg->batch) {
+            batch[n++] = w->head;
+            w->head = w->head->next;
+        }
+        if (w->head == NULL)
+            w->tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+        if (n == 0)
+            break; /* stopping and drained */
+        if (cfg->rate_per_min > 0 && redis == NULL) {
+            /* Could not even allocate a Redis handle: nothing can pass. */
+            for (int i = 0; i < n; i++)
+                msg_job_fail(batch[i], CHAT__CODE__UNAVAILABLE, "rate limiter unavailable");
+            continue;
+        }
+        msg_writer_batch(cfg, w->pub, &pg, redis, batch, n);
+    }
+    chat_redis_free(redis);
+    msg_pg_close(&pg);
+    return NULL;
+}
+
+int msg_writers_open(msg_writers **out, const msg_config *cfg, chat_pub *pub)
+{
+    msg_writers *ws = calloc(1, sizeof *ws);
+    if (ws == NULL)
+        return -1;
+    ws->w = calloc((size_t)cfg->writers, sizeof *ws->w);
+    if (ws->w == NULL) {
+        free(ws);
+        return -1;
+    }
+    for (int i = 0; i < cfg->writers; i++) {
+        msg_writer *w = &ws->w[i];
+        w->cfg = cfg;
+        w->pub = pub;
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+            pthread_mutex_destroy(&w->mu);
+            pthread_cond_destroy(&w->cv);
+            msg_writers_close(ws);
+            return -1;
+        }
+        ws->n = i + 1;
+    }
+    *out = ws;
+    return 0;
+}
+
+int msg_writers_push(msg_writers *ws, msg_job *job)
+{
+    msg_writer *w = &ws->w[msg_route(job->req->send->conversation_id, (unsigned)ws->n)];
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->mu);
+        return -1;
+    }
+    job->next = NULL;
+    if (w->tail != NULL)
+        w->tail->next = job;
+    else
+        w->head = job;
+    w->tail = job;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+void msg_writers_close(msg_writers *ws)
+{
+    if (ws == NULL)
+        return;
+    for (int i = 0; i < ws->n; i++) {
+        msg_writer *w = &ws->w[i];
+        pthread_mutex_lock(&w->mu);
+        w->stopping = true;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    for (int i = 0; i < ws->n; i++) {
+        pthread_join(ws->w[i].thread, NULL);
+        pthread_mutex_destroy(&ws->w[i].mu);
+        pthread_cond_destroy(&ws->w[i].cv);
+    }
+    free(ws->w);
+    free(ws);
+}
