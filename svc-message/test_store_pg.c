@@ -1,0 +1,2 @@
+/* Placeholder: replaced by the real tests in the next commit. */
+int main(void) { return 77; }
