@@ -1,12 +1,14 @@
-"""The reconnect grace (CHAT_RECONNECT_GRACE_MS=1000): partner_disconnected, and the
-gone user's chat_ended by timeout on return."""
+"""Timers: the reconnect grace (CHAT_RECONNECT_GRACE_MS=1000): partner_disconnected, and
+the gone user's chat_ended by timeout on return; the typing timeout
+(CHAT_TYPING_TIMEOUT_MS=1000)."""
 
 import unittest
 
 import cluster
 from client import pair
 
-CLUSTER = cluster.Cluster(gateways=1, name="grace", env={"CHAT_RECONNECT_GRACE_MS": "1000"})
+CLUSTER = cluster.Cluster(gateways=1, name="grace", env={"CHAT_RECONNECT_GRACE_MS": "1000",
+                                                             "CHAT_TYPING_TIMEOUT_MS": "1000"})
 setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
 
 
@@ -57,6 +59,17 @@ class GraceTest(cluster.ClusterTestCase):
         cmid = await b2.send_text(conv, "yes")
         await b2.expect_ack(conv, cmid, seq=2)
         await a.expect_message(conv, b.user_id, "yes", seq=2)
+
+    async def test_typing_start_expires_into_stop(self):
+        a, b = await self.connect(), await self.connect()
+        conv = await pair(a, b)
+        await a.send({"type": "typing", "conversation_id": conv, "state": "start"})
+        await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state="start")
+        # Not refreshed: a stop comes by itself after about 1 s (and not long before).
+        await b.no_frame(0.5)
+        await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state="stop", timeout=5)
+        await b.no_frame(0.3)
+        await a.no_frame(0.05)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,186 @@
+"""Direct messages, rooms, history (WebSocket and REST), receipts, typing and presence."""
+
+import json
+import unittest
+import uuid
+
+import cluster
+from client import ANY, is_id, is_int, is_now_ms, new_id, pair
+from cluster import http_get
+
+CLUSTER = cluster.Cluster(gateways=1, name="conversations")
+setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
+
+
+def room_name():
+    return "it-" + uuid.uuid4().hex[:12]
+
+
+class ConversationsTest(cluster.ClusterTestCase):
+    cluster = CLUSTER
+
+    async def dm(self, a, b):
+        f = await a.request({"type": "open_dm", "user_id": b.user_id}, "conversation", exact=True,
+                            conversation_id=is_id, kind="dm", members=ANY)
+        self.assertEqual(sorted(f["members"]), sorted([a.user_id, b.user_id]))
+        return f["conversation_id"]
+
+    async def send_ok(self, sender, conv, text, seq, *receivers):
+        cmid = await sender.send_text(conv, text)
+        ack = await sender.expect_ack(conv, cmid, seq=seq)
+        for r in receivers:
+            await r.expect_message(conv, sender.user_id, text, seq=seq, msg_id=ack["msg_id"], ts=ack["ts"])
+        return ack
+
+    async def test_open_dm(self):
+        a, b = await self.connect(), await self.connect()
+        conv = await self.dm(a, b)
+        self.assertEqual(await self.dm(a, b), conv)
+        self.assertEqual(await self.dm(b, a), conv)
+        await self.send_ok(a, conv, "hi b", 1, b)
+        await self.send_ok(b, conv, "hi a", 2, a)
+        req = a.next_req()
+        await a.send({"type": "open_dm", "user_id": a.user_id, "req": req})
+        await a.expect_error("bad_request", req=req)
+        await a.send({"type": "open_dm", "user_id": str(uuid.uuid4())})
+        await a.expect_error("not_found")
+        await a.send({"type": "end_chat", "conversation_id": conv})
+        await a.expect_error("bad_request")
+        # A DM is not a random chat: both may still search.
+        await a.request({"type": "start_search"}, "searching", exact=True)
+        await a.request({"type": "stop_search"}, "search_stopped", exact=True)
+
+    async def test_rooms(self):
+        a, b, c = await self.connect(), await self.connect(), await self.connect()
+        room = room_name()
+        fa = await a.request({"type": "join_room", "room": room}, "conversation", exact=True,
+                             conversation_id=is_id, kind="room", room=room)
+        conv = fa["conversation_id"]
+        await b.request({"type": "join_room", "room": room}, "conversation", exact=True,
+                        conversation_id=conv, kind="room", room=room)
+        await self.send_ok(a, conv, "one", 1, b)
+        await self.send_ok(b, conv, "two", 2, a)
+        # A new member starts at the current seq: nothing replayed, live from 3 on.
+        await c.request({"type": "join_room", "room": room}, "conversation", exact=True,
+                        conversation_id=conv, kind="room", room=room)
+        await c.no_frame(0.2)
+        await self.send_ok(a, conv, "three", 3, b, c)
+        # Receipts in rooms are stored, not relayed.
+        await b.send({"type": "receipt", "conversation_id": conv, "seq": 3, "status": "read"})
+        await a.no_frame(0.3)
+        await c.request({"type": "leave_room", "room": room}, "left", exact=True, conversation_id=conv)
+        await self.send_ok(a, conv, "four", 4, b)
+        await c.no_frame(0.2)
+        req = c.next_req()
+        await c.send({"type": "leave_room", "room": room, "req": req})
+        await c.expect_error("not_member", req=req)
+        await c.send({"type": "leave_room", "room": room_name()})
+        await c.expect_error("not_found")
+        await c.send_text(conv, "outside")
+        await c.expect_error("not_member")
+        await a.send({"type": "end_chat", "conversation_id": conv})
+        await a.expect_error("bad_request")
+        # Membership lasts across disconnects.
+        await b.close()
+        await self.send_ok(a, conv, "five", 5)
+        b2 = await self.connect(session=b.session)
+        await b2.expect_message(conv, a.user_id, "four", seq=4)   # not confirmed: replayed
+        await b2.expect_message(conv, a.user_id, "five", seq=5)
+        await b2.no_frame(0.2)
+
+    async def test_history(self):
+        a, b = await self.connect(), await self.connect()
+        conv = await self.dm(a, b)
+        acks = [await self.send_ok(a, conv, f"h{i}", i + 1, b) if i % 2 == 0 else
+                await self.send_ok(b, conv, f"h{i}", i + 1, a) for i in range(5)]
+
+        def msgs(seqs):
+            return [{"msg_id": acks[s - 1]["msg_id"], "seq": s,
+                     "from": a.user_id if (s - 1) % 2 == 0 else b.user_id,
+                     "text": f"h{s - 1}", "ts": acks[s - 1]["ts"]} for s in seqs]
+
+        await a.request({"type": "history", "conversation_id": conv}, "history", exact=True,
+                        conversation_id=conv, messages=msgs([1, 2, 3, 4, 5]), next_before=None)
+        await a.request({"type": "history", "conversation_id": conv, "limit": 2}, "history", exact=True,
+                        conversation_id=conv, messages=msgs([4, 5]), next_before=4)
+        await b.request({"type": "history", "conversation_id": conv, "limit": 2, "before": 4}, "history",
+                        exact=True, conversation_id=conv, messages=msgs([2, 3]), next_before=2)
+        await b.request({"type": "history", "conversation_id": conv, "limit": 2, "before": 2}, "history",
+                        exact=True, conversation_id=conv, messages=msgs([1]), next_before=None)
+        c = await self.connect()
+        await c.send({"type": "history", "conversation_id": conv})
+        await c.expect_error("not_member")
+        await c.send({"type": "history", "conversation_id": str(uuid.uuid4())})
+        await c.expect_error("not_found")
+
+        # The same over REST.
+        base = self.cluster.http_url(0)
+        path = f"/api/conversations/{conv}/messages"
+        auth = {"Authorization": "Bearer " + a.session}
+        status, body, _ = http_get(base, path + "?limit=2", headers=auth)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body), {"messages": msgs([4, 5]), "next_before": 4})
+        status, body, _ = http_get(base, path + "?before=4&limit=3", headers=auth)
+        self.assertEqual((status, json.loads(body)), (200, {"messages": msgs([1, 2, 3]), "next_before": None}))
+        status, body, _ = http_get(base, path)
+        self.assertEqual((status, json.loads(body)), (401, {"error": "unauthorized"}))
+        status, body, _ = http_get(base, path, headers={"Authorization": "Bearer x" + a.session})
+        self.assertEqual((status, json.loads(body)), (401, {"error": "unauthorized"}))
+        status, body, _ = http_get(base, path, headers={"Authorization": "Bearer " + c.session})
+        self.assertEqual((status, json.loads(body)), (403, {"error": "not_member"}))
+        status, body, _ = http_get(base, f"/api/conversations/{uuid.uuid4()}/messages", headers=auth)
+        self.assertEqual((status, json.loads(body)), (404, {"error": "not_found"}))
+        for q in ("?limit=0", "?limit=101", "?limit=x", "?before=0", "?before=-1"):
+            status, body, _ = http_get(base, path + q, headers=auth)
+            self.assertEqual((q, status, json.loads(body)), (q, 400, {"error": "bad_request"}))
+
+    async def test_receipts_relayed_in_dm_and_random(self):
+        a, b = await self.connect(), await self.connect()
+        for conv in (await self.dm(a, b), await pair(a, b)):
+            with self.subTest(conv=conv):
+                await self.send_ok(a, conv, "r1", 1, b)
+                await self.send_ok(a, conv, "r2", 2, b)
+                await b.send({"type": "receipt", "conversation_id": conv, "seq": 1, "status": "delivered"})
+                await a.expect("receipt", exact=True, conversation_id=conv, seq=1, status="delivered",
+                               user_id=b.user_id)
+                await b.send({"type": "receipt", "conversation_id": conv, "seq": 2, "status": "read"})
+                await a.expect("receipt", exact=True, conversation_id=conv, seq=2, status="read",
+                               user_id=b.user_id)
+                req = b.next_req()
+                await b.send({"type": "receipt", "conversation_id": conv, "seq": 3, "status": "read",
+                               "req": req})
+                await b.expect_error("bad_request", req=req)
+                await b.no_frame(0.1)
+                await a.no_frame(0.1)
+
+    async def test_typing(self):
+        a, b = await self.connect(), await self.connect()
+        conv = await pair(a, b)
+        for state in ("start", "stop"):
+            await a.send({"type": "typing", "conversation_id": conv, "state": state})
+            await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state=state)
+        await a.no_frame(0.2)
+
+    async def test_presence(self):
+        a = await self.connect(skip_presence=False)
+        b = await self.connect()
+        conv = await self.dm(a, b)
+        await self.send_ok(a, conv, "hello", 1, b)
+        await b.close()
+        f = await a.expect("presence", exact=True, user_id=b.user_id, status="offline", last_seen=is_now_ms)
+        b2 = await self.connect(session=b.session)
+        await a.expect("presence", exact=True, user_id=b.user_id, status="online", last_seen=is_now_ms)
+        await b2.expect_message(conv, a.user_id, "hello", seq=1)    # never confirmed: replayed
+        unknown = str(uuid.uuid4())
+        r = await b2.request({"type": "presence", "user_ids": [a.user_id, unknown]}, "presence", exact=True,
+                             statuses=ANY)
+        by_id = {s["user_id"]: s for s in r["statuses"]}
+        self.assertEqual(set(by_id), {a.user_id, unknown})
+        self.assertEqual(by_id[unknown], {"user_id": unknown, "status": "offline", "last_seen": None})
+        self.assertEqual(by_id[a.user_id]["status"], "online")
+        self.assertTrue(is_now_ms(by_id[a.user_id]["last_seen"]), by_id)
+        self.assertGreaterEqual(f["last_seen"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
