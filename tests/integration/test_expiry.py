@@ -21,7 +21,7 @@ class ExpiryTest(cluster.ClusterTestCase):
         await asyncio.sleep(3.2)
         c = await connect(self.cluster.ws_url(), session=a.session, wait_connected=False)
         self._clients.append(c)
-        await c.expect("error", code="unauthorized")
+        await c.expect_error("unauthorized")
         await c.expect_close(4401)
 
 

@@ -47,7 +47,7 @@ class SessionTest(cluster.ClusterTestCase):
     async def _expect_unauthorized(self, token):
         c = await connect(self.cluster.ws_url(), session=token, wait_connected=False)
         self._clients.append(c)
-        await c.expect("error", code="unauthorized")
+        await c.expect_error("unauthorized")
         await c.expect_close(4401)
 
     async def test_bad_tokens_are_unauthorized_then_4401(self):
