@@ -174,6 +174,10 @@ class Cluster:
         self.gateway_ports = []
         self.started = False
         self._pg_started = False
+        # Known to the tests so they can mint tokens (e.g. an expired one); for an
+        # external cluster only when the operator exports it.
+        self.session_secret = (os.environ.get("CHAT_SESSION_SECRET") if self.external
+                               else "integration-test-secret-" + self.name)
 
     # ---- addresses -------------------------------------------------------
     def ws_url(self, i=0, path="/ws"):
@@ -254,7 +258,7 @@ class Cluster:
             "CHAT_MATCH_ADDRS": self.addr["match"][0],
             "CHAT_PRESENCE_ADDRS": self.addr["presence"][0],
             "CHAT_EVENTS_ADDRS": ",".join(self.addr[n][1] for n in ("message", "match", "presence")),
-            "CHAT_SESSION_SECRET": "integration-test-secret-" + self.name,
+            "CHAT_SESSION_SECRET": self.session_secret,
             "CHAT_LOG_LEVEL": os.environ.get("CHAT_LOG_LEVEL", "info"),
         })
         env.update(self.env_overrides)
