@@ -58,9 +58,18 @@ static PGconn *pg_connect(const char *dsn)
     return PQconnectdbParams(kw, val, 1);
 }
 
+/* Server notices ("relation already exists, skipping") are not ours to
+ * print on stderr raw. */
+static void pg_notice(void *arg, const char *msg)
+{
+    char buf[200];
+    chat_debug("pg_notice", "msg=\"%s\"", first_line(msg, buf, sizeof buf));
+}
+
 /* Blocking setup of a fresh connection, before it goes non-blocking. */
 static int pg_setup(msg_pg *pg, PGconn *c)
 {
+    PQsetNoticeProcessor(c, pg_notice, NULL);
     char sql[96];
     snprintf(sql, sizeof sql, "SET statement_timeout = %d", pg->timeout_ms);
     PGresult *r = PQexec(c, sql);

@@ -47,6 +47,9 @@ static const char refund_lua[] =
 
 static chat_redis_script take_script, refund_script;
 
+/* Note: the chat_redis eval helpers count the keys in nargs (args holds the
+ * keys, then the arguments). */
+
 void msg_rate_init(void)
 {
     chat_redis_script_init(&take_script, take_lua);
@@ -94,7 +97,7 @@ int msg_rate_take(chat_redis *r, long long per_min, const char *const *users, in
     for (int i = 0; i < n; i++) {
         bucket_key(key, sizeof key, users[i]);
         const char *args[] = {key, cap, now};
-        if (chat_redis_append_eval(r, &take_script, 1, 2, args) != 0)
+        if (chat_redis_append_eval(r, &take_script, 1, 3, args) != 0)
             return -1;
     }
     bool again[n > 0 ? n : 1];
@@ -117,7 +120,7 @@ int msg_rate_take(chat_redis *r, long long per_min, const char *const *users, in
             continue;
         bucket_key(key, sizeof key, users[i]);
         const char *args[] = {key, cap, now};
-        redisReply *rep = chat_redis_eval(r, &take_script, 1, 2, args);
+        redisReply *rep = chat_redis_eval(r, &take_script, 1, 3, args);
         if (rep != NULL) {
             bool noscript;
             res[i] = parse_take(rep, &retry_ms[i], &noscript);
@@ -135,7 +138,7 @@ void msg_rate_refund(chat_redis *r, long long per_min, const char *const *users,
     for (int i = 0; i < n; i++) {
         bucket_key(key, sizeof key, users[i]);
         const char *args[] = {key, cap};
-        if (chat_redis_append_eval(r, &refund_script, 1, 1, args) != 0)
+        if (chat_redis_append_eval(r, &refund_script, 1, 2, args) != 0)
             break;
         sent++;
     }
@@ -154,7 +157,7 @@ void msg_rate_refund(chat_redis *r, long long per_min, const char *const *users,
             continue;
         bucket_key(key, sizeof key, users[i]);
         const char *args[] = {key, cap};
-        redisReply *rep = chat_redis_eval(r, &refund_script, 1, 1, args);
+        redisReply *rep = chat_redis_eval(r, &refund_script, 1, 2, args);
         if (rep != NULL)
             freeReplyObject(rep);
     }

@@ -1,2 +1,940 @@
-/* Placeholder: replaced by the real tests in the next commit. */
-int main(void) { return 77; }
+/* svc-message against a real PostgreSQL and Redis: the whole service runs
+ * in this process (REP and PUB on ipc:// addresses) and is driven through
+ * chat_rpc_call like a gateway would.
+ *
+ *   CHAT_TEST_PG_DSN      libpq conninfo of a database we may write to
+ *   CHAT_TEST_REDIS_PORT  Redis on 127.0.0.1
+ * Without them the test is skipped (exit 77). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "message.h"
+
+#include "chat/log.h"
+#include "chat/rpc.h"
+#include "chat/util.h"
+
+#include <hiredis.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RATE 5 /* per minute, for the rate-limited instance */
+
+static const char *pg_dsn;
+static int redis_port;
+
+/* One service instance with its client. */
+typedef struct inst {
+    msg_config cfg;
+    msg_service svc;
+    chat_rpc_client *cli;
+    char listen[128], pub[128];
+    bool up;
+} inst;
+
+static inst free_i;   /* no rate limit */
+static inst rl_i;     /* RATE per minute */
+
+/* ---- events seen by our subscriber ---- */
+typedef struct seen_evt {
+    int body_case;
+    char conv[40];
+    uint64_t seq;
+    bool read;
+    char user[40];     /* receipt: whose; message: sender */
+    char to[1024];     /* recipients, comma-separated */
+} seen_evt;
+
+#define MAX_EVTS 20000
+static pthread_mutex_t evt_mu = PTHREAD_MUTEX_INITIALIZER;
+static seen_evt evts[MAX_EVTS];
+static int nevts;
+static chat_sub *sub;
+
+static void on_event(const uint8_t *data, size_t len, void *arg)
+{
+    Chat__Event *ev = chat__event__unpack(NULL, len, data);
+    if (ev == NULL)
+        return;
+    seen_evt e = {.body_case = ev->body_case};
+    for (size_t i = 0; i < ev->n_user_ids; i++) {
+        size_t l = strlen(e.to);
+        snprintf(e.to + l, sizeof e.to - l, "%s%s", i ? "," : "", ev->user_ids[i]);
+    }
+    if (ev->body_case == CHAT__EVENT__BODY_MESSAGE) {
+        snprintf(e.conv, sizeof e.conv, "%s", ev->message->conversation_id);
+        snprintf(e.user, sizeof e.user, "%s", ev->message->sender);
+        e.seq = ev->message->seq;
+    } else if (ev->body_case == CHAT__EVENT__BODY_RECEIPT) {
+        snprintf(e.conv, sizeof e.conv, "%s", ev->receipt->conversation_id);
+        snprintf(e.user, sizeof e.user, "%s", ev->receipt->user_id);
+        e.seq = ev->receipt->seq;
+        e.read = ev->receipt->read;
+    }
+    pthread_mutex_lock(&evt_mu);
+    if (nevts < MAX_EVTS)
+        evts[nevts++] = e;
+    pthread_mutex_unlock(&evt_mu);
+    chat__event__free_unpacked(ev, NULL);
+}
+
+/* Events of one kind for one conversation, in arrival order. */
+static int events_for(int body_case, const char *conv, seen_evt *out, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&evt_mu);
+    for (int i = 0; i < nevts; i++)
+        if (evts[i].body_case == body_case && strcmp(evts[i].conv, conv) == 0 && n < max)
+            out[n++] = evts[i];
+    pthread_mutex_unlock(&evt_mu);
+    return n;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits until at least want events arrived (or a second passed). */
+static int wait_events(int body_case, const char *conv, int want, seen_evt *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < 100; i++) {
+        n = events_for(body_case, conv, out, max);
+        if (n >= want)
+            break;
+        sleep_ms(10);
+    }
+    return n;
+}
+
+/* ---- instances ---- */
+
+static void cfg_defaults(inst *in, const char *tag, long long rate, const char *dsn, int rport)
+{
+    snprintf(in->listen, sizeof in->listen, "ipc:///tmp/test_msg_%d_%s_rep", (int)getpid(), tag);
+    snprintf(in->pub, sizeof in->pub, "ipc:///tmp/test_msg_%d_%s_pub", (int)getpid(), tag);
+    msg_config c = {
+        .listen = in->listen, .pub_listen = in->pub, .pg_dsn = dsn,
+        .redis_host = "127.0.0.1", .log_level = "info", .redis_port = rport,
+        .rate_per_min = rate, .max_text = 500, .writers = 2, .batch = 256,
+        .contexts = 256, .readers = 2, .pg_timeout_ms = 3000,
+    };
+    in->cfg = c;
+}
+
+static int inst_start(inst *in)
+{
+    if (msg_service_start(&in->svc, &in->cfg) != 0)
+        return -1;
+    if (chat_rpc_client_open(&in->cli, in->listen, 5000) != 0)
+        return -1;
+    for (int i = 0; i < 200 && chat_rpc_client_peers(in->cli) == 0; i++)
+        sleep_ms(10);
+    in->up = true;
+    return chat_rpc_client_peers(in->cli) > 0 ? 0 : -1;
+}
+
+static void inst_stop(inst *in)
+{
+    if (!in->up)
+        return;
+    chat_rpc_client_close(in->cli);
+    msg_service_stop(&in->svc);
+    in->up = false;
+}
+
+/* ---- calls ---- */
+
+static Chat__MessageReply *call(inst *in, Chat__MessageRequest *req)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rv = chat_rpc_call(in->cli, &req->base, &buf, &len);
+    assert_int_equal(rv, 0);
+    Chat__MessageReply *rep = chat__message_reply__unpack(NULL, len, buf);
+    free(buf);
+    assert_non_null(rep);
+    return rep;
+}
+
+static void done(Chat__MessageReply *rep)
+{
+    chat__message_reply__free_unpacked(rep, NULL);
+}
+
+static Chat__MessageReply *do_send(inst *in, const char *conv, const char *sender,
+                                   const char *cmid, const char *text)
+{
+    Chat__SendReq s = CHAT__SEND_REQ__INIT;
+    s.conversation_id = (char *)conv;
+    s.sender = (char *)sender;
+    s.client_msg_id = (char *)cmid;
+    s.text = (char *)text;
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
+    req.send = &s;
+    return call(in, &req);
+}
+
+static int send_code(inst *in, const char *conv, const char *sender, const char *cmid,
+                     const char *text)
+{
+    Chat__MessageReply *r = do_send(in, conv, sender, cmid, text);
+    int code = r->code;
+    done(r);
+    return code;
+}
+
+static Chat__MessageReply *do_create(inst *in, Chat__ConversationKind kind, int n, ...)
+{
+    char *ids[8];
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        ids[i] = va_arg(ap, char *);
+    va_end(ap);
+    Chat__CreateConversationReq c = CHAT__CREATE_CONVERSATION_REQ__INIT;
+    c.kind = kind;
+    c.n_member_ids = (size_t)n;
+    c.member_ids = ids;
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION;
+    req.create_conversation = &c;
+    return call(in, &req);
+}
+
+/* Creates a random chat of a and b; writes its id into out[37]. */
+static void new_chat(inst *in, const char *a, const char *b, char *out)
+{
+    Chat__MessageReply *r = do_create(in, CHAT__CONVERSATION_KIND__RANDOM, 2, a, b);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_true(chat_uuid_valid(r->conversation_id));
+    snprintf(out, CHAT_UUID_LEN + 1, "%s", r->conversation_id);
+    done(r);
+}
+
+static Chat__MessageReply *do_info(inst *in, const char *conv, const char *user)
+{
+    Chat__ConversationInfoReq q = CHAT__CONVERSATION_INFO_REQ__INIT;
+    q.conversation_id = (char *)conv;
+    q.user_id = (char *)user;
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_CONVERSATION_INFO;
+    req.conversation_info = &q;
+    return call(in, &req);
+}
+
+static int close_code(inst *in, const char *conv, const char *user)
+{
+    Chat__CloseConversationReq q = CHAT__CLOSE_CONVERSATION_REQ__INIT;
+    q.conversation_id = (char *)conv;
+    q.user_id = (char *)user;
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION;
+    req.close_conversation = &q;
+    Chat__MessageReply *r = call(in, &req);
+    int code = r->code;
+    done(r);
+    return code;
+}
+
+static int receipt_code(inst *in, const char *user, const char *conv, uint64_t seq, bool read)
+{
+    Chat__ReceiptReq q = CHAT__RECEIPT_REQ__INIT;
+    q.user_id = (char *)user;
+    q.conversation_id = (char *)conv;
+    q.seq = seq;
+    q.read = read;
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_RECEIPT;
+    req.receipt = &q;
+    Chat__MessageReply *r = call(in, &req);
+    int code = r->code;
+    done(r);
+    return code;
+}
+
+static Chat__MessageReply *do_replay(inst *in, const char *user, const char *after_conv,
+                                     uint64_t after_seq, uint32_t limit)
+{
+    Chat__ReplayReq q = CHAT__REPLAY_REQ__INIT;
+    q.user_id = (char *)user;
+    q.after_conversation_id = (char *)after_conv;
+    q.after_seq = after_seq;
+    q.limit = limit;
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_REPLAY;
+    req.replay = &q;
+    return call(in, &req);
+}
+
+static void uid(char *out)
+{
+    chat_uuid_new(out);
+}
+
+/* ---- tests ---- */
+
+static void test_create_info_close(void **state)
+{
+    char a[37], b[37], c[37], stranger[37], conv[37], other[37];
+    uid(a), uid(b), uid(c), uid(stranger), uid(other);
+    new_chat(&free_i, a, b, conv);
+
+    Chat__MessageReply *r = do_info(&free_i, conv, a);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_int_equal(r->kind, CHAT__CONVERSATION_KIND__RANDOM);
+    assert_false(r->closed);
+    assert_true(r->is_member);
+    done(r);
+    r = do_info(&free_i, conv, stranger);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_false(r->is_member);
+    done(r);
+    r = do_info(&free_i, other, a); /* valid uuid, no such conversation */
+    assert_int_equal(r->code, CHAT__CODE__NOT_FOUND);
+    done(r);
+    r = do_info(&free_i, "not-a-uuid'; drop table messages; --", a);
+    assert_int_equal(r->code, CHAT__CODE__NOT_FOUND);
+    done(r);
+    r = do_info(&free_i, conv, "nope");
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+
+    assert_int_equal(close_code(&free_i, conv, a), CHAT__CODE__OK);
+    assert_int_equal(close_code(&free_i, conv, a), CHAT__CODE__OK); /* already closed */
+    assert_int_equal(close_code(&free_i, other, a), CHAT__CODE__NOT_FOUND);
+    assert_int_equal(close_code(&free_i, "x", a), CHAT__CODE__NOT_FOUND);
+    r = do_info(&free_i, conv, b);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_true(r->closed);
+    done(r);
+
+    /* Shapes create refuses. */
+    r = do_create(&free_i, CHAT__CONVERSATION_KIND__RANDOM, 1, a);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    r = do_create(&free_i, CHAT__CONVERSATION_KIND__RANDOM, 2, a, a);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    r = do_create(&free_i, CHAT__CONVERSATION_KIND__KIND_UNKNOWN, 2, a, b);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    r = do_create(&free_i, CHAT__CONVERSATION_KIND__RANDOM, 2, a, "bad");
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+
+    /* A DM pair always gets the same conversation, in either order. */
+    char dm1[37];
+    r = do_create(&free_i, CHAT__CONVERSATION_KIND__DM, 2, a, b);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    snprintf(dm1, sizeof dm1, "%s", r->conversation_id);
+    done(r);
+    r = do_create(&free_i, CHAT__CONVERSATION_KIND__DM, 2, b, a);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_string_equal(r->conversation_id, dm1);
+    done(r);
+    r = do_info(&free_i, dm1, b);
+    assert_int_equal(r->kind, CHAT__CONVERSATION_KIND__DM);
+    assert_true(r->is_member);
+    done(r);
+
+    /* Rooms: any number of members, duplicates collapse. */
+    r = do_create(&free_i, CHAT__CONVERSATION_KIND__ROOM, 4, a, b, c, a);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    char room[37];
+    snprintf(room, sizeof room, "%s", r->conversation_id);
+    done(r);
+    r = do_info(&free_i, room, c);
+    assert_int_equal(r->kind, CHAT__CONVERSATION_KIND__ROOM);
+    assert_true(r->is_member);
+    done(r);
+}
+
+static void test_send_codes(void **state)
+{
+    char a[37], b[37], stranger[37], conv[37], nowhere[37];
+    uid(a), uid(b), uid(stranger), uid(nowhere);
+    new_chat(&free_i, a, b, conv);
+
+    assert_int_equal(send_code(&free_i, nowhere, a, "c1", "hi"), CHAT__CODE__NOT_FOUND);
+    assert_int_equal(send_code(&free_i, "zzz", a, "c1", "hi"), CHAT__CODE__NOT_FOUND);
+    assert_int_equal(send_code(&free_i, conv, stranger, "c1", "hi"), CHAT__CODE__NOT_MEMBER);
+    assert_int_equal(send_code(&free_i, conv, "bad", "c1", "hi"), CHAT__CODE__BAD_REQUEST);
+    assert_int_equal(send_code(&free_i, conv, a, "", "hi"), CHAT__CODE__BAD_REQUEST);
+    char longid[66];
+    memset(longid, 'x', 65);
+    longid[65] = '\0';
+    assert_int_equal(send_code(&free_i, conv, a, longid, "hi"), CHAT__CODE__BAD_REQUEST);
+    assert_int_equal(send_code(&free_i, conv, a, "c1", ""), CHAT__CODE__BAD_REQUEST);
+    assert_int_equal(send_code(&free_i, conv, a, "c1", "bad \xff utf8"), CHAT__CODE__BAD_REQUEST);
+    char *big = malloc(2002);
+    memset(big, 'a', 2001);
+    big[2001] = '\0';
+    assert_int_equal(send_code(&free_i, conv, a, "c1", big), CHAT__CODE__TOO_LONG);
+    big[2000] = '\0'; /* exactly 4 * 500 bytes: the gateway's call */
+    assert_int_equal(send_code(&free_i, conv, a, "big", big), CHAT__CODE__OK);
+    free(big);
+
+    /* None of the refused sends used a seq. */
+    Chat__MessageReply *r = do_send(&free_i, conv, a, "c1", "hi");
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_int_equal(r->message->seq, 2);
+    done(r);
+
+    assert_int_equal(close_code(&free_i, conv, b), CHAT__CODE__OK);
+    assert_int_equal(send_code(&free_i, conv, a, "c2", "hi"), CHAT__CODE__CONVERSATION_CLOSED);
+    /* A retry of a message stored before the close still gets its ack. */
+    r = do_send(&free_i, conv, a, "c1", "hi");
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_true(r->duplicate);
+    assert_int_equal(r->message->seq, 2);
+    done(r);
+}
+
+static void test_dedupe(void **state)
+{
+    char a[37], b[37], conv[37], conv2[37];
+    uid(a), uid(b);
+    new_chat(&free_i, a, b, conv);
+    new_chat(&free_i, a, b, conv2);
+
+    Chat__MessageReply *r = do_send(&free_i, conv, a, "m-1", "hello");
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_false(r->duplicate);
+    Chat__StoredMessage *m = r->message;
+    assert_non_null(m);
+    assert_string_equal(m->conversation_id, conv);
+    assert_string_equal(m->sender, a);
+    assert_string_equal(m->text, "hello");
+    assert_int_equal(m->seq, 1);
+    assert_true(m->msg_id[0] != '\0');
+    int64_t now = chat_now_ms();
+    assert_true(m->ts > now - 10000 && m->ts <= now + 1000);
+    char msg_id[32];
+    snprintf(msg_id, sizeof msg_id, "%s", m->msg_id);
+    int64_t ts = m->ts;
+    done(r);
+
+    /* Retry with other text, and even naming another conversation: the
+     * original comes back, nothing new is stored. */
+    for (int i = 0; i < 2; i++) {
+        r = do_send(&free_i, i ? conv2 : conv, a, "m-1", "changed");
+        assert_int_equal(r->code, CHAT__CODE__OK);
+        assert_true(r->duplicate);
+        assert_string_equal(r->message->msg_id, msg_id);
+        assert_string_equal(r->message->conversation_id, conv);
+        assert_string_equal(r->message->text, "hello");
+        assert_int_equal(r->message->seq, 1);
+        assert_int_equal(r->message->ts, ts);
+        done(r);
+    }
+    /* Same client_msg_id from the other user is another message. */
+    r = do_send(&free_i, conv, b, "m-1", "from b");
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_false(r->duplicate);
+    assert_int_equal(r->message->seq, 2);
+    done(r);
+    r = do_send(&free_i, conv2, a, "m-2", "x");
+    assert_int_equal(r->message->seq, 1); /* conv2 untouched by the retry */
+    done(r);
+
+    /* One event per stored message, to the other member only. */
+    seen_evt ev[8];
+    int n = wait_events(CHAT__EVENT__BODY_MESSAGE, conv, 2, ev, 8);
+    sleep_ms(100);
+    n = events_for(CHAT__EVENT__BODY_MESSAGE, conv, ev, 8);
+    assert_int_equal(n, 2);
+    assert_int_equal(ev[0].seq, 1);
+    assert_string_equal(ev[0].to, b);
+    assert_string_equal(ev[0].user, a);
+    assert_int_equal(ev[1].seq, 2);
+    assert_string_equal(ev[1].to, a);
+}
+
+/* ---- concurrency ---- */
+
+#define CONC_THREADS 8
+#define CONC_PER_THREAD 60
+#define CONC_CONVS 3
+
+static char conc_users[CONC_CONVS][2][37];
+static char conc_convs[CONC_CONVS][37];
+static pthread_mutex_t conc_mu = PTHREAD_MUTEX_INITIALIZER;
+static int conc_seen[CONC_CONVS][CONC_THREADS * CONC_PER_THREAD + 2];
+static int conc_errors;
+
+static void *conc_thread(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < CONC_PER_THREAD; i++) {
+        int c = (t + i) % CONC_CONVS;
+        char cmid[32];
+        snprintf(cmid, sizeof cmid, "t%d-%d", t, i);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        Chat__SendReq s = CHAT__SEND_REQ__INIT;
+        s.conversation_id = conc_convs[c];
+        s.sender = conc_users[c][i % 2];
+        s.client_msg_id = cmid;
+        s.text = cmid;
+        Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+        req.body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
+        req.send = &s;
+        int rv = chat_rpc_call(free_i.cli, &req.base, &buf, &len);
+        Chat__MessageReply *r = rv == 0 ? chat__message_reply__unpack(NULL, len, buf) : NULL;
+        free(buf);
+        pthread_mutex_lock(&conc_mu);
+        if (r == NULL || r->code != CHAT__CODE__OK || r->duplicate ||
+            r->message->seq > CONC_THREADS * CONC_PER_THREAD)
+            conc_errors++;
+        else
+            conc_seen[c][r->message->seq]++;
+        pthread_mutex_unlock(&conc_mu);
+        if (r)
+            chat__message_reply__free_unpacked(r, NULL);
+    }
+    return NULL;
+}
+
+static void test_concurrent_gapless(void **state)
+{
+    for (int c = 0; c < CONC_CONVS; c++) {
+        uid(conc_users[c][0]);
+        uid(conc_users[c][1]);
+        new_chat(&free_i, conc_users[c][0], conc_users[c][1], conc_convs[c]);
+    }
+    pthread_t th[CONC_THREADS];
+    for (int t = 0; t < CONC_THREADS; t++)
+        pthread_create(&th[t], NULL, conc_thread, (void *)(intptr_t)t);
+    for (int t = 0; t < CONC_THREADS; t++)
+        pthread_join(th[t], NULL);
+    assert_int_equal(conc_errors, 0);
+    int total = 0;
+    for (int c = 0; c < CONC_CONVS; c++) {
+        /* seq 1..n each exactly once: no gap, no repeat. */
+        int n = 0;
+        while (conc_seen[c][n + 1] == 1)
+            n++;
+        for (int s = n + 1; s < CONC_THREADS * CONC_PER_THREAD + 2; s++)
+            assert_int_equal(conc_seen[c][s], 0);
+        assert_int_equal(conc_seen[c][0], 0);
+        total += n;
+        /* Events of one conversation arrive in seq order. */
+        static seen_evt ev[CONC_THREADS * CONC_PER_THREAD];
+        int ne = wait_events(CHAT__EVENT__BODY_MESSAGE, conc_convs[c], n, ev,
+                             CONC_THREADS * CONC_PER_THREAD);
+        assert_int_equal(ne, n);
+        for (int i = 0; i < ne; i++)
+            assert_int_equal(ev[i].seq, (uint64_t)i + 1);
+    }
+    assert_int_equal(total, CONC_THREADS * CONC_PER_THREAD);
+}
+
+/* The same (sender, client_msg_id) raced into two conversations that live
+ * on different writers: exactly one is stored, every reply is that one,
+ * and no seq is lost (the loser's transaction is rolled back and retried). */
+#define RACE_THREADS 6
+#define RACE_ROUNDS 15
+
+static char race_conv[2][37];
+static char race_sender[37];
+static pthread_barrier_t race_barrier;
+static char race_ids[RACE_ROUNDS][RACE_THREADS][32];
+static uint64_t race_seq[RACE_ROUNDS][RACE_THREADS];
+static char race_conv_got[RACE_ROUNDS][RACE_THREADS][40];
+static int race_dups[RACE_ROUNDS];
+static int race_errors;
+
+static void *race_thread(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        char cmid[32];
+        snprintf(cmid, sizeof cmid, "race-%d", round);
+        pthread_barrier_wait(&race_barrier);
+        Chat__SendReq s = CHAT__SEND_REQ__INIT;
+        s.conversation_id = race_conv[t % 2];
+        s.sender = race_sender;
+        s.client_msg_id = cmid;
+        s.text = "race";
+        Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+        req.body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
+        req.send = &s;
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int rv = chat_rpc_call(free_i.cli, &req.base, &buf, &len);
+        Chat__MessageReply *r = rv == 0 ? chat__message_reply__unpack(NULL, len, buf) : NULL;
+        free(buf);
+        pthread_mutex_lock(&conc_mu);
+        if (r == NULL || r->code != CHAT__CODE__OK || r->message == NULL) {
+            race_errors++;
+        } else {
+            snprintf(race_ids[round][t], 32, "%s", r->message->msg_id);
+            snprintf(race_conv_got[round][t], 40, "%s", r->message->conversation_id);
+            race_seq[round][t] = r->message->seq;
+            race_dups[round] += r->duplicate;
+        }
+        pthread_mutex_unlock(&conc_mu);
+        if (r)
+            chat__message_reply__free_unpacked(r, NULL);
+    }
+    return NULL;
+}
+
+static void test_duplicate_race(void **state)
+{
+    char b[37];
+    uid(race_sender), uid(b);
+    /* Two conversations on different writers (2 writers). */
+    new_chat(&free_i, race_sender, b, race_conv[0]);
+    do
+        new_chat(&free_i, race_sender, b, race_conv[1]);
+    while (msg_route(race_conv[1], 2) == msg_route(race_conv[0], 2));
+
+    pthread_barrier_init(&race_barrier, NULL, RACE_THREADS);
+    pthread_t th[RACE_THREADS];
+    for (int t = 0; t < RACE_THREADS; t++)
+        pthread_create(&th[t], NULL, race_thread, (void *)(intptr_t)t);
+    for (int t = 0; t < RACE_THREADS; t++)
+        pthread_join(th[t], NULL);
+    pthread_barrier_destroy(&race_barrier);
+    assert_int_equal(race_errors, 0);
+
+    int stored_in[2] = {0, 0};
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        assert_int_equal(race_dups[round], RACE_THREADS - 1);
+        for (int t = 1; t < RACE_THREADS; t++) {
+            assert_string_equal(race_ids[round][t], race_ids[round][0]);
+            assert_string_equal(race_conv_got[round][t], race_conv_got[round][0]);
+            assert_int_equal(race_seq[round][t], race_seq[round][0]);
+        }
+        stored_in[strcmp(race_conv_got[round][0], race_conv[1]) == 0]++;
+    }
+    /* No seq was burnt by a rolled-back attempt. */
+    for (int c = 0; c < 2; c++) {
+        Chat__MessageReply *r = do_send(&free_i, race_conv[c], race_sender, c ? "after-1" : "after-0", "x");
+        assert_int_equal(r->code, CHAT__CODE__OK);
+        assert_int_equal(r->message->seq, (uint64_t)stored_in[c] + 1);
+        done(r);
+    }
+}
+
+static void test_receipts(void **state)
+{
+    char a[37], b[37], stranger[37], conv[37], nowhere[37];
+    uid(a), uid(b), uid(stranger), uid(nowhere);
+    new_chat(&free_i, a, b, conv);
+    for (int i = 0; i < 3; i++) {
+        char cmid[8];
+        snprintf(cmid, sizeof cmid, "r%d", i);
+        assert_int_equal(send_code(&free_i, conv, a, cmid, "x"), CHAT__CODE__OK);
+    }
+    assert_int_equal(receipt_code(&free_i, b, conv, 0, false), CHAT__CODE__BAD_REQUEST);
+    assert_int_equal(receipt_code(&free_i, b, conv, 4, false), CHAT__CODE__BAD_REQUEST);
+    assert_int_equal(receipt_code(&free_i, stranger, conv, 1, false), CHAT__CODE__NOT_MEMBER);
+    assert_int_equal(receipt_code(&free_i, b, nowhere, 1, false), CHAT__CODE__NOT_FOUND);
+    assert_int_equal(receipt_code(&free_i, b, "bad", 1, false), CHAT__CODE__NOT_FOUND);
+    assert_int_equal(receipt_code(&free_i, "bad", conv, 1, false), CHAT__CODE__BAD_REQUEST);
+
+    assert_int_equal(receipt_code(&free_i, b, conv, 2, false), CHAT__CODE__OK);
+    seen_evt ev[8];
+    int n = wait_events(CHAT__EVENT__BODY_RECEIPT, conv, 1, ev, 8);
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0].seq, 2);
+    assert_false(ev[0].read);
+    assert_string_equal(ev[0].user, b);
+    assert_string_equal(ev[0].to, a);
+
+    Chat__MessageReply *r = do_replay(&free_i, b, "", 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_int_equal(r->n_messages, 1);
+    assert_int_equal(r->messages[0]->seq, 3);
+    done(r);
+    /* Cumulative: a lower receipt lowers nothing. */
+    assert_int_equal(receipt_code(&free_i, b, conv, 1, false), CHAT__CODE__OK);
+    r = do_replay(&free_i, b, "", 0, 0);
+    assert_int_equal(r->n_messages, 1);
+    done(r);
+    /* A read confirms delivery too. */
+    assert_int_equal(receipt_code(&free_i, b, conv, 3, true), CHAT__CODE__OK);
+    r = do_replay(&free_i, b, "", 0, 0);
+    assert_int_equal(r->n_messages, 0);
+    assert_false(r->more);
+    done(r);
+    n = wait_events(CHAT__EVENT__BODY_RECEIPT, conv, 3, ev, 8);
+    assert_int_equal(n, 3);
+    assert_true(ev[2].read);
+    assert_int_equal(ev[2].seq, 3);
+
+    /* Rooms store receipts without relaying them. */
+    r = do_create(&free_i, CHAT__CONVERSATION_KIND__ROOM, 2, a, b);
+    char room[37];
+    snprintf(room, sizeof room, "%s", r->conversation_id);
+    done(r);
+    assert_int_equal(send_code(&free_i, room, a, "room-1", "x"), CHAT__CODE__OK);
+    assert_int_equal(receipt_code(&free_i, b, room, 1, true), CHAT__CODE__OK);
+    sleep_ms(200);
+    assert_int_equal(events_for(CHAT__EVENT__BODY_RECEIPT, room, ev, 8), 0);
+}
+
+static void test_replay_paging(void **state)
+{
+    char u[37], p[3][37], conv[3][37];
+    uid(u);
+    for (int c = 0; c < 3; c++) {
+        uid(p[c]);
+        new_chat(&free_i, u, p[c], conv[c]);
+        for (int i = 0; i < 3; i++) {
+            char cmid[16];
+            snprintf(cmid, sizeof cmid, "p%d", i);
+            assert_int_equal(send_code(&free_i, conv[c], p[c], cmid, "to u"), CHAT__CODE__OK);
+        }
+        /* u's own messages are never replayed to u. */
+        assert_int_equal(send_code(&free_i, conv[c], u, "own", "mine"), CHAT__CODE__OK);
+    }
+    /* The expected order: by conversation id, then seq. */
+    char sorted[3][37];
+    memcpy(sorted, conv, sizeof sorted);
+    for (int i = 0; i < 3; i++)
+        for (int k = i + 1; k < 3; k++)
+            if (strcmp(sorted[k], sorted[i]) < 0) {
+                char t[37];
+                memcpy(t, sorted[i], 37);
+                memcpy(sorted[i], sorted[k], 37);
+                memcpy(sorted[k], t, 37);
+            }
+
+    char cur_conv[37] = "";
+    uint64_t cur_seq = 0;
+    int got = 0, pages = 0;
+    for (;;) {
+        Chat__MessageReply *r = do_replay(&free_i, u, cur_conv, cur_seq, 2);
+        assert_int_equal(r->code, CHAT__CODE__OK);
+        assert_true(r->n_messages <= 2);
+        pages++;
+        for (size_t i = 0; i < r->n_messages; i++, got++) {
+            Chat__StoredMessage *m = r->messages[i];
+            assert_string_equal(m->conversation_id, sorted[got / 3]);
+            assert_int_equal(m->seq, (uint64_t)(got % 3) + 1);
+            assert_string_not_equal(m->sender, u);
+            assert_string_equal(m->text, "to u");
+            snprintf(cur_conv, sizeof cur_conv, "%s", m->conversation_id);
+            cur_seq = m->seq;
+        }
+        bool more = r->more;
+        assert_int_equal(more, r->n_messages == 2);
+        done(r);
+        if (!more)
+            break;
+        assert_true(pages < 10);
+    }
+    assert_int_equal(got, 9);
+    assert_int_equal(pages, 5); /* 2+2+2+2+1 */
+
+    Chat__MessageReply *r = do_replay(&free_i, u, "", 0, 0); /* default limit */
+    assert_int_equal(r->n_messages, 9);
+    assert_false(r->more);
+    done(r);
+    r = do_replay(&free_i, u, "not-a-uuid", 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    r = do_replay(&free_i, "bad", "", 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+}
+
+static long long redis_pttl(const char *user)
+{
+    redisContext *c = redisConnect("127.0.0.1", redis_port);
+    assert_true(c != NULL && c->err == 0);
+    redisReply *rep = redisCommand(c, "PTTL rl:%s", user);
+    assert_non_null(rep);
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    redisFree(c);
+    return v;
+}
+
+static void test_rate_limit(void **state)
+{
+    char a[37], b[37], conv[37], nowhere[37];
+    uid(a), uid(b), uid(nowhere);
+    new_chat(&rl_i, a, b, conv);
+
+    assert_int_equal(send_code(&rl_i, conv, a, "m1", "x"), CHAT__CODE__OK);
+    /* Duplicates and refused sends give their token back. */
+    for (int i = 0; i < 3; i++) {
+        Chat__MessageReply *r = do_send(&rl_i, conv, a, "m1", "x");
+        assert_int_equal(r->code, CHAT__CODE__OK);
+        assert_true(r->duplicate);
+        done(r);
+    }
+    assert_int_equal(send_code(&rl_i, nowhere, a, "n1", "x"), CHAT__CODE__NOT_FOUND);
+    for (int i = 2; i <= RATE; i++) {
+        char cmid[8];
+        snprintf(cmid, sizeof cmid, "m%d", i);
+        assert_int_equal(send_code(&rl_i, conv, a, cmid, "x"), CHAT__CODE__OK);
+    }
+    /* The bucket is empty now. */
+    Chat__MessageReply *r = do_send(&rl_i, conv, a, "over", "x");
+    assert_int_equal(r->code, CHAT__CODE__RATE_LIMITED);
+    assert_true(r->retry_after_ms > 0);
+    assert_true(r->retry_after_ms <= 60000 / RATE);
+    assert_null(r->message);
+    done(r);
+    /* A retry of a stored message still gets its original ack. */
+    r = do_send(&rl_i, conv, a, "m3", "x");
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_true(r->duplicate);
+    assert_int_equal(r->message->seq, 3);
+    done(r);
+    assert_int_equal(send_code(&rl_i, conv, a, "over", "x"), CHAT__CODE__RATE_LIMITED);
+    /* Another user has a bucket of their own. */
+    assert_int_equal(send_code(&rl_i, conv, b, "b1", "x"), CHAT__CODE__OK);
+    /* Nothing of the refused sends was stored. */
+    r = do_replay(&rl_i, b, "", 0, 0);
+    assert_int_equal(r->n_messages, RATE);
+    done(r);
+    /* Idle buckets expire. */
+    long long ttl = redis_pttl(a);
+    assert_true(ttl > 0 && ttl <= 61000);
+}
+
+static void test_redis_down(void **state)
+{
+    /* Nothing listens on port 1: Redis is unreachable. */
+    inst down;
+    memset(&down, 0, sizeof down);
+    cfg_defaults(&down, "rdown", RATE, pg_dsn, 1);
+    assert_int_equal(inst_start(&down), 0);
+    char a[37], b[37], conv[37];
+    uid(a), uid(b);
+    new_chat(&down, a, b, conv);
+    int64_t t0 = chat_mono_ms();
+    assert_int_equal(send_code(&down, conv, a, "k1", "x"), CHAT__CODE__UNAVAILABLE);
+    assert_true(chat_mono_ms() - t0 < 2000);
+    inst_stop(&down);
+    /* Nothing was stored: the same id is new to a working instance. */
+    Chat__MessageReply *r = do_send(&free_i, conv, a, "k1", "x");
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_false(r->duplicate);
+    assert_int_equal(r->message->seq, 1);
+    done(r);
+}
+
+static void test_pg_down(void **state)
+{
+    inst down;
+    memset(&down, 0, sizeof down);
+    cfg_defaults(&down, "pdown", 0, "host=127.0.0.1 port=1 dbname=chat user=postgres", redis_port);
+    assert_int_equal(inst_start(&down), 0);
+    char a[37], b[37], conv[37];
+    uid(a), uid(b), uid(conv);
+    int64_t t0 = chat_mono_ms();
+    assert_int_equal(send_code(&down, conv, a, "k1", "x"), CHAT__CODE__UNAVAILABLE);
+    Chat__MessageReply *r = do_create(&down, CHAT__CONVERSATION_KIND__RANDOM, 2, a, b);
+    assert_int_equal(r->code, CHAT__CODE__UNAVAILABLE);
+    done(r);
+    r = do_replay(&down, a, "", 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__UNAVAILABLE);
+    done(r);
+    assert_true(chat_mono_ms() - t0 < 3000);
+    inst_stop(&down);
+}
+
+/* Raw bytes through a plain REQ socket: the service must answer, not die. */
+static Chat__MessageReply *raw_call(const uint8_t *data, size_t len)
+{
+    nng_socket s;
+    assert_int_equal(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+    assert_int_equal(nng_dial(s, free_i.listen, NULL, 0), 0);
+    assert_int_equal(nng_send(s, (void *)data, len, 0), 0);
+    char *buf = NULL;
+    size_t n = 0;
+    assert_int_equal(nng_recv(s, &buf, &n, NNG_FLAG_ALLOC), 0);
+    Chat__MessageReply *r = chat__message_reply__unpack(NULL, n, (uint8_t *)buf);
+    nng_free(buf, n);
+    nng_close(s);
+    assert_non_null(r);
+    return r;
+}
+
+static void test_garbage(void **state)
+{
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0x01, 0x02};
+    Chat__MessageReply *r = raw_call(junk, sizeof junk);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    r = raw_call(junk, 0); /* empty: a request with no body */
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    /* A send whose sub-message is cut short. */
+    static const uint8_t cut[] = {0x22, 0x10, 0x0a, 0x03, 'a', 'b'};
+    r = raw_call(cut, sizeof cut);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+}
+
+static int group_setup(void **state)
+{
+    chat_log_init("message-test");
+    cfg_defaults(&free_i, "free", 0, pg_dsn, redis_port);
+    cfg_defaults(&rl_i, "rl", RATE, pg_dsn, redis_port);
+    if (inst_start(&free_i) != 0 || inst_start(&rl_i) != 0)
+        return -1;
+    char urls[300];
+    snprintf(urls, sizeof urls, "%s,%s", free_i.pub, rl_i.pub);
+    if (chat_sub_open(&sub, urls, on_event, NULL) != 0)
+        return -1;
+    for (int i = 0; i < 300 && chat_sub_peers(sub) < 2; i++)
+        sleep_ms(10);
+    sleep_ms(100); /* subscriptions settle before the first publish */
+    return chat_sub_peers(sub) == 2 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    chat_sub_close(sub);
+    inst_stop(&rl_i);
+    inst_stop(&free_i);
+    return 0;
+}
+
+int main(void)
+{
+    pg_dsn = getenv("CHAT_TEST_PG_DSN");
+    const char *rp = getenv("CHAT_TEST_REDIS_PORT");
+    if (pg_dsn == NULL || *pg_dsn == '\0' || rp == NULL || atoi(rp) <= 0) {
+        fprintf(stderr, "SKIP: set CHAT_TEST_PG_DSN and CHAT_TEST_REDIS_PORT to run "
+                        "svc-message against a real PostgreSQL and Redis\n");
+        return 77;
+    }
+    redis_port = atoi(rp);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_info_close),
+        cmocka_unit_test(test_send_codes),
+        cmocka_unit_test(test_dedupe),
+        cmocka_unit_test(test_concurrent_gapless),
+        cmocka_unit_test(test_duplicate_race),
+        cmocka_unit_test(test_receipts),
+        cmocka_unit_test(test_replay_paging),
+        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_redis_down),
+        cmocka_unit_test(test_pg_down),
+        cmocka_unit_test(test_garbage),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
