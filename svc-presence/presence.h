@@ -1,0 +1,165 @@
+/* svc-presence: live connections per user and gateway, last seen, the
+ * reconnect grace, and dead-gateway cleanup.
+ *
+ * Private header of the service. The request -> reply logic and the sweeper
+ * tick need only a chat_redis connection, a clock value and a pres_env, so
+ * tests drive them directly with a fake svc-match; the nng glue (server.c,
+ * peers.c), the sweeper thread (sweeper.c) and main.c wire them up.
+ *
+ * Redis keys (docs/ARCHITECTURE.md):
+ *   p:conns:{user}   set of "gateway/conn"
+ *   p:gw:{gateway}   set of "user/conn"
+ *   p:gwalive        zset gateway -> last heartbeat (unix ms)
+ *   p:seen:{user}    unix ms when the user's last connection closed
+ *   p:grace          zset user -> grace deadline (unix ms)
+ *   p:deadgws        set of gateways declared dead whose connections are
+ *                    still being closed, a chunk per sweeper tick
+ *   p:dead:{gateway} the "user/conn" entries still to close
+ * Every decision is one Lua script, so replicas never double-process. */
+#ifndef SVC_PRESENCE_PRESENCE_H
+#define SVC_PRESENCE_PRESENCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis.h>
+
+#include "chat/redis.h"
+#include "chat/rpc.h"
+#include "chat/util.h"
+#include "match.pb-c.h"
+#include "presence.pb-c.h"
+
+#define PRES_GATEWAY_ID_MAX 128
+#define PRES_QUERY_MAX 100
+/* Last-seen times are kept this long after the last connection closed. */
+#define PRES_SEEN_TTL_S (30 * 24 * 3600)
+/* Sweeper bounds per tick. */
+#define PRES_GRACE_BATCH 100
+#define PRES_GW_CLAIM_BATCH 10
+#define PRES_GW_CHUNK 100
+#define PRES_GW_CHUNKS_PER_TICK 10
+/* A user_gone that svc-match did not take is retried this much later. */
+#define PRES_GONE_RETRY_MS 1000
+
+/* ---- dependencies, injectable ---- */
+
+typedef struct pres_env {
+    /* Sends req to svc-match and waits. Returns 0 with *reply (the caller
+     * frees it with chat__match_reply__free_unpacked(*reply, NULL)), or -1
+     * when svc-match is unreachable, timed out or answered garbage. May be
+     * called from several threads at once. */
+    int (*match_call)(void *ctx, const Chat__MatchRequest *req, Chat__MatchReply **reply);
+    void *ctx;
+    int64_t grace_ms;  /* CHAT_RECONNECT_GRACE_MS */
+    int64_t gw_ttl_ms; /* CHAT_GATEWAY_TTL_MS */
+} pres_env;
+
+/* ---- the reply ---- */
+
+/* A PresenceReply plus the storage it points into. Status user ids point
+ * into the request, which must outlive the reply's packing. Owned by whoever
+ * declared it: pres_out_init() before use, pres_out_free() after. */
+typedef struct pres_out {
+    Chat__PresenceReply reply;
+    char detail[128];
+    Chat__UserStatus *statuses;     /* malloc'd */
+    Chat__UserStatus **status_ptrs; /* malloc'd */
+} pres_out;
+
+void pres_out_init(pres_out *o);
+void pres_out_free(pres_out *o);
+void pres_out_err(pres_out *o, Chat__Code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- service.c ---- */
+
+/* Loads the Lua scripts' hashes; call once before any thread starts. */
+void pres_scripts_init(void);
+/* Handles one request completely at time now (unix ms). Fills out always.
+ * r belongs to the calling thread. */
+void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest *req,
+                 int64_t now, pres_out *out);
+/* Like chat_redis_eval, but a Redis error reply is logged and becomes NULL
+ * (as if unreachable). args: nkeys keys then arguments, nargs in all. */
+redisReply *pres_eval(chat_redis *r, const chat_redis_script *s, int nkeys, int nargs,
+                      const char **args);
+/* Tells svc-match about a user (user_offline or user_gone). Returns 0 when
+ * svc-match answered OK, -1 otherwise (logged). */
+int pres_tell_match(const pres_env *env, Chat__MatchRequest__BodyCase kind, const char *user);
+
+/* ---- conns.c: connect / disconnect ---- */
+
+/* Set members: "gateway/conn" (in p:conns) and "user/conn" (in p:gw).
+ * Return the length written, or -1 if it does not fit. */
+int pres_conn_member(char *buf, size_t n, const char *gateway, uint64_t conn);
+int pres_user_member(char *buf, size_t n, const char *user, uint64_t conn);
+
+void pres_conns_scripts_init(void);
+void pres_connect(chat_redis *r, const Chat__ConnectReq *q, pres_out *out);
+void pres_disconnect(const pres_env *env, chat_redis *r, const Chat__DisconnectReq *q,
+                     int64_t now, pres_out *out);
+
+/* ---- gateways.c: heartbeats and dead gateways ---- */
+
+void pres_gateways_scripts_init(void);
+void pres_heartbeat(chat_redis *r, const Chat__HeartbeatReq *q, int64_t now, pres_out *out);
+/* One sweeper step: declares silent gateways dead and closes up to a bounded
+ * number of their connections. Returns how many users went offline, or -1
+ * when Redis is unreachable. */
+int pres_sweep_gateways(const pres_env *env, chat_redis *r, int64_t now);
+
+/* ---- grace.c: the reconnect grace ---- */
+
+void pres_grace_scripts_init(void);
+/* One sweeper step: claims up to PRES_GRACE_BATCH users whose grace ran out
+ * and tells svc-match they are gone. Returns how many were claimed, or -1
+ * when Redis is unreachable. */
+int pres_sweep_grace(const pres_env *env, chat_redis *r, int64_t now);
+
+/* ---- query.c ---- */
+
+void pres_query_scripts_init(void);
+void pres_query(chat_redis *r, const Chat__QueryReq *q, int64_t now, pres_out *out);
+/* Parses the query script's reply for n users into online[] / seen[]
+ * (0 when unknown). Returns 0, or -1 when the reply has another shape. */
+int pres_parse_query(const redisReply *rep, size_t n, bool *online, int64_t *seen);
+
+/* ---- sweeper.c: the sweeper thread ---- */
+
+typedef struct pres_sweeper pres_sweeper;
+/* Starts a thread that runs both sweeps every interval_ms with its own Redis
+ * connection. env must outlive it. Returns 0 (*out is the caller's, freed by
+ * pres_sweeper_stop) or -1. */
+int pres_sweeper_start(pres_sweeper **out, const pres_env *env, const char *redis_host,
+                       int redis_port, int redis_timeout_ms, int interval_ms);
+/* Stops and joins the thread, frees everything. NULL is fine. */
+void pres_sweeper_stop(pres_sweeper *s);
+
+/* ---- peers.c: the real svc-match client ---- */
+
+/* pres_env.match_call over a chat_rpc_client (ctx). */
+int pres_peers_match_call(void *ctx, const Chat__MatchRequest *req, Chat__MatchReply **reply);
+
+/* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
+
+typedef struct pres_server pres_server;
+
+typedef struct pres_server_cfg {
+    const char *listen;
+    int contexts;
+    int threads;
+    const char *redis_host;
+    int redis_port;
+    int redis_timeout_ms;
+} pres_server_cfg;
+
+/* Starts serving. env must outlive the server. Returns 0 (*out is the
+ * caller's, freed by pres_server_close) or -1 (logged). */
+int pres_server_open(pres_server **out, const pres_server_cfg *cfg, const pres_env *env);
+/* Staged stop: refuse new requests (UNAVAILABLE), finish the queued ones,
+ * close the socket, free everything. NULL is fine. */
+void pres_server_close(pres_server *s);
+
+#endif
