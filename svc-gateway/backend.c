@@ -1,0 +1,243 @@
+/* The gateway's side of nng: rpc clients for svc-match, svc-message and
+ * svc-presence, the event subscription, and the queue that carries their
+ * answers to the lws thread.
+ *
+ * Callbacks run on nng threads. They decode the protobuf there, append one
+ * item under the lock and wake lws with lws_cancel_service() only when the
+ * queue goes from empty to non-empty (one wake-up per batch); the lws thread
+ * takes the whole list in LWS_CALLBACK_EVENT_WAIT_CANCELLED. */
+#include "gateway.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <nng/nng.h>
+
+#include "chat/log.h"
+
+/* How long close waits for callbacks of aborted calls. */
+#define BACKEND_CLOSE_WAIT_MS 5000
+
+struct gw_backend {
+    chat_rpc_client *rpc[GW_SVC_EVENTS]; /* match, message, presence */
+    chat_sub *sub;
+    pthread_mutex_t mu;
+    gw_item *head, *tail;        /* under mu */
+    size_t qlen;                 /* under mu */
+    struct lws_context *ctx;     /* under mu: woken on new items; NULL: nobody */
+    atomic_int inflight;         /* calls whose callback has not run yet */
+};
+
+static const char *const svc_names[GW_SVC_COUNT] = {"match", "message", "presence", "events"};
+
+const char *gw_svc_name(gw_svc svc)
+{
+    return svc < GW_SVC_COUNT ? svc_names[svc] : "?";
+}
+
+gw_svc gw_op_service(gw_op op)
+{
+    switch (op) {
+    case GW_OP_START_SEARCH:
+    case GW_OP_STOP_SEARCH:
+    case GW_OP_END_CHAT:
+    case GW_OP_SESSION:
+        return GW_SVC_MATCH;
+    case GW_OP_SEND:
+    case GW_OP_RECEIPT:
+    case GW_OP_REPLAY:
+        return GW_SVC_MESSAGE;
+    case GW_OP_QUERY:
+    case GW_OP_CONNECT:
+    case GW_OP_DISCONNECT:
+    case GW_OP_HEARTBEAT:
+        return GW_SVC_PRESENCE;
+    case GW_OP_EVENT:
+        break;
+    }
+    return GW_SVC_EVENTS;
+}
+
+/* Any thread. Takes it. */
+static void backend_push(gw_backend *be, gw_item *it)
+{
+    it->next = NULL;
+    pthread_mutex_lock(&be->mu);
+    bool was_empty = be->head == NULL;
+    if (be->tail != NULL)
+        be->tail->next = it;
+    else
+        be->head = it;
+    be->tail = it;
+    be->qlen++;
+    /* Under the lock, so the context cannot be destroyed meanwhile. */
+    if (was_empty && be->ctx != NULL)
+        lws_cancel_service(be->ctx);
+    pthread_mutex_unlock(&be->mu);
+}
+
+/* nng thread (or the caller's, when the call fails at once). */
+static void backend_done(int err, const uint8_t *data, size_t len, void *arg)
+{
+    gw_item *it = arg;
+    gw_backend *be = it->be;
+    it->err = err;
+    if (err == 0) {
+        switch (gw_op_service(it->op)) {
+        case GW_SVC_MATCH:
+            it->r.match = chat__match_reply__unpack(NULL, len, data);
+            break;
+        case GW_SVC_MESSAGE:
+            it->r.msg = chat__message_reply__unpack(NULL, len, data);
+            break;
+        case GW_SVC_PRESENCE:
+            it->r.pres = chat__presence_reply__unpack(NULL, len, data);
+            break;
+        default:
+            break;
+        }
+        if (it->r.any == NULL)
+            it->err = -1;
+    }
+    backend_push(be, it);
+    atomic_fetch_sub(&be->inflight, 1);
+}
+
+static void backend_event(const uint8_t *data, size_t len, void *arg)
+{
+    gw_backend *be = arg;
+    gw_item *it = calloc(1, sizeof *it);
+    if (it == NULL)
+        return; /* events are best effort; the messages stay stored for resume */
+    it->be = be;
+    it->op = GW_OP_EVENT;
+    it->r.ev = chat__event__unpack(NULL, len, data);
+    if (it->r.ev == NULL)
+        it->err = -1;
+    backend_push(be, it);
+}
+
+int gw_backend_open(gw_backend **out, const gw_config *cfg)
+{
+    gw_backend *be = calloc(1, sizeof *be);
+    if (be == NULL)
+        return NNG_ENOMEM;
+    pthread_mutex_init(&be->mu, NULL);
+    atomic_init(&be->inflight, 0);
+    const char *addrs[GW_SVC_EVENTS] = {cfg->match_addrs, cfg->message_addrs,
+                                        cfg->presence_addrs};
+    int rv = 0;
+    for (int i = 0; i < GW_SVC_EVENTS && rv == 0; i++) {
+        rv = chat_rpc_client_open(&be->rpc[i], addrs[i], (int)cfg->rpc_timeout_ms);
+        if (rv != 0)
+            chat_error("backend_open_failed", "service=%s addrs=%s err=\"%s\"",
+                       svc_names[i], addrs[i], nng_strerror(rv));
+    }
+    if (rv == 0 && (rv = chat_sub_open(&be->sub, cfg->events_addrs, backend_event, be)) != 0)
+        chat_error("backend_open_failed", "service=events addrs=%s err=\"%s\"",
+                   cfg->events_addrs, nng_strerror(rv));
+    if (rv != 0) {
+        gw_backend_close(be);
+        return rv;
+    }
+    *out = be;
+    return 0;
+}
+
+void gw_backend_set_context(gw_backend *be, struct lws_context *ctx)
+{
+    pthread_mutex_lock(&be->mu);
+    be->ctx = ctx;
+    if (ctx != NULL && be->head != NULL)
+        lws_cancel_service(ctx);
+    pthread_mutex_unlock(&be->mu);
+}
+
+void gw_backend_call(gw_backend *be, gw_op op, uint64_t conn_id, gw_request *rq,
+                     const ProtobufCMessage *req)
+{
+    gw_item *it = calloc(1, sizeof *it);
+    if (it == NULL) {
+        chat_error("backend_call_failed", "op=%d err=\"out of memory\"", (int)op);
+        gw_request_free(rq);
+        return;
+    }
+    it->be = be;
+    it->op = op;
+    it->conn_id = conn_id;
+    it->rq = rq;
+    atomic_fetch_add(&be->inflight, 1);
+    chat_rpc_call_async(be->rpc[gw_op_service(op)], req, backend_done, it);
+}
+
+gw_item *gw_backend_take(gw_backend *be)
+{
+    pthread_mutex_lock(&be->mu);
+    gw_item *list = be->head;
+    be->head = be->tail = NULL;
+    be->qlen = 0;
+    pthread_mutex_unlock(&be->mu);
+    return list;
+}
+
+size_t gw_backend_queue_len(gw_backend *be)
+{
+    pthread_mutex_lock(&be->mu);
+    size_t n = be->qlen;
+    pthread_mutex_unlock(&be->mu);
+    return n;
+}
+
+int gw_backend_peers(gw_backend *be, gw_svc svc)
+{
+    if (svc == GW_SVC_EVENTS)
+        return be->sub != NULL ? chat_sub_peers(be->sub) : 0;
+    return be->rpc[svc] != NULL ? chat_rpc_client_peers(be->rpc[svc]) : 0;
+}
+
+void gw_item_free(gw_item *it)
+{
+    if (it == NULL)
+        return;
+    if (it->r.any != NULL) {
+        switch (gw_op_service(it->op)) {
+        case GW_SVC_MATCH: chat__match_reply__free_unpacked(it->r.match, NULL); break;
+        case GW_SVC_MESSAGE: chat__message_reply__free_unpacked(it->r.msg, NULL); break;
+        case GW_SVC_PRESENCE: chat__presence_reply__free_unpacked(it->r.pres, NULL); break;
+        case GW_SVC_EVENTS: chat__event__free_unpacked(it->r.ev, NULL); break;
+        default: break;
+        }
+    }
+    gw_request_free(it->rq);
+    free(it);
+}
+
+void gw_backend_close(gw_backend *be)
+{
+    if (be == NULL)
+        return;
+    gw_backend_set_context(be, NULL);
+    for (int i = 0; i < GW_SVC_EVENTS; i++)
+        chat_rpc_client_close(be->rpc[i]);
+    /* Aborted calls still run their callback, which touches be. */
+    struct timespec ms = {0, 1000000};
+    for (int waited = 0; atomic_load(&be->inflight) > 0 && waited < BACKEND_CLOSE_WAIT_MS;
+         waited++)
+        nanosleep(&ms, NULL);
+    if (atomic_load(&be->inflight) > 0) {
+        /* A late callback would touch freed memory: leave it (we exit). */
+        chat_warn("backend_close_timeout", "calls=%d", atomic_load(&be->inflight));
+        return;
+    }
+    chat_sub_close(be->sub);
+    gw_item *it = gw_backend_take(be);
+    while (it != NULL) {
+        gw_item *next = it->next;
+        gw_item_free(it);
+        it = next;
+    }
+    pthread_mutex_destroy(&be->mu);
+    free(be);
+}

@@ -1,0 +1,89 @@
+/* The gateway's configuration table (environment variables; --help). */
+#include "gateway.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "chat/config.h"
+
+#ifndef GW_WEB_DIR_DEFAULT
+#define GW_WEB_DIR_DEFAULT "svc-gateway/web"
+#endif
+
+static const char gw_about[] =
+    "svc-gateway: the chat's WebSocket/HTTP front (ws://HOST:PORT/ws, /healthz, /readyz,\n"
+    "/metrics, static web client). CHAT_SESSION_SECRET must be set.";
+
+/* A gateway id becomes part of Redis keys ("gateway/conn"): keep it plain. */
+static bool config_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > GW_GATEWAY_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = id[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+int gw_config_main(gw_config *cfg, int argc, char **argv)
+{
+    const chat_cfg_item items[] = {
+        {"CHAT_GATEWAY_PORT", CHAT_CFG_INT, "8080", 1, 65535,
+         "HTTP/WebSocket port", &cfg->port},
+        {"CHAT_GATEWAY_BIND", CHAT_CFG_STR, "", 0, 0,
+         "address to listen on (empty: all interfaces)", &cfg->bind},
+        {"CHAT_GATEWAY_ID", CHAT_CFG_STR, "", 0, 0,
+         "this gateway's id, [A-Za-z0-9_-]{1,32} (empty: random at start)", &cfg->gateway_id},
+        {"CHAT_SESSION_SECRET", CHAT_CFG_STR, "", 0, 0,
+         "HMAC secret for session tokens, shared by all gateways (required)",
+         &cfg->session_secret},
+        {"CHAT_SESSION_TTL_S", CHAT_CFG_INT, "604800", 60, 10LL * 365 * 86400,
+         "lifetime of a session token, seconds", &cfg->session_ttl_s},
+        {"CHAT_MAX_TEXT", CHAT_CFG_INT, "500", 1, 16000,
+         "longest message text, Unicode code points", &cfg->max_text},
+        {"CHAT_MAX_OUTBUF", CHAT_CFG_INT, "1048576", 65536, 1LL << 30,
+         "unsent output per connection before it is closed (1008), bytes", &cfg->max_outbuf},
+        {"CHAT_WEB_DIR", CHAT_CFG_STR, GW_WEB_DIR_DEFAULT, 0, 0,
+         "directory of the web client's files", &cfg->web_dir},
+        {"CHAT_MATCH_ADDRS", CHAT_CFG_STR, "tcp://127.0.0.1:7301", 0, 0,
+         "svc-match replicas (comma-separated)", &cfg->match_addrs},
+        {"CHAT_MESSAGE_ADDRS", CHAT_CFG_STR, "tcp://127.0.0.1:7201", 0, 0,
+         "svc-message replicas (comma-separated)", &cfg->message_addrs},
+        {"CHAT_PRESENCE_ADDRS", CHAT_CFG_STR, "tcp://127.0.0.1:7401", 0, 0,
+         "svc-presence replicas (comma-separated)", &cfg->presence_addrs},
+        {"CHAT_EVENTS_ADDRS", CHAT_CFG_STR,
+         "tcp://127.0.0.1:7202,tcp://127.0.0.1:7302,tcp://127.0.0.1:7402", 0, 0,
+         "event publishers to subscribe to (comma-separated)", &cfg->events_addrs},
+        {"CHAT_RPC_TIMEOUT_MS", CHAT_CFG_INT, "3000", 10, 600000,
+         "timeout of a request to a service, ms", &cfg->rpc_timeout_ms},
+        {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",
+         &cfg->log_level},
+    };
+    int rv = chat_cfg_main(argc, argv, gw_about, items, sizeof items / sizeof items[0]);
+    if (rv > 0)
+        return 1;
+    if (rv < 0)
+        return 2;
+
+    if (cfg->session_secret[0] == '\0') {
+        fprintf(stderr, "%s: configuration error: CHAT_SESSION_SECRET is required (a "
+                        "non-empty secret shared by all gateways)\n", argv[0]);
+        return 2;
+    }
+    if (cfg->gateway_id[0] == '\0') {
+        /* Random, so two gateways started without ids never share one. */
+        char uuid[CHAT_UUID_LEN + 1];
+        chat_uuid_new(uuid);
+        snprintf(cfg->id_buf, sizeof cfg->id_buf, "gw-%.8s", uuid);
+        cfg->gateway_id = cfg->id_buf;
+    } else if (!config_id_ok(cfg->gateway_id)) {
+        fprintf(stderr, "%s: configuration error: CHAT_GATEWAY_ID=\"%s\" must match "
+                        "[A-Za-z0-9_-]{1,32}\n", argv[0], cfg->gateway_id);
+        return 2;
+    }
+    return 0;
+}

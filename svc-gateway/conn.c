@@ -1,0 +1,363 @@
+/* One WebSocket connection: identity at connect, reassembly and checks of
+ * incoming messages, the outgoing frame queue, and closing with a code.
+ * Runs on the lws thread only. */
+#include "gateway.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utlist.h>
+
+#include "chat/log.h"
+
+/* Pending client requests per connection before lws stops reading from it:
+ * a client that floods requests is slowed down, not buffered. */
+#define CONN_MAX_INFLIGHT 32
+/* Seconds a closing connection gets to take its last frames. */
+#define CONN_CLOSE_GRACE_S 5
+/* Room for a ?session= argument: larger than lws's header limit, so a long
+ * argument is never cut and mistaken for a missing one. */
+#define CONN_URLARG_MAX 4200
+
+static const char *conn_close_text(uint16_t code)
+{
+    switch (code) {
+    case 1001: return "going away";
+    case 1003: return "binary frames are not accepted";
+    case 1007: return "invalid UTF-8";
+    case 1008: return "output buffer full";
+    case 1009: return "message too big";
+    case 1011: return "internal error";
+    case 4401: return "unauthorized";
+    default: return "";
+    }
+}
+
+/* Closes from inside this connection's own callback: the caller returns -1. */
+static int conn_close_now(gw_conn *c, uint16_t code)
+{
+    const char *why = conn_close_text(code);
+    lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
+    c->closing = true;
+    c->close_code = code;
+    return -1;
+}
+
+gw_conn *gw_conn_find(gw_server *s, uint64_t id)
+{
+    gw_conn *c = NULL;
+    HASH_FIND(hh, s->conns, &id, sizeof id, c);
+    return c;
+}
+
+gw_user *gw_user_find(gw_server *s, const char *user_id)
+{
+    gw_user *u = NULL;
+    HASH_FIND_STR(s->users, user_id, u);
+    return u;
+}
+
+static int conn_attach_user(gw_server *s, gw_conn *c, const char *user_id)
+{
+    gw_user *u = gw_user_find(s, user_id);
+    if (u == NULL) {
+        u = calloc(1, sizeof *u);
+        if (u == NULL)
+            return -1;
+        memcpy(u->id, user_id, sizeof u->id);
+        HASH_ADD_STR(s->users, id, u);
+    }
+    DL_APPEND2(u->conns, c, uprev, unext);
+    c->user = u;
+    return 0;
+}
+
+static void conn_detach_user(gw_server *s, gw_conn *c)
+{
+    gw_user *u = c->user;
+    if (u == NULL)
+        return;
+    DL_DELETE2(u->conns, c, uprev, unext);
+    c->user = NULL;
+    if (u->conns == NULL) {
+        HASH_DEL(s->users, u);
+        free(u);
+    }
+}
+
+/* Reads ?session=. Returns 0 with no session, 1 with a valid one (user
+ * written), -1 with an invalid or empty one. */
+static int conn_session(gw_server *s, struct lws *wsi, char user[CHAT_UUID_LEN + 1])
+{
+    char *buf = malloc(CONN_URLARG_MAX);
+    if (buf == NULL)
+        return -1;
+    const char *tok = lws_get_urlarg_by_name(wsi, "session=", buf, CONN_URLARG_MAX);
+    int rv = 0;
+    if (tok != NULL)
+        rv = gw_token_verify(s->cfg->session_secret, tok, chat_now_ms() / 1000, user) == 0
+                 ? 1 : -1;
+    free(buf);
+    return rv;
+}
+
+int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi)
+{
+    c->wsi = wsi;
+    c->ws = true;
+    c->id = s->next_conn_id++;
+    HASH_ADD(hh, s->conns, id, sizeof c->id, c);
+    s->n_conns++;
+    s->m.conns_total++;
+
+    char user[CHAT_UUID_LEN + 1];
+    int session = conn_session(s, wsi, user);
+    if (session < 0) {
+        chat_info("session_rejected", "conn=%" PRIu64, c->id);
+        gw_conn_send_error(s, c, GW_E_UNAUTHORIZED, NULL, NULL);
+        gw_conn_close(s, c, 4401);
+        return 0;
+    }
+    if (session == 0)
+        chat_uuid_new(user);
+
+    char token[GW_TOKEN_MAX];
+    int64_t expiry = chat_now_ms() / 1000 + s->cfg->session_ttl_s;
+    if (conn_attach_user(s, c, user) != 0 ||
+        gw_token_sign(s->cfg->session_secret, user, expiry, token) != 0) {
+        chat_error("conn_open_failed", "conn=%" PRIu64 " err=\"out of memory\"", c->id);
+        return conn_close_now(c, 1011);
+    }
+    gw_conn_send(s, c, gw_render_connected(user, token, session > 0));
+    chat_debug("conn_open", "conn=%" PRIu64 " user=%s resumed=%d", c->id, user, session > 0);
+    gw_presence_connect(s, c);
+    if (session > 0)
+        gw_resume_start(s, c);
+    return 0;
+}
+
+/* One complete, reassembled text message. */
+static int conn_message(gw_server *s, gw_conn *c, const char *buf, size_t len)
+{
+    s->m.frames_in++;
+    if (!gw_utf8_valid(buf, len))
+        return conn_close_now(c, 1007);
+    gw_request *rq = gw_frame_parse(buf, len, s->cfg->max_text);
+    if (rq == NULL)
+        return conn_close_now(c, 1011);
+    if (rq->err != GW_E_NONE) {
+        gw_conn_send_error(s, c, rq->err, rq->err_msg, rq->req);
+        gw_request_free(rq);
+        return 0;
+    }
+    gw_request_dispatch(s, c, rq);
+    return 0;
+}
+
+static void conn_rx_free(gw_conn *c)
+{
+    free(c->rx);
+    c->rx = NULL;
+    c->rx_len = c->rx_cap = 0;
+}
+
+int gw_conn_receive(gw_server *s, gw_conn *c, const void *in, size_t len)
+{
+    if (c->closing)
+        return 0; /* we are done with this client; ignore what it still sends */
+    if (lws_frame_is_binary(c->wsi))
+        return conn_close_now(c, 1003);
+    bool final = lws_is_final_fragment(c->wsi);
+    if (c->rx == NULL && final)
+        return conn_message(s, c, in, len); /* the common case: no copy */
+
+    /* A message in pieces: collect it, never beyond the limit. */
+    size_t need = c->rx_len + len;
+    size_t rest = lws_remaining_packet_payload(c->wsi);
+    if (need > GW_MAX_MESSAGE || rest > GW_MAX_MESSAGE - need) {
+        conn_rx_free(c);
+        return conn_close_now(c, 1009);
+    }
+    if (need > c->rx_cap) {
+        size_t cap = c->rx_cap * 2 > need + rest ? c->rx_cap * 2 : need + rest;
+        if (cap > GW_MAX_MESSAGE)
+            cap = GW_MAX_MESSAGE;
+        char *p = realloc(c->rx, cap > 0 ? cap : 1);
+        if (p == NULL) {
+            conn_rx_free(c);
+            return conn_close_now(c, 1011);
+        }
+        c->rx = p;
+        c->rx_cap = cap;
+    }
+    if (len > 0)
+        memcpy(c->rx + c->rx_len, in, len);
+    c->rx_len = need;
+    if (!final)
+        return 0;
+    int rv = conn_message(s, c, c->rx, c->rx_len);
+    conn_rx_free(c);
+    return rv;
+}
+
+int gw_conn_writeable(gw_server *s, gw_conn *c)
+{
+    gw_qnode *n = c->out.head;
+    if (n == NULL) {
+        if (!c->closing)
+            return 0;
+        /* Everything queued before the close is out: now the close frame. */
+        return conn_close_now(c, c->close_code);
+    }
+    c->out.head = n->next;
+    if (c->out.head == NULL)
+        c->out.tail = NULL;
+    gw_frame *f = n->f;
+    free(n);
+    c->out.bytes -= f->len;
+    int w = lws_write(c->wsi, (unsigned char *)gw_frame_data(f), f->len, LWS_WRITE_TEXT);
+    size_t len = f->len;
+    gw_frame_unref(f);
+    if (w < 0 || (size_t)w < len)
+        return -1;
+    s->m.frames_out++;
+    if (c->resume != NULL)
+        gw_resume_on_drain(s, c);
+    if (c->out.head != NULL || c->closing)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+void gw_conn_closed(gw_server *s, gw_conn *c)
+{
+    if (!c->ws)
+        return;
+    if (c->announced)
+        gw_presence_disconnect(s, c);
+    chat_debug("conn_closed", "conn=%" PRIu64 " user=%s", c->id,
+               c->user ? c->user->id : "-");
+    conn_detach_user(s, c);
+    HASH_DEL(s->conns, c);
+    s->n_conns--;
+    gw_queue_clear(&c->out);
+    conn_rx_free(c);
+    gw_resume_free(c->resume);
+    c->resume = NULL;
+    c->ws = false;
+}
+
+void gw_queue_push(gw_queue *q, gw_frame *f)
+{
+    if (f == NULL)
+        return;
+    gw_qnode *n = malloc(sizeof *n);
+    if (n == NULL) {
+        gw_frame_unref(f);
+        return;
+    }
+    n->next = NULL;
+    n->f = f;
+    if (q->tail != NULL)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    q->bytes += f->len;
+}
+
+void gw_queue_clear(gw_queue *q)
+{
+    gw_qnode *n = q->head;
+    while (n != NULL) {
+        gw_qnode *next = n->next;
+        gw_frame_unref(n->f);
+        free(n);
+        n = next;
+    }
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+}
+
+/* The client does not read fast enough: drop what it has not taken and
+ * close with 1008, or kill it if it does not even take the close frame. */
+static void conn_overflow(gw_server *s, gw_conn *c)
+{
+    chat_warn("conn_overflow", "conn=%" PRIu64 " queued=%zu", c->id, c->out.bytes);
+    gw_queue_clear(&c->out);
+    if (c->resume != NULL) {
+        gw_resume_free(c->resume);
+        c->resume = NULL;
+    }
+    gw_conn_close(s, c, 1008);
+}
+
+static void conn_enqueue(gw_server *s, gw_conn *c, gw_frame *f, bool limited)
+{
+    if (f == NULL)
+        return;
+    if (c->closing) {
+        gw_frame_unref(f);
+        return;
+    }
+    if (limited && c->out.bytes + f->len > (size_t)s->cfg->max_outbuf) {
+        gw_frame_unref(f);
+        conn_overflow(s, c);
+        return;
+    }
+    gw_queue_push(&c->out, f);
+    lws_callback_on_writable(c->wsi);
+}
+
+void gw_conn_send(gw_server *s, gw_conn *c, gw_frame *f)
+{
+    conn_enqueue(s, c, f, true);
+}
+
+void gw_conn_send_paced(gw_server *s, gw_conn *c, gw_frame *f)
+{
+    conn_enqueue(s, c, f, false);
+}
+
+void gw_conn_push(gw_server *s, gw_conn *c, gw_frame *f)
+{
+    if (f == NULL)
+        return;
+    if (c->resume == NULL || c->closing) {
+        gw_conn_send(s, c, f);
+        return;
+    }
+    gw_resume_hold(c->resume, f);
+    if (gw_resume_held_bytes(c->resume) > (size_t)s->cfg->max_outbuf)
+        conn_overflow(s, c);
+}
+
+void gw_conn_send_error(gw_server *s, gw_conn *c, gw_err code, const char *message,
+                        const char *req)
+{
+    s->m.errors[code < GW_E_COUNT ? code : GW_E_UNAVAILABLE]++;
+    gw_conn_send(s, c, gw_render_error(code, message, req, -1));
+}
+
+void gw_conn_close(gw_server *s, gw_conn *c, uint16_t code)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->close_code = code;
+    lws_callback_on_writable(c->wsi);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, CONN_CLOSE_GRACE_S);
+}
+
+void gw_conn_request_started(gw_server *s, gw_conn *c)
+{
+    if (++c->inflight == CONN_MAX_INFLIGHT)
+        lws_rx_flow_control(c->wsi, 0);
+}
+
+void gw_conn_request_done(gw_server *s, gw_conn *c)
+{
+    if (c->inflight == 0)
+        return;
+    if (c->inflight-- == CONN_MAX_INFLIGHT)
+        lws_rx_flow_control(c->wsi, 1);
+}

@@ -1,0 +1,209 @@
+/* Client frames: JSON text -> a validated gw_request. Pure (no I/O, no
+ * state), so every rule of PROTOCOL.md is unit-tested in test_frames.c. */
+#include "gateway.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FRAME_MAX_INT 9007199254740992.0 /* 2^53: larger JSON numbers are not exact */
+
+static const struct {
+    const char *name;
+    gw_req_type type;
+} frame_types[] = {
+    {"start_search", GW_REQ_START_SEARCH},
+    {"stop_search", GW_REQ_STOP_SEARCH},
+    {"end_chat", GW_REQ_END_CHAT},
+    {"send", GW_REQ_SEND},
+    {"receipt", GW_REQ_RECEIPT},
+    {"presence", GW_REQ_PRESENCE},
+    /* Client types of the protocol that later issues implement. */
+    {"open_dm", GW_REQ_UNSUPPORTED},
+    {"join_room", GW_REQ_UNSUPPORTED},
+    {"leave_room", GW_REQ_UNSUPPORTED},
+    {"history", GW_REQ_UNSUPPORTED},
+    {"typing", GW_REQ_UNSUPPORTED},
+};
+
+static gw_request *frame_fail(gw_request *rq, gw_err err, const char *msg)
+{
+    rq->err = err;
+    rq->err_msg = msg;
+    return rq;
+}
+
+static const cJSON *frame_field(const gw_request *rq, const char *name)
+{
+    return cJSON_GetObjectItemCaseSensitive(rq->root, name);
+}
+
+/* A string of 1..GW_ID_MAX bytes (ids, client_msg_id). */
+static bool frame_id(const gw_request *rq, const char *name, const char **out)
+{
+    const cJSON *v = frame_field(rq, name);
+    if (!cJSON_IsString(v) || v->valuestring == NULL)
+        return false;
+    size_t n = strlen(v->valuestring);
+    if (n == 0 || n > GW_ID_MAX)
+        return false;
+    *out = v->valuestring;
+    return true;
+}
+
+/* An integral JSON number in [1, 2^53]. */
+static bool frame_uint(const gw_request *rq, const char *name, uint64_t *out)
+{
+    const cJSON *v = frame_field(rq, name);
+    if (!cJSON_IsNumber(v))
+        return false;
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < 1 || d > FRAME_MAX_INT || floor(d) != d)
+        return false;
+    *out = (uint64_t)d;
+    return true;
+}
+
+static gw_request *frame_end_chat(gw_request *rq)
+{
+    if (!frame_id(rq, "conversation_id", &rq->conversation_id))
+        return frame_fail(rq, GW_E_BAD_REQUEST,
+                          "conversation_id must be a string of 1-64 bytes");
+    return rq;
+}
+
+static gw_request *frame_send(gw_request *rq, long long max_text)
+{
+    if (!frame_id(rq, "conversation_id", &rq->conversation_id))
+        return frame_fail(rq, GW_E_BAD_REQUEST,
+                          "conversation_id must be a string of 1-64 bytes");
+    if (!frame_id(rq, "client_msg_id", &rq->client_msg_id))
+        return frame_fail(rq, GW_E_BAD_REQUEST,
+                          "client_msg_id must be a string of 1-64 bytes");
+    const cJSON *t = frame_field(rq, "text");
+    if (!cJSON_IsString(t) || t->valuestring == NULL)
+        return frame_fail(rq, GW_E_BAD_REQUEST, "text must be a string");
+    size_t bytes = strlen(t->valuestring);
+    size_t points = gw_utf8_count(t->valuestring, bytes);
+    if (points == 0)
+        return frame_fail(rq, GW_E_BAD_REQUEST, "text is empty");
+    if ((long long)points > max_text)
+        return frame_fail(rq, GW_E_TOO_LONG, "text is over the limit");
+    if (gw_utf8_only_space(t->valuestring, bytes))
+        return frame_fail(rq, GW_E_BAD_REQUEST, "text is only white space");
+    rq->text = t->valuestring;
+    return rq;
+}
+
+static gw_request *frame_receipt(gw_request *rq)
+{
+    if (!frame_id(rq, "conversation_id", &rq->conversation_id))
+        return frame_fail(rq, GW_E_BAD_REQUEST,
+                          "conversation_id must be a string of 1-64 bytes");
+    if (!frame_uint(rq, "seq", &rq->seq))
+        return frame_fail(rq, GW_E_BAD_REQUEST, "seq must be an integer >= 1");
+    const cJSON *st = frame_field(rq, "status");
+    if (cJSON_IsString(st) && strcmp(st->valuestring, "delivered") == 0)
+        rq->read = false;
+    else if (cJSON_IsString(st) && strcmp(st->valuestring, "read") == 0)
+        rq->read = true;
+    else
+        return frame_fail(rq, GW_E_BAD_REQUEST, "status must be \"delivered\" or \"read\"");
+    return rq;
+}
+
+static gw_request *frame_presence(gw_request *rq)
+{
+    static const char *const bad = "user_ids must be an array of 0-100 user ids";
+    const cJSON *ids = frame_field(rq, "user_ids");
+    if (!cJSON_IsArray(ids))
+        return frame_fail(rq, GW_E_BAD_REQUEST, bad);
+    int n = cJSON_GetArraySize(ids);
+    if (n < 0 || n > GW_MAX_PRESENCE_IDS)
+        return frame_fail(rq, GW_E_BAD_REQUEST, bad);
+    if (n > 0) {
+        rq->user_ids = calloc((size_t)n, sizeof *rq->user_ids);
+        if (rq->user_ids == NULL) {
+            gw_request_free(rq);
+            return NULL;
+        }
+    }
+    const cJSON *id;
+    cJSON_ArrayForEach(id, ids)
+    {
+        if (!cJSON_IsString(id) || !chat_uuid_valid(id->valuestring))
+            return frame_fail(rq, GW_E_BAD_REQUEST, bad);
+        rq->user_ids[rq->n_user_ids++] = id->valuestring;
+    }
+    return rq;
+}
+
+/* JSON allows only these four between tokens. */
+static bool frame_only_json_space(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            return false;
+    return true;
+}
+
+gw_request *gw_frame_parse(const char *buf, size_t len, long long max_text)
+{
+    gw_request *rq = calloc(1, sizeof *rq);
+    if (rq == NULL)
+        return NULL;
+    /* A raw NUL is never valid JSON, and cJSON's strings end at one. */
+    if (memchr(buf, '\0', len) != NULL)
+        return frame_fail(rq, GW_E_BAD_JSON, gw_err_text(GW_E_BAD_JSON));
+    const char *end = NULL;
+    rq->root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (rq->root == NULL || end == NULL || !frame_only_json_space(end, buf + len) ||
+        !cJSON_IsObject(rq->root))
+        return frame_fail(rq, GW_E_BAD_JSON, gw_err_text(GW_E_BAD_JSON));
+
+    const cJSON *req = frame_field(rq, "req");
+    bool req_bad = false;
+    if (req != NULL) {
+        if (cJSON_IsString(req) && strlen(req->valuestring) <= GW_ID_MAX)
+            rq->req = req->valuestring;
+        else
+            req_bad = true;
+    }
+
+    const cJSON *type = frame_field(rq, "type");
+    size_t i = 0, n = sizeof frame_types / sizeof frame_types[0];
+    if (cJSON_IsString(type))
+        while (i < n && strcmp(frame_types[i].name, type->valuestring) != 0)
+            i++;
+    if (!cJSON_IsString(type) || i == n)
+        return frame_fail(rq, GW_E_UNKNOWN_TYPE, gw_err_text(GW_E_UNKNOWN_TYPE));
+    rq->type = frame_types[i].type;
+    if (req_bad)
+        return frame_fail(rq, GW_E_BAD_REQUEST, "req must be a string of at most 64 bytes");
+
+    switch (rq->type) {
+    case GW_REQ_START_SEARCH:
+    case GW_REQ_STOP_SEARCH:
+        return rq;
+    case GW_REQ_END_CHAT:
+        return frame_end_chat(rq);
+    case GW_REQ_SEND:
+        return frame_send(rq, max_text);
+    case GW_REQ_RECEIPT:
+        return frame_receipt(rq);
+    case GW_REQ_PRESENCE:
+        return frame_presence(rq);
+    case GW_REQ_UNSUPPORTED:
+        break;
+    }
+    return frame_fail(rq, GW_E_UNAVAILABLE, "not supported by this server yet");
+}
+
+void gw_request_free(gw_request *rq)
+{
+    if (rq == NULL)
+        return;
+    free(rq->user_ids);
+    cJSON_Delete(rq->root);
+    free(rq);
+}

@@ -1,0 +1,353 @@
+/* svc-gateway: the WebSocket/HTTP front of the chat (prefix gw_).
+ *
+ * Threads: one lws service thread owns every connection, table and counter
+ * below. nng threads only decode replies/events and hand them over through
+ * the backend queue (backend.c); nothing else here is thread-safe.
+ *
+ * Client protocol: ../../shared/PROTOCOL.md. Internal contract:
+ * docs/ARCHITECTURE.md. */
+#ifndef SVC_GATEWAY_GATEWAY_H
+#define SVC_GATEWAY_GATEWAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <libwebsockets.h>
+#include <uthash.h>
+
+#include "chat/rpc.h"
+#include "chat/util.h"
+#include "events.pb-c.h"
+#include "match.pb-c.h"
+#include "message.pb-c.h"
+#include "presence.pb-c.h"
+
+#define GW_ID_MAX 64            /* bytes of conversation_id, client_msg_id, req */
+#define GW_MAX_MESSAGE 65536    /* reassembled WebSocket payload, bytes */
+#define GW_MAX_PRESENCE_IDS 100 /* user_ids of one presence query */
+#define GW_REPLAY_PAGE 200      /* messages per replay request */
+#define GW_TOKEN_MAX 160        /* session token text, with its NUL */
+#define GW_GATEWAY_ID_MAX 32
+
+/* ------------------------------------------------------------------ errors */
+/* The client error codes of PROTOCOL.md "Errors". */
+typedef enum {
+    GW_E_NONE = 0,
+    GW_E_BAD_JSON,
+    GW_E_UNKNOWN_TYPE,
+    GW_E_BAD_REQUEST,
+    GW_E_TOO_LONG,
+    GW_E_RATE_LIMITED,
+    GW_E_NOT_MEMBER,
+    GW_E_NOT_FOUND,
+    GW_E_ALREADY_IN_CHAT,
+    GW_E_CONVERSATION_CLOSED,
+    GW_E_UNAVAILABLE,
+    GW_E_UNAUTHORIZED,
+    GW_E_KICKED,
+    GW_E_COUNT
+} gw_err;
+
+const char *gw_err_name(gw_err e);   /* "bad_json", ...; "" for GW_E_NONE */
+const char *gw_err_text(gw_err e);   /* default human message */
+gw_err gw_err_from_code(int code);   /* chat.Code -> client code (INTERNAL -> unavailable) */
+
+/* ------------------------------------------------------------------ config.c */
+typedef struct gw_config {
+    long long port, session_ttl_s, max_text, max_outbuf, rpc_timeout_ms;
+    const char *bind, *gateway_id, *session_secret, *web_dir;
+    const char *match_addrs, *message_addrs, *presence_addrs, *events_addrs;
+    const char *log_level;
+    char id_buf[GW_GATEWAY_ID_MAX + 1]; /* generated gateway id, when none is set */
+} gw_config;
+
+/* Loads the table. Returns 0 to run, 1 to exit 0 (--help), 2 to exit 2
+ * (bad configuration; the reason is printed). */
+int gw_config_main(gw_config *cfg, int argc, char **argv);
+
+/* ------------------------------------------------------------------ utf8.c */
+bool gw_utf8_valid(const void *data, size_t n);
+/* Code points of valid UTF-8 text. */
+size_t gw_utf8_count(const char *text, size_t n);
+/* True when every code point of valid UTF-8 text is Unicode white space
+ * (also for empty text). */
+bool gw_utf8_only_space(const char *text, size_t n);
+
+/* ------------------------------------------------------------------ session_token.c */
+/* Signs a token for user_id valid until expiry_s into out. Returns 0 or -1. */
+int gw_token_sign(const char *secret, const char *user_id, int64_t expiry_s,
+                  char out[GW_TOKEN_MAX]);
+/* Returns 0 and the user id when token is well formed, signed with secret
+ * and not expired at now_s; -1 otherwise (user_out untouched). */
+int gw_token_verify(const char *secret, const char *token, int64_t now_s,
+                    char user_out[CHAT_UUID_LEN + 1]);
+
+/* ------------------------------------------------------------------ frames.c */
+typedef enum {
+    GW_REQ_START_SEARCH,
+    GW_REQ_STOP_SEARCH,
+    GW_REQ_END_CHAT,
+    GW_REQ_SEND,
+    GW_REQ_RECEIPT,
+    GW_REQ_PRESENCE,
+    GW_REQ_UNSUPPORTED, /* a client type this server does not implement yet */
+} gw_req_type;
+
+/* One parsed client frame. Strings point into root and live as long as the
+ * request. */
+typedef struct gw_request {
+    gw_req_type type;
+    gw_err err;             /* GW_E_NONE when the frame is valid */
+    const char *err_msg;    /* static text, with err */
+    const char *req;        /* the client's req to echo; NULL if absent/invalid */
+    const char *conversation_id;
+    const char *text;
+    const char *client_msg_id;
+    uint64_t seq;           /* receipt */
+    bool read;              /* receipt: "read" (else "delivered") */
+    size_t n_user_ids;      /* presence */
+    const char **user_ids;  /* presence: malloc'd array */
+    cJSON *root;
+} gw_request;
+
+/* Parses and validates one text message (valid UTF-8, len bytes). Always
+ * returns a request (check ->err) unless out of memory (NULL). The caller
+ * frees it with gw_request_free(). */
+gw_request *gw_frame_parse(const char *buf, size_t len, long long max_text);
+void gw_request_free(gw_request *rq); /* NULL is fine */
+
+/* ------------------------------------------------------------------ render.c */
+/* An outgoing text frame with LWS_PRE bytes of headroom for lws_write. It is
+ * reference counted so an event is rendered once and queued on many
+ * connections; only the lws thread touches the count. */
+typedef struct gw_frame {
+    int refs;
+    size_t len;
+    uint64_t seq;                  /* "message" pushes: for replay dedup */
+    char conv[GW_ID_MAX + 1];      /* "message" pushes: conversation id, else "" */
+    unsigned char buf[];           /* LWS_PRE headroom, then len bytes and a NUL */
+} gw_frame;
+
+static inline char *gw_frame_data(gw_frame *f)
+{
+    return (char *)f->buf + LWS_PRE;
+}
+gw_frame *gw_frame_new(const char *json, size_t len); /* one reference */
+gw_frame *gw_frame_ref(gw_frame *f);
+void gw_frame_unref(gw_frame *f); /* NULL is fine */
+
+/* Each returns a new frame (one reference) or NULL when out of memory.
+ * req: the client's req to echo, or NULL. */
+gw_frame *gw_render_connected(const char *user_id, const char *token, bool resumed);
+/* retry_after_ms < 0: no "retry_after_ms" field. message NULL: the default. */
+gw_frame *gw_render_error(gw_err code, const char *message, const char *req,
+                          int64_t retry_after_ms);
+gw_frame *gw_render_simple(const char *type, const char *req); /* searching, ... */
+gw_frame *gw_render_matched(const char *conversation_id);
+gw_frame *gw_render_chat_ended(const char *conversation_id, const char *by);
+gw_frame *gw_render_partner_disconnected(const char *conversation_id);
+gw_frame *gw_render_ack(const char *client_msg_id, const Chat__StoredMessage *m,
+                        const char *req);
+gw_frame *gw_render_message(const Chat__StoredMessage *m);
+gw_frame *gw_render_receipt(const char *conversation_id, uint64_t seq, bool read,
+                            const char *user_id);
+/* One status per asked id, in the order asked; ids missing from the reply
+ * are offline with last_seen null. */
+gw_frame *gw_render_presence(const char *const *ids, size_t n_ids,
+                             Chat__UserStatus *const *statuses, size_t n_statuses,
+                             const char *req);
+
+/* ------------------------------------------------------------------ backend.c */
+typedef enum { GW_SVC_MATCH, GW_SVC_MESSAGE, GW_SVC_PRESENCE, GW_SVC_EVENTS, GW_SVC_COUNT } gw_svc;
+const char *gw_svc_name(gw_svc svc);
+
+/* What an item coming back from nng is the answer to. */
+typedef enum {
+    GW_OP_START_SEARCH,
+    GW_OP_STOP_SEARCH,
+    GW_OP_END_CHAT,
+    GW_OP_SEND,
+    GW_OP_RECEIPT,
+    GW_OP_QUERY,       /* presence query frame */
+    GW_OP_CONNECT,     /* presence connect */
+    GW_OP_DISCONNECT,  /* presence disconnect */
+    GW_OP_HEARTBEAT,
+    GW_OP_SESSION,     /* resume: match session */
+    GW_OP_REPLAY,      /* resume: one replay page */
+    GW_OP_EVENT,       /* a published Event */
+} gw_op;
+
+/* Crosses from an nng thread to the lws thread; freed by gw_item_free(). */
+typedef struct gw_backend gw_backend;
+
+typedef struct gw_item {
+    struct gw_item *next;
+    gw_backend *be;
+    gw_op op;
+    uint64_t conn_id;   /* the connection this answers (0: none) */
+    int err;            /* 0, an nng error, or -1 (reply could not be decoded) */
+    gw_request *rq;     /* owned: the client frame this answers, or NULL */
+    union {             /* decoded on the nng thread; NULL when err != 0 */
+        void *any;
+        Chat__MatchReply *match;
+        Chat__MessageReply *msg;
+        Chat__PresenceReply *pres;
+        Chat__Event *ev;
+    } r;
+} gw_item;
+
+/* Opens the three rpc clients and the event subscription (peers connect in
+ * the background). Returns 0 or an nng error. */
+int gw_backend_open(gw_backend **out, const gw_config *cfg);
+/* Sets (or, with NULL, clears) the lws context woken by new items. */
+void gw_backend_set_context(gw_backend *be, struct lws_context *ctx);
+/* Starts a request; the answer (or the failure) always comes back as one
+ * item with op/conn_id/rq. Takes rq (may be NULL). */
+void gw_backend_call(gw_backend *be, gw_op op, uint64_t conn_id, gw_request *rq,
+                     const ProtobufCMessage *req);
+/* Takes every queued item, oldest first (a list linked by next). */
+gw_item *gw_backend_take(gw_backend *be);
+size_t gw_backend_queue_len(gw_backend *be);
+int gw_backend_peers(gw_backend *be, gw_svc svc);
+gw_svc gw_op_service(gw_op op);
+void gw_item_free(gw_item *it); /* NULL is fine */
+/* Closes clients and subscription, waits for their callbacks, frees what
+ * is still queued. NULL is fine. */
+void gw_backend_close(gw_backend *be);
+
+/* ------------------------------------------------------------------ server state */
+typedef struct gw_metrics {
+    uint64_t conns_total, frames_in, frames_out, events_in, events_bad;
+    uint64_t errors[GW_E_COUNT];
+    uint64_t be_requests[GW_SVC_COUNT], be_failures[GW_SVC_COUNT];
+} gw_metrics;
+
+typedef struct gw_conn gw_conn;
+typedef struct gw_user gw_user;
+
+typedef struct gw_server {
+    const gw_config *cfg;
+    const char *gateway_id;
+    struct lws_context *ctx;
+    gw_backend *be;
+    gw_conn *conns;          /* uthash: open WebSocket connections by id */
+    gw_user *users;          /* uthash: users with >= 1 connection, by id */
+    unsigned n_conns;
+    uint64_t next_conn_id;
+    gw_metrics m;
+    lws_sorted_usec_list_t sul_tick, sul_heartbeat;
+    bool stopping, done, heartbeat_inflight, heartbeat_failing;
+    int64_t stop_deadline_ms;
+} gw_server;
+
+/* ------------------------------------------------------------------ conn.c */
+typedef struct gw_qnode {
+    struct gw_qnode *next;
+    gw_frame *f;
+} gw_qnode;
+
+/* A queue of frames (owns one reference to each). */
+typedef struct gw_queue {
+    gw_qnode *head, *tail;
+    size_t bytes;
+} gw_queue;
+
+typedef struct gw_resume gw_resume;
+typedef struct gw_http_resp gw_http_resp;
+
+/* lws per-session data of protocols[0]: lws allocates it zeroed and frees
+ * it after LWS_CALLBACK_CLOSED / CLOSED_HTTP. Everything it points to is
+ * owned here and freed by gw_conn_closed() / gw_http_free(). */
+struct gw_conn {
+    UT_hash_handle hh;       /* gw_server.conns */
+    gw_conn *unext, *uprev;  /* the user's connections */
+    gw_user *user;
+    struct lws *wsi;
+    uint64_t id;
+    gw_queue out;            /* frames to write */
+    char *rx;                /* reassembly, only while a message is split */
+    size_t rx_len, rx_cap;
+    gw_resume *resume;       /* non-NULL while a resume runs */
+    gw_http_resp *http;      /* plain HTTP: the response being written */
+    uint16_t close_code;     /* with closing */
+    uint16_t inflight;       /* client requests awaiting a backend reply */
+    bool ws, closing, announced;
+};
+
+struct gw_user {
+    UT_hash_handle hh;       /* gw_server.users */
+    char id[CHAT_UUID_LEN + 1];
+    gw_conn *conns;          /* utlist DL through unext/uprev */
+};
+
+/* LWS_CALLBACK_ESTABLISHED / RECEIVE / SERVER_WRITEABLE / CLOSED. The int
+ * ones return -1 when lws must close the connection. */
+int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi);
+int gw_conn_receive(gw_server *s, gw_conn *c, const void *in, size_t len);
+int gw_conn_writeable(gw_server *s, gw_conn *c);
+void gw_conn_closed(gw_server *s, gw_conn *c);
+
+gw_conn *gw_conn_find(gw_server *s, uint64_t id);
+gw_user *gw_user_find(gw_server *s, const char *user_id);
+/* Queues a direct frame; takes the reference f (NULL: out of memory, ignored). */
+void gw_conn_send(gw_server *s, gw_conn *c, gw_frame *f);
+/* Queues a push: held while a resume runs. Takes the reference f. */
+void gw_conn_push(gw_server *s, gw_conn *c, gw_frame *f);
+/* Queues without the CHAT_MAX_OUTBUF check: for replay, which paces itself. */
+void gw_conn_send_paced(gw_server *s, gw_conn *c, gw_frame *f);
+void gw_conn_send_error(gw_server *s, gw_conn *c, gw_err code, const char *message,
+                        const char *req);
+/* Closes with code after what is queued has been written. */
+void gw_conn_close(gw_server *s, gw_conn *c, uint16_t code);
+/* Count a client request sent to / answered by a backend (flow control). */
+void gw_conn_request_started(gw_server *s, gw_conn *c);
+void gw_conn_request_done(gw_server *s, gw_conn *c);
+void gw_queue_clear(gw_queue *q);
+void gw_queue_push(gw_queue *q, gw_frame *f); /* takes f; returns without if NULL */
+
+/* ------------------------------------------------------------------ requests.c */
+/* Handles one valid client request (takes rq). */
+void gw_request_dispatch(gw_server *s, gw_conn *c, gw_request *rq);
+/* Turns the reply to a client request into frames (does not free it). */
+void gw_request_reply(gw_server *s, gw_conn *c, gw_item *it);
+
+/* ------------------------------------------------------------------ presence.c */
+void gw_presence_connect(gw_server *s, gw_conn *c);
+void gw_presence_disconnect(gw_server *s, gw_conn *c);
+void gw_presence_heartbeat(gw_server *s);
+void gw_presence_reply(gw_server *s, gw_item *it);
+
+/* ------------------------------------------------------------------ resume.c */
+/* Starts a resume for a connection whose session was valid. */
+void gw_resume_start(gw_server *s, gw_conn *c);
+void gw_resume_reply(gw_server *s, gw_conn *c, gw_item *it);
+/* Holds a push until the replay is over (takes f). */
+void gw_resume_hold(gw_resume *r, gw_frame *f);
+size_t gw_resume_held_bytes(const gw_resume *r);
+/* Called after each write: asks for the next page once the output drained. */
+void gw_resume_on_drain(gw_server *s, gw_conn *c);
+void gw_resume_free(gw_resume *r); /* NULL is fine */
+
+/* ------------------------------------------------------------------ events.c */
+/* Delivers a published Event to the connections held here. */
+void gw_event_deliver(gw_server *s, const Chat__Event *ev);
+
+/* ------------------------------------------------------------------ http.c */
+/* LWS_CALLBACK_HTTP: answers /healthz, /readyz, /metrics and static files. */
+int gw_http_request(gw_server *s, gw_conn *c, struct lws *wsi, const char *path);
+int gw_http_writeable(gw_server *s, gw_conn *c, struct lws *wsi);
+void gw_http_free(gw_conn *c); /* frees a response not (fully) written */
+
+/* ------------------------------------------------------------------ metrics.c */
+/* Prometheus text; malloc'd, caller frees. NULL when out of memory. */
+char *gw_metrics_render(gw_server *s, size_t *len);
+
+/* ------------------------------------------------------------------ server.c */
+int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be);
+/* Runs until a signal asked to stop and the connections are closed. */
+void gw_server_run(gw_server *s);
+void gw_server_fini(gw_server *s);
+
+#endif

@@ -1,0 +1,169 @@
+/* Plain HTTP on the WebSocket port: health, readiness, metrics and the web
+ * client's static files. Small dynamic bodies are built at once and written
+ * in LWS_CALLBACK_HTTP_WRITEABLE; files go through lws_serve_http_file. */
+#include "gateway.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "chat/log.h"
+
+/* A response body with lws_write headroom; owned by the connection. */
+struct gw_http_resp {
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE, then len bytes */
+};
+
+void gw_http_free(gw_conn *c)
+{
+    if (c == NULL)
+        return;
+    free(c->http);
+    c->http = NULL;
+}
+
+/* Sends the headers now and keeps body for the writeable callback. Returns
+ * what the lws callback should return. */
+static int http_respond(gw_conn *c, struct lws *wsi, unsigned status, const char *ctype,
+                        const char *body, size_t len)
+{
+    gw_http_free(c);
+    c->http = malloc(sizeof *c->http + LWS_PRE + len);
+    if (c->http == NULL)
+        return -1;
+    c->http->len = len;
+    memcpy(c->http->buf + LWS_PRE, body, len);
+
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start;
+    unsigned char *end = hdr + sizeof hdr - 1;
+    if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int http_text(gw_conn *c, struct lws *wsi, unsigned status, const char *text)
+{
+    return http_respond(c, wsi, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+int gw_http_writeable(gw_server *s, gw_conn *c, struct lws *wsi)
+{
+    if (c == NULL || c->http == NULL)
+        return 0;
+    size_t len = c->http->len;
+    int n = lws_write(wsi, c->http->buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
+    gw_http_free(c);
+    if (n < 0 || (size_t)n != len)
+        return -1;
+    /* Keep-alive: the connection waits for its next request. */
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* 200 once every service has a connected replica and the event
+ * subscription has a publisher; otherwise 503 naming what is missing. */
+static int http_readyz(gw_server *s, gw_conn *c, struct lws *wsi)
+{
+    char missing[128] = "";
+    size_t m = 0;
+    for (int i = 0; i < GW_SVC_COUNT; i++)
+        if (gw_backend_peers(s->be, (gw_svc)i) <= 0)
+            m += (size_t)snprintf(missing + m, sizeof missing - m, "%s\"%s\"", m ? "," : "",
+                                  gw_svc_name((gw_svc)i));
+    char body[256];
+    int n = snprintf(body, sizeof body, "{\"ready\":%s,\"missing\":[%s]}\n",
+                     m == 0 ? "true" : "false", missing);
+    return http_respond(c, wsi, m == 0 ? 200 : 503, "application/json", body, (size_t)n);
+}
+
+static int http_metrics(gw_server *s, gw_conn *c, struct lws *wsi)
+{
+    size_t len = 0;
+    char *text = gw_metrics_render(s, &len);
+    if (text == NULL)
+        return http_text(c, wsi, 500, "out of memory\n");
+    int rv = http_respond(c, wsi, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+    return rv;
+}
+
+static const char *http_mime(const char *name)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".htm", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".webmanifest", "application/manifest+json"},
+    };
+    const char *dot = strrchr(name, '.');
+    for (size_t i = 0; dot != NULL && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+/* Only plain names: no '/', no "..", no hidden files. */
+static bool http_name_ok(const char *name)
+{
+    if (name[0] == '\0' || name[0] == '.' || strlen(name) > 128)
+        return false;
+    for (const char *p = name; *p != '\0'; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static int http_static(gw_server *s, gw_conn *c, struct lws *wsi, const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (!http_name_ok(name) ||
+        (size_t)snprintf(path, sizeof path, "%s/%s", s->cfg->web_dir, name) >= sizeof path ||
+        stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return http_text(c, wsi, 404, "not found\n");
+    int n = lws_serve_http_file(wsi, path, http_mime(name), NULL, 0);
+    /* > 0: sent completely; the transaction ends here. */
+    if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
+        return -1;
+    return 0;
+}
+
+int gw_http_request(gw_server *s, gw_conn *c, struct lws *wsi, const char *path)
+{
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+        /* A body may follow; rather than skip it, answer and hang up. */
+        lws_return_http_status(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL);
+        return -1;
+    }
+    if (path == NULL || path[0] != '/')
+        return http_text(c, wsi, 404, "not found\n");
+    if (strcmp(path, "/healthz") == 0)
+        return http_text(c, wsi, 200, "ok");
+    if (strcmp(path, "/readyz") == 0)
+        return http_readyz(s, c, wsi);
+    if (strcmp(path, "/metrics") == 0)
+        return http_metrics(s, c, wsi);
+    if (strcmp(path, "/") == 0)
+        return http_static(s, c, wsi, "index.html");
+    /* /ws without an upgrade, /api/... (a later issue), anything else. */
+    return http_static(s, c, wsi, path + 1);
+}

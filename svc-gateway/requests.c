@@ -1,0 +1,204 @@
+/* Client requests: a valid frame becomes a request to svc-match,
+ * svc-message or svc-presence; the reply becomes the direct answer frames
+ * (which echo req). */
+#include "gateway.h"
+
+#include <inttypes.h>
+
+#include "chat/log.h"
+
+static void request_call(gw_server *s, gw_conn *c, gw_op op, gw_request *rq,
+                         const ProtobufCMessage *msg)
+{
+    s->m.be_requests[gw_op_service(op)]++;
+    gw_conn_request_started(s, c);
+    gw_backend_call(s->be, op, c->id, rq, msg);
+}
+
+static void request_match(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    Chat__ConnRef conn = CHAT__CONN_REF__INIT;
+    conn.gateway_id = (char *)s->gateway_id;
+    conn.conn_id = c->id;
+    Chat__MatchRequest mr = CHAT__MATCH_REQUEST__INIT;
+    Chat__StartSearchReq start = CHAT__START_SEARCH_REQ__INIT;
+    Chat__StopSearchReq stop = CHAT__STOP_SEARCH_REQ__INIT;
+    Chat__EndChatReq end = CHAT__END_CHAT_REQ__INIT;
+    gw_op op;
+    switch (rq->type) {
+    case GW_REQ_START_SEARCH:
+        start.user_id = c->user->id;
+        start.conn = &conn;
+        mr.body_case = CHAT__MATCH_REQUEST__BODY_START_SEARCH;
+        mr.start_search = &start;
+        op = GW_OP_START_SEARCH;
+        break;
+    case GW_REQ_STOP_SEARCH:
+        stop.user_id = c->user->id;
+        mr.body_case = CHAT__MATCH_REQUEST__BODY_STOP_SEARCH;
+        mr.stop_search = &stop;
+        op = GW_OP_STOP_SEARCH;
+        break;
+    default: /* GW_REQ_END_CHAT */
+        end.user_id = c->user->id;
+        end.conversation_id = (char *)rq->conversation_id;
+        end.conn = &conn;
+        mr.body_case = CHAT__MATCH_REQUEST__BODY_END_CHAT;
+        mr.end_chat = &end;
+        op = GW_OP_END_CHAT;
+        break;
+    }
+    request_call(s, c, op, rq, &mr.base);
+}
+
+static void request_send(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    Chat__SendReq send = CHAT__SEND_REQ__INIT;
+    send.conversation_id = (char *)rq->conversation_id;
+    send.sender = c->user->id;
+    send.client_msg_id = (char *)rq->client_msg_id;
+    send.text = (char *)rq->text;
+    Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
+    mr.body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
+    mr.send = &send;
+    request_call(s, c, GW_OP_SEND, rq, &mr.base);
+}
+
+static void request_receipt(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    Chat__ReceiptReq r = CHAT__RECEIPT_REQ__INIT;
+    r.user_id = c->user->id;
+    r.conversation_id = (char *)rq->conversation_id;
+    r.seq = rq->seq;
+    r.read = rq->read;
+    Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
+    mr.body_case = CHAT__MESSAGE_REQUEST__BODY_RECEIPT;
+    mr.receipt = &r;
+    request_call(s, c, GW_OP_RECEIPT, rq, &mr.base);
+}
+
+static void request_query(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    Chat__QueryReq q = CHAT__QUERY_REQ__INIT;
+    q.n_user_ids = rq->n_user_ids;
+    q.user_ids = (char **)rq->user_ids;
+    Chat__PresenceRequest pr = CHAT__PRESENCE_REQUEST__INIT;
+    pr.body_case = CHAT__PRESENCE_REQUEST__BODY_QUERY;
+    pr.query = &q;
+    request_call(s, c, GW_OP_QUERY, rq, &pr.base);
+}
+
+void gw_request_dispatch(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    switch (rq->type) {
+    case GW_REQ_START_SEARCH:
+    case GW_REQ_STOP_SEARCH:
+    case GW_REQ_END_CHAT:
+        request_match(s, c, rq);
+        return;
+    case GW_REQ_SEND:
+        request_send(s, c, rq);
+        return;
+    case GW_REQ_RECEIPT:
+        request_receipt(s, c, rq);
+        return;
+    case GW_REQ_PRESENCE:
+        request_query(s, c, rq);
+        return;
+    case GW_REQ_UNSUPPORTED:
+        break;
+    }
+    /* gw_frame_parse answers unsupported types itself; never reached. */
+    gw_conn_send_error(s, c, GW_E_UNAVAILABLE, NULL, rq->req);
+    gw_request_free(rq);
+}
+
+/* The reply's error (code != OK) as an error frame. */
+static void reply_error(gw_server *s, gw_conn *c, int code, const char *detail,
+                        const char *req)
+{
+    gw_conn_send_error(s, c, gw_err_from_code(code), detail, req);
+}
+
+static void reply_match(gw_server *s, gw_conn *c, const gw_request *rq,
+                        const Chat__MatchReply *r)
+{
+    if (r->code != CHAT__CODE__OK) {
+        reply_error(s, c, r->code, r->detail, rq->req);
+        return;
+    }
+    switch (rq->type) {
+    case GW_REQ_START_SEARCH:
+        gw_conn_send(s, c, gw_render_simple("searching", rq->req));
+        /* Paired at once: the partner learns it through an event. */
+        if (r->matched_conversation_id != NULL && r->matched_conversation_id[0] != '\0')
+            gw_conn_send(s, c, gw_render_matched(r->matched_conversation_id));
+        break;
+    case GW_REQ_STOP_SEARCH:
+        gw_conn_send(s, c, gw_render_simple("search_stopped", rq->req));
+        break;
+    default:
+        gw_conn_send(s, c, gw_render_chat_ended(rq->conversation_id, "you"));
+        break;
+    }
+}
+
+static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
+                          const Chat__MessageReply *r)
+{
+    if (r->code == CHAT__CODE__RATE_LIMITED) {
+        s->m.errors[GW_E_RATE_LIMITED]++;
+        int64_t retry = r->retry_after_ms > 0 ? r->retry_after_ms : 0;
+        gw_conn_send(s, c, gw_render_error(GW_E_RATE_LIMITED, r->detail, rq->req, retry));
+        return;
+    }
+    if (r->code != CHAT__CODE__OK) {
+        reply_error(s, c, r->code, r->detail, rq->req);
+        return;
+    }
+    if (rq->type != GW_REQ_SEND)
+        return; /* a receipt has no answer frame */
+    if (r->message == NULL) {
+        chat_warn("send_reply_bad", "conn=%" PRIu64 " err=\"ok without message\"", c->id);
+        gw_conn_send_error(s, c, GW_E_UNAVAILABLE, NULL, rq->req);
+        return;
+    }
+    gw_conn_send(s, c, gw_render_ack(rq->client_msg_id, r->message, rq->req));
+}
+
+static void reply_query(gw_server *s, gw_conn *c, const gw_request *rq,
+                        const Chat__PresenceReply *r)
+{
+    if (r->code != CHAT__CODE__OK) {
+        reply_error(s, c, r->code, r->detail, rq->req);
+        return;
+    }
+    gw_conn_send(s, c, gw_render_presence(rq->user_ids, rq->n_user_ids,
+                                          r->statuses, r->n_statuses, rq->req));
+}
+
+void gw_request_reply(gw_server *s, gw_conn *c, gw_item *it)
+{
+    const gw_request *rq = it->rq;
+    if (rq == NULL)
+        return;
+    if (it->err != 0) {
+        chat_debug("request_failed", "conn=%" PRIu64 " service=%s err=%d", c->id,
+                   gw_svc_name(gw_op_service(it->op)), it->err);
+        gw_conn_send_error(s, c, GW_E_UNAVAILABLE, NULL, rq->req);
+        return;
+    }
+    switch (gw_op_service(it->op)) {
+    case GW_SVC_MATCH:
+        reply_match(s, c, rq, it->r.match);
+        break;
+    case GW_SVC_MESSAGE:
+        reply_message(s, c, rq, it->r.msg);
+        break;
+    case GW_SVC_PRESENCE:
+        reply_query(s, c, rq, it->r.pres);
+        break;
+    default:
+        break;
+    }
+}

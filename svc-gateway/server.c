@@ -1,0 +1,229 @@
+/* The lws context: one vhost, one protocol (protocols[0], so clients that
+ * name no subprotocol get it) for both HTTP and WebSocket, the callback that
+ * routes lws events to conn.c / http.c, the drain of the backend queue, and
+ * the timers (shutdown check, presence heartbeat). */
+#include "gateway.h"
+
+#include <string.h>
+
+#include "chat/log.h"
+
+#define SERVER_TICK_MS 100
+#define SERVER_HEARTBEAT_MS 2000
+#define SERVER_STOP_WAIT_MS 3000  /* for clients to take their 1001 close */
+
+/* WebSocket keepalive: ping after 30 s of silence, drop after 60 s. */
+static const lws_retry_bo_t server_keepalive = {
+    .secs_since_valid_ping = 30,
+    .secs_since_valid_hangup = 60,
+};
+
+/* One answer from nng, on the lws thread. */
+static void server_dispatch(gw_server *s, gw_item *it)
+{
+    gw_svc svc = gw_op_service(it->op);
+    if (it->err != 0 && svc != GW_SVC_EVENTS)
+        s->m.be_failures[svc]++;
+    switch (it->op) {
+    case GW_OP_EVENT:
+        s->m.events_in++;
+        if (it->err != 0)
+            s->m.events_bad++;
+        else
+            gw_event_deliver(s, it->r.ev);
+        return;
+    case GW_OP_CONNECT:
+    case GW_OP_DISCONNECT:
+    case GW_OP_HEARTBEAT:
+        gw_presence_reply(s, it);
+        return;
+    default:
+        break;
+    }
+    gw_conn *c = gw_conn_find(s, it->conn_id);
+    if (c == NULL)
+        return; /* the connection closed meanwhile: nobody to tell */
+    if (it->op == GW_OP_SESSION || it->op == GW_OP_REPLAY) {
+        gw_resume_reply(s, c, it);
+        return;
+    }
+    gw_conn_request_done(s, c);
+    gw_request_reply(s, c, it);
+}
+
+static void server_drain(gw_server *s)
+{
+    gw_item *it = gw_backend_take(s->be);
+    while (it != NULL) {
+        gw_item *next = it->next;
+        server_dispatch(s, it);
+        gw_item_free(it);
+        it = next;
+    }
+}
+
+/* Accept the upgrade on /ws only (and not while stopping). */
+static int server_confirm_upgrade(gw_server *s, struct lws *wsi, const char *what)
+{
+    if (what == NULL || strcmp(what, "websocket") != 0)
+        return 0;
+    if (s->stopping) {
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+        return 1;
+    }
+    char uri[16];
+    int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+    if (n <= 0 || strcmp(uri, "/ws") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return 1;
+    }
+    return 0;
+}
+
+static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len)
+{
+    gw_server *s = lws_context_user(lws_get_context(wsi));
+    gw_conn *c = user; /* only for the per-connection reasons below */
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return s->stopping ? -1 : 0; /* stop accepting */
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return server_confirm_upgrade(s, wsi, in);
+    case LWS_CALLBACK_ESTABLISHED:
+        return gw_conn_open(s, c, wsi);
+    case LWS_CALLBACK_RECEIVE:
+        return gw_conn_receive(s, c, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return gw_conn_writeable(s, c);
+    case LWS_CALLBACK_CLOSED:
+        gw_conn_closed(s, c);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        if (c == NULL)
+            return -1;
+        return gw_http_request(s, c, wsi, in);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return gw_http_writeable(s, c, wsi);
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        gw_http_free(c);
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        server_drain(s);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static struct lws_protocols server_protocols[] = {
+    /* name, callback, per-session size, rx buffer (large messages come in
+     * pieces), id, user, tx packet size (a whole frame per send) */
+    {"chat", server_callback, sizeof(gw_conn), 4096, 0, NULL, GW_MAX_MESSAGE + 64},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void server_begin_stop(gw_server *s)
+{
+    s->stopping = true;
+    s->stop_deadline_ms = chat_mono_ms() + SERVER_STOP_WAIT_MS;
+    chat_info("stopping", "connections=%u", s->n_conns);
+    for (gw_conn *c = s->conns; c != NULL; c = c->hh.next)
+        gw_conn_close(s, c, 1001);
+}
+
+static void server_tick(lws_sorted_usec_list_t *sul)
+{
+    gw_server *s = lws_container_of(sul, gw_server, sul_tick);
+    if (!s->stopping && chat_stopping())
+        server_begin_stop(s);
+    if (s->stopping && (s->n_conns == 0 || chat_mono_ms() >= s->stop_deadline_ms)) {
+        s->done = true;
+        return;
+    }
+    lws_sul_schedule(s->ctx, 0, &s->sul_tick, server_tick, SERVER_TICK_MS * LWS_US_PER_MS);
+}
+
+static void server_heartbeat(lws_sorted_usec_list_t *sul)
+{
+    gw_server *s = lws_container_of(sul, gw_server, sul_heartbeat);
+    if (s->stopping)
+        return;
+    gw_presence_heartbeat(s);
+    lws_sul_schedule(s->ctx, 0, &s->sul_heartbeat, server_heartbeat,
+                     SERVER_HEARTBEAT_MS * LWS_US_PER_MS);
+}
+
+/* lws's own log lines, into ours. */
+static void server_lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    if (level & LLL_ERR)
+        chat_error("lws", "msg=\"%.*s\"", (int)n, line);
+    else
+        chat_warn("lws", "msg=\"%.*s\"", (int)n, line);
+}
+
+int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    s->gateway_id = cfg->gateway_id;
+    s->be = be;
+    /* Ids grow from the start time, so a restarted gateway with a fixed id
+     * never reuses the id of a connection presence may still remember. */
+    s->next_conn_id = (uint64_t)chat_now_ms() * 1000;
+    lws_set_log_level(LLL_ERR | LLL_WARN, server_lws_log);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = (int)cfg->port;
+    info.iface = cfg->bind[0] != '\0' ? cfg->bind : NULL;
+    info.protocols = server_protocols;
+    info.user = s;
+    info.retry_and_idle_policy = &server_keepalive;
+    info.max_http_header_data = 4096;
+    info.timeout_secs = 10;
+    s->ctx = lws_create_context(&info);
+    if (s->ctx == NULL) {
+        chat_error("listen_failed", "port=%lld bind=\"%s\"", cfg->port, cfg->bind);
+        return -1;
+    }
+    gw_backend_set_context(be, s->ctx);
+    lws_sul_schedule(s->ctx, 0, &s->sul_tick, server_tick, SERVER_TICK_MS * LWS_US_PER_MS);
+    lws_sul_schedule(s->ctx, 0, &s->sul_heartbeat, server_heartbeat, 1);
+    chat_info("listening", "port=%lld bind=\"%s\" gateway=%s web=%s", cfg->port, cfg->bind,
+              s->gateway_id, cfg->web_dir);
+    return 0;
+}
+
+void gw_server_run(gw_server *s)
+{
+    while (!s->done)
+        if (lws_service(s->ctx, 0) < 0)
+            break;
+}
+
+void gw_server_fini(gw_server *s)
+{
+    if (s->ctx == NULL)
+        return;
+    /* From here on nng callbacks only queue; nobody wakes a dying context. */
+    gw_backend_set_context(s->be, NULL);
+    lws_sul_cancel(&s->sul_tick);
+    lws_sul_cancel(&s->sul_heartbeat);
+    lws_context_destroy(s->ctx); /* closes what is left (LWS_CALLBACK_CLOSED) */
+    s->ctx = NULL;
+    gw_user *u, *tmp;
+    HASH_ITER(hh, s->users, u, tmp)
+    {
+        HASH_DEL(s->users, u);
+        free(u);
+    }
+}

@@ -1,0 +1,484 @@
+/* frames.c and render.c: every validation rule of the client frames, the
+ * error codes, req echo, integer rules, and the exact rendered JSON. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gateway.h"
+
+#define UA "0f8c2a4e-9b1d-4c3a-8e7f-123456789abc"
+#define UB "11111111-2222-4333-8444-555555555555"
+
+static gw_request *parse_n(const char *buf, size_t len)
+{
+    gw_request *rq = gw_frame_parse(buf, len, 500);
+    assert_non_null(rq);
+    return rq;
+}
+
+static gw_request *parse(const char *json)
+{
+    return parse_n(json, strlen(json));
+}
+
+/* Parses json, checks the error code and the echoed req (NULL: none). */
+static void expect(const char *json, gw_err err, const char *req)
+{
+    gw_request *rq = parse(json);
+    if (rq->err != err)
+        fail_msg("%s: got %s, want %s", json, gw_err_name(rq->err), gw_err_name(err));
+    if (req == NULL)
+        assert_null(rq->req);
+    else
+        assert_string_equal(rq->req, req);
+    if (err != GW_E_NONE)
+        assert_non_null(rq->err_msg);
+    gw_request_free(rq);
+}
+
+static char *repeat(const char *unit, int n)
+{
+    size_t u = strlen(unit);
+    char *s = malloc(u * (size_t)n + 1);
+    for (int i = 0; i < n; i++)
+        memcpy(s + u * (size_t)i, unit, u);
+    s[u * (size_t)n] = '\0';
+    return s;
+}
+
+static void test_bad_json(void **state)
+{
+    const char *cases[] = {"", " ", "nope", "[]", "[{\"type\":\"start_search\"}]",
+                           "\"start_search\"", "123", "null", "true", "{",
+                           "{\"type\":\"start_search\"", "{} x", "{}{}", "{\"a\":1,}",
+                           "{'type':'start_search'}", "{\"type\":\"start_search\"}]"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect(cases[i], GW_E_BAD_JSON, NULL);
+    /* a raw NUL inside or after the object */
+    gw_request *rq = parse_n("{\"type\":\"stop_search\"}\0x", 24);
+    assert_int_equal(rq->err, GW_E_BAD_JSON);
+    gw_request_free(rq);
+    /* surrounding JSON white space is fine */
+    expect(" \r\n\t{\"type\":\"stop_search\"} \n", GW_E_NONE, NULL);
+    /* only the given length counts */
+    rq = parse_n("{\"type\":\"stop_search\"}garbage", 22);
+    assert_int_equal(rq->err, GW_E_NONE);
+    gw_request_free(rq);
+}
+
+static void test_unknown_type(void **state)
+{
+    expect("{}", GW_E_UNKNOWN_TYPE, NULL);
+    expect("{\"type\":1}", GW_E_UNKNOWN_TYPE, NULL);
+    expect("{\"type\":null}", GW_E_UNKNOWN_TYPE, NULL);
+    expect("{\"type\":[\"send\"]}", GW_E_UNKNOWN_TYPE, NULL);
+    expect("{\"type\":\"nope\"}", GW_E_UNKNOWN_TYPE, NULL);
+    expect("{\"type\":\"connected\"}", GW_E_UNKNOWN_TYPE, NULL); /* a server type */
+    expect("{\"type\":\"START_SEARCH\"}", GW_E_UNKNOWN_TYPE, NULL);
+    expect("{\"Type\":\"start_search\"}", GW_E_UNKNOWN_TYPE, NULL);
+    /* a valid req is echoed, an invalid one is not (type is checked first) */
+    expect("{\"type\":\"nope\",\"req\":\"r1\"}", GW_E_UNKNOWN_TYPE, "r1");
+    expect("{\"type\":\"nope\",\"req\":5}", GW_E_UNKNOWN_TYPE, NULL);
+    expect("{\"req\":\"r2\"}", GW_E_UNKNOWN_TYPE, "r2");
+}
+
+static void test_req(void **state)
+{
+    expect("{\"type\":\"start_search\",\"req\":\"abc\"}", GW_E_NONE, "abc");
+    expect("{\"type\":\"start_search\",\"req\":\"\"}", GW_E_NONE, "");
+    expect("{\"type\":\"start_search\"}", GW_E_NONE, NULL);
+    expect("{\"type\":\"start_search\",\"req\":5}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"start_search\",\"req\":null}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"start_search\",\"req\":{\"a\":1}}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"start_search\",\"req\":true}", GW_E_BAD_REQUEST, NULL);
+
+    char json[256], *r64 = repeat("x", 64), *r65 = repeat("x", 65);
+    snprintf(json, sizeof json, "{\"type\":\"stop_search\",\"req\":\"%s\"}", r64);
+    expect(json, GW_E_NONE, r64);
+    snprintf(json, sizeof json, "{\"type\":\"stop_search\",\"req\":\"%s\"}", r65);
+    expect(json, GW_E_BAD_REQUEST, NULL);
+    /* 64 bytes, not 64 code points: 22 x 3-byte = 66 bytes */
+    char *r66 = repeat("\xE2\x82\xAC", 22);
+    snprintf(json, sizeof json, "{\"type\":\"stop_search\",\"req\":\"%s\"}", r66);
+    expect(json, GW_E_BAD_REQUEST, NULL);
+    /* a bad req wins over the type's own field errors */
+    expect("{\"type\":\"end_chat\",\"req\":1}", GW_E_BAD_REQUEST, NULL);
+    /* a valid req is echoed on field errors */
+    expect("{\"type\":\"end_chat\",\"req\":\"q\"}", GW_E_BAD_REQUEST, "q");
+    free(r64);
+    free(r65);
+    free(r66);
+}
+
+static void test_search(void **state)
+{
+    gw_request *rq = parse("{\"type\":\"start_search\",\"req\":\"1\",\"extra\":[1,2]}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_START_SEARCH);
+    gw_request_free(rq);
+    rq = parse("{\"type\":\"stop_search\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_STOP_SEARCH);
+    gw_request_free(rq);
+}
+
+static void test_end_chat(void **state)
+{
+    gw_request *rq = parse("{\"type\":\"end_chat\",\"conversation_id\":\"c-1\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_END_CHAT);
+    assert_string_equal(rq->conversation_id, "c-1");
+    gw_request_free(rq);
+
+    expect("{\"type\":\"end_chat\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"end_chat\",\"conversation_id\":\"\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"end_chat\",\"conversation_id\":7}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"end_chat\",\"conversation_id\":null}", GW_E_BAD_REQUEST, NULL);
+    char json[256], *c64 = repeat("c", 64), *c65 = repeat("c", 65);
+    snprintf(json, sizeof json, "{\"type\":\"end_chat\",\"conversation_id\":\"%s\"}", c64);
+    expect(json, GW_E_NONE, NULL);
+    snprintf(json, sizeof json, "{\"type\":\"end_chat\",\"conversation_id\":\"%s\"}", c65);
+    expect(json, GW_E_BAD_REQUEST, NULL);
+    free(c64);
+    free(c65);
+}
+
+static void send_json(char *out, size_t n, const char *conv, const char *text, const char *cmid)
+{
+    snprintf(out, n, "{\"type\":\"send\",\"req\":\"s\",\"conversation_id\":%s,\"text\":%s,"
+                     "\"client_msg_id\":%s}", conv, text, cmid);
+}
+
+static void test_send(void **state)
+{
+    char json[8192];
+    send_json(json, sizeof json, "\"c1\"", "\"hello\"", "\"m1\"");
+    gw_request *rq = parse(json);
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_SEND);
+    assert_string_equal(rq->conversation_id, "c1");
+    assert_string_equal(rq->text, "hello");
+    assert_string_equal(rq->client_msg_id, "m1");
+    assert_string_equal(rq->req, "s");
+    gw_request_free(rq);
+
+    /* escapes are decoded before counting */
+    send_json(json, sizeof json, "\"c1\"", "\"\\u00e9\\n\\\"x\\\"\"", "\"m1\"");
+    rq = parse(json);
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_string_equal(rq->text, "\xC3\xA9\n\"x\"");
+    gw_request_free(rq);
+
+    send_json(json, sizeof json, "\"c1\"", "\"\"", "\"m1\"");
+    expect(json, GW_E_BAD_REQUEST, "s");
+    send_json(json, sizeof json, "\"c1\"", "\"   \"", "\"m1\"");
+    expect(json, GW_E_BAD_REQUEST, "s");
+    send_json(json, sizeof json, "\"c1\"", "\" \\n\\t\\u00a0\\u3000 \"", "\"m1\"");
+    expect(json, GW_E_BAD_REQUEST, "s");
+    send_json(json, sizeof json, "\"c1\"", "5", "\"m1\"");
+    expect(json, GW_E_BAD_REQUEST, "s");
+    send_json(json, sizeof json, "\"c1\"", "null", "\"m1\"");
+    expect(json, GW_E_BAD_REQUEST, "s");
+    expect("{\"type\":\"send\",\"conversation_id\":\"c\",\"client_msg_id\":\"m\"}",
+           GW_E_BAD_REQUEST, NULL);
+    /* conversation_id and client_msg_id: strings of 1-64 bytes */
+    send_json(json, sizeof json, "\"\"", "\"hi\"", "\"m1\"");
+    expect(json, GW_E_BAD_REQUEST, "s");
+    send_json(json, sizeof json, "1", "\"hi\"", "\"m1\"");
+    expect(json, GW_E_BAD_REQUEST, "s");
+    send_json(json, sizeof json, "\"c1\"", "\"hi\"", "\"\"");
+    expect(json, GW_E_BAD_REQUEST, "s");
+    send_json(json, sizeof json, "\"c1\"", "\"hi\"", "12");
+    expect(json, GW_E_BAD_REQUEST, "s");
+    expect("{\"type\":\"send\",\"conversation_id\":\"c\",\"text\":\"hi\"}", GW_E_BAD_REQUEST,
+           NULL);
+    char *m64 = repeat("m", 64), *m65 = repeat("m", 65), q[80];
+    snprintf(q, sizeof q, "\"%s\"", m64);
+    send_json(json, sizeof json, "\"c1\"", "\"hi\"", q);
+    expect(json, GW_E_NONE, "s");
+    snprintf(q, sizeof q, "\"%s\"", m65);
+    send_json(json, sizeof json, "\"c1\"", "\"hi\"", q);
+    expect(json, GW_E_BAD_REQUEST, "s");
+    free(m64);
+    free(m65);
+}
+
+static void test_send_length(void **state)
+{
+    char json[8192], text[4096];
+    char *a500 = repeat("a", 500), *a501 = repeat("a", 501);
+    char *e500 = repeat("\xF0\x9F\x98\x80", 500), *e501 = repeat("\xF0\x9F\x98\x80", 501);
+    const struct {
+        const char *t;
+        gw_err want;
+    } cases[] = {{a500, GW_E_NONE}, {a501, GW_E_TOO_LONG},
+                 {e500, GW_E_NONE}, {e501, GW_E_TOO_LONG}};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(text, sizeof text, "\"%s\"", cases[i].t);
+        send_json(json, sizeof json, "\"c1\"", text, "\"m1\"");
+        expect(json, cases[i].want, "s");
+    }
+    /* 500 code points written as \u escapes (surrogate pairs): still 500 */
+    char *esc = repeat("\\ud83d\\ude00", 500);
+    char *big = malloc(strlen(esc) + 200);
+    sprintf(big, "{\"type\":\"send\",\"conversation_id\":\"c\",\"client_msg_id\":\"m\","
+                 "\"text\":\"%s\"}", esc);
+    expect(big, GW_E_NONE, NULL);
+    free(big);
+    free(esc);
+    /* the limit is a parameter (CHAT_MAX_TEXT) */
+    const char *four = "{\"type\":\"send\",\"conversation_id\":\"c\","
+                       "\"client_msg_id\":\"m\",\"text\":\"abcd\"}";
+    gw_request *rq = gw_frame_parse(four, strlen(four), 3);
+    assert_int_equal(rq->err, GW_E_TOO_LONG);
+    gw_request_free(rq);
+    free(a500);
+    free(a501);
+    free(e500);
+    free(e501);
+}
+
+static void receipt_expect(const char *seq, const char *status, gw_err want)
+{
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"type\":\"receipt\",\"conversation_id\":\"c1\",\"seq\":%s,\"status\":%s}", seq,
+             status);
+    expect(json, want, NULL);
+}
+
+static void test_receipt(void **state)
+{
+    gw_request *rq = parse(
+        "{\"type\":\"receipt\",\"conversation_id\":\"c1\",\"seq\":42,\"status\":\"read\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_RECEIPT);
+    assert_int_equal(rq->seq, 42);
+    assert_true(rq->read);
+    gw_request_free(rq);
+    rq = parse("{\"type\":\"receipt\",\"conversation_id\":\"c1\",\"seq\":1,"
+               "\"status\":\"delivered\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_false(rq->read);
+    gw_request_free(rq);
+
+    receipt_expect("1", "\"read\"", GW_E_NONE);
+    receipt_expect("1.0", "\"read\"", GW_E_NONE);   /* integral */
+    receipt_expect("1e2", "\"read\"", GW_E_NONE);
+    receipt_expect("9007199254740992", "\"read\"", GW_E_NONE); /* 2^53 */
+    receipt_expect("9007199254740994", "\"read\"", GW_E_BAD_REQUEST);
+    receipt_expect("1e300", "\"read\"", GW_E_BAD_REQUEST);
+    receipt_expect("0", "\"read\"", GW_E_BAD_REQUEST);
+    receipt_expect("-1", "\"read\"", GW_E_BAD_REQUEST);
+    receipt_expect("1.5", "\"read\"", GW_E_BAD_REQUEST);
+    receipt_expect("\"1\"", "\"read\"", GW_E_BAD_REQUEST);
+    receipt_expect("null", "\"read\"", GW_E_BAD_REQUEST);
+    receipt_expect("true", "\"read\"", GW_E_BAD_REQUEST);
+    receipt_expect("1", "\"seen\"", GW_E_BAD_REQUEST);
+    receipt_expect("1", "\"READ\"", GW_E_BAD_REQUEST);
+    receipt_expect("1", "1", GW_E_BAD_REQUEST);
+    expect("{\"type\":\"receipt\",\"seq\":1,\"status\":\"read\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"receipt\",\"conversation_id\":\"c\",\"status\":\"read\"}",
+           GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"receipt\",\"conversation_id\":\"c\",\"seq\":1}", GW_E_BAD_REQUEST,
+           NULL);
+}
+
+static void test_presence(void **state)
+{
+    gw_request *rq = parse("{\"type\":\"presence\",\"user_ids\":[],\"req\":\"p\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_PRESENCE);
+    assert_int_equal(rq->n_user_ids, 0);
+    gw_request_free(rq);
+    rq = parse("{\"type\":\"presence\",\"user_ids\":[\"" UA "\",\"" UB "\"]}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->n_user_ids, 2);
+    assert_string_equal(rq->user_ids[0], UA);
+    assert_string_equal(rq->user_ids[1], UB);
+    gw_request_free(rq);
+
+    char *ids100 = repeat("\"" UA "\",", 100), *ids101 = repeat("\"" UA "\",", 101);
+    ids100[strlen(ids100) - 1] = '\0';
+    ids101[strlen(ids101) - 1] = '\0';
+    char *json = malloc(strlen(ids101) + 64);
+    sprintf(json, "{\"type\":\"presence\",\"user_ids\":[%s]}", ids100);
+    expect(json, GW_E_NONE, NULL);
+    sprintf(json, "{\"type\":\"presence\",\"user_ids\":[%s]}", ids101);
+    expect(json, GW_E_BAD_REQUEST, NULL);
+    free(json);
+    free(ids100);
+    free(ids101);
+
+    expect("{\"type\":\"presence\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"presence\",\"user_ids\":\"" UA "\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"presence\",\"user_ids\":{}}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"presence\",\"user_ids\":[\"nope\"]}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"presence\",\"user_ids\":[\"" UA "\",1]}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"presence\",\"user_ids\":[null]}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"presence\",\"user_ids\":[\"" UA "x\"]}", GW_E_BAD_REQUEST, NULL);
+}
+
+static void test_unsupported(void **state)
+{
+    const char *cases[] = {
+        "{\"type\":\"open_dm\",\"req\":\"u\",\"user_id\":\"" UA "\"}",
+        "{\"type\":\"join_room\",\"req\":\"u\",\"room\":\"lobby\"}",
+        "{\"type\":\"leave_room\",\"req\":\"u\"}",
+        "{\"type\":\"history\",\"req\":\"u\",\"conversation_id\":5}",
+        "{\"type\":\"typing\",\"req\":\"u\"}",
+    };
+    for (size_t i = 0; i < 5; i++) {
+        gw_request *rq = parse(cases[i]);
+        assert_int_equal(rq->err, GW_E_UNAVAILABLE);
+        assert_string_equal(rq->err_msg, "not supported by this server yet");
+        assert_string_equal(rq->req, "u");
+        gw_request_free(rq);
+    }
+}
+
+/* ---- render ---- */
+
+static void expect_frame(gw_frame *f, const char *want)
+{
+    assert_non_null(f);
+    assert_string_equal(gw_frame_data(f), want);
+    assert_int_equal(f->len, strlen(want));
+    gw_frame_unref(f);
+}
+
+static void test_render_basic(void **state)
+{
+    expect_frame(gw_render_connected(UA, "v1.tok", false),
+                 "{\"type\":\"connected\",\"user_id\":\"" UA "\",\"session\":\"v1.tok\","
+                 "\"resumed\":false}");
+    expect_frame(gw_render_connected(UA, "t", true),
+                 "{\"type\":\"connected\",\"user_id\":\"" UA "\",\"session\":\"t\","
+                 "\"resumed\":true}");
+    expect_frame(gw_render_simple("searching", NULL), "{\"type\":\"searching\"}");
+    expect_frame(gw_render_simple("searching", "r\"1"),
+                 "{\"type\":\"searching\",\"req\":\"r\\\"1\"}");
+    expect_frame(gw_render_simple("search_stopped", "x"),
+                 "{\"type\":\"search_stopped\",\"req\":\"x\"}");
+    expect_frame(gw_render_matched("c1"),
+                 "{\"type\":\"matched\",\"conversation_id\":\"c1\",\"kind\":\"random\"}");
+    expect_frame(gw_render_chat_ended("c1", "timeout"),
+                 "{\"type\":\"chat_ended\",\"conversation_id\":\"c1\",\"by\":\"timeout\"}");
+    expect_frame(gw_render_partner_disconnected("c1"),
+                 "{\"type\":\"partner_disconnected\",\"conversation_id\":\"c1\"}");
+    expect_frame(gw_render_receipt("c1", 3, true, UB),
+                 "{\"type\":\"receipt\",\"conversation_id\":\"c1\",\"seq\":3,"
+                 "\"status\":\"read\",\"user_id\":\"" UB "\"}");
+    expect_frame(gw_render_receipt("c1", 4, false, UB),
+                 "{\"type\":\"receipt\",\"conversation_id\":\"c1\",\"seq\":4,"
+                 "\"status\":\"delivered\",\"user_id\":\"" UB "\"}");
+}
+
+static void test_render_error(void **state)
+{
+    expect_frame(gw_render_error(GW_E_BAD_JSON, NULL, NULL, -1),
+                 "{\"type\":\"error\",\"code\":\"bad_json\","
+                 "\"message\":\"the frame is not a JSON object\"}");
+    expect_frame(gw_render_error(GW_E_NOT_MEMBER, "no", "r9", -1),
+                 "{\"type\":\"error\",\"code\":\"not_member\",\"message\":\"no\","
+                 "\"req\":\"r9\"}");
+    expect_frame(gw_render_error(GW_E_RATE_LIMITED, "slow down", "r", 1500),
+                 "{\"type\":\"error\",\"code\":\"rate_limited\",\"message\":\"slow down\","
+                 "\"retry_after_ms\":1500,\"req\":\"r\"}");
+    expect_frame(gw_render_error(GW_E_UNAUTHORIZED, "", NULL, -1),
+                 "{\"type\":\"error\",\"code\":\"unauthorized\","
+                 "\"message\":\"invalid or expired session\"}");
+    /* every code has a name and a text */
+    for (int e = 1; e < GW_E_COUNT; e++) {
+        assert_true(strlen(gw_err_name((gw_err)e)) > 0);
+        assert_true(strlen(gw_err_text((gw_err)e)) > 0);
+    }
+    assert_int_equal(gw_err_from_code(CHAT__CODE__INTERNAL), GW_E_UNAVAILABLE);
+    assert_int_equal(gw_err_from_code(CHAT__CODE__CONVERSATION_CLOSED),
+                     GW_E_CONVERSATION_CLOSED);
+    assert_int_equal(gw_err_from_code(99), GW_E_UNAVAILABLE);
+}
+
+static void test_render_messages(void **state)
+{
+    Chat__StoredMessage m = CHAT__STORED_MESSAGE__INIT;
+    m.conversation_id = "c1";
+    m.msg_id = "42";
+    m.seq = 7;
+    m.sender = UA;
+    m.text = "hi \"there\"\n\x01\\ </script> \xC3\xA9";
+    m.ts = 1732540000123;
+    expect_frame(gw_render_ack("m-1", &m, "r"),
+                 "{\"type\":\"ack\",\"client_msg_id\":\"m-1\",\"conversation_id\":\"c1\","
+                 "\"msg_id\":\"42\",\"seq\":7,\"ts\":1732540000123,\"req\":\"r\"}");
+    gw_frame *f = gw_render_message(&m);
+    assert_non_null(f);
+    assert_string_equal(f->conv, "c1");
+    assert_int_equal(f->seq, 7);
+    expect_frame(f, "{\"type\":\"message\",\"conversation_id\":\"c1\",\"msg_id\":\"42\","
+                    "\"seq\":7,\"from\":\"" UA "\","
+                    "\"text\":\"hi \\\"there\\\"\\n\\u0001\\\\ </script> \xC3\xA9\","
+                    "\"ts\":1732540000123}");
+    /* integers stay integers at the top of the exact range */
+    m.seq = 9007199254740993ULL;
+    m.ts = 4102444800000;
+    f = gw_render_message(&m);
+    assert_non_null(strstr(gw_frame_data(f), "\"seq\":9007199254740993,"));
+    assert_non_null(strstr(gw_frame_data(f), "\"ts\":4102444800000}"));
+    gw_frame_unref(f);
+}
+
+static void test_render_presence(void **state)
+{
+    Chat__UserStatus b = CHAT__USER_STATUS__INIT, a = CHAT__USER_STATUS__INIT;
+    b.user_id = UB;
+    b.online = 1;
+    b.last_seen = 1732540000000;
+    a.user_id = UA;
+    a.online = 0;
+    a.last_seen = 0;
+    Chat__UserStatus *st[] = {&b, &a};
+    const char *ids[] = {UA, UB, "22222222-2222-4222-8222-222222222222"};
+    expect_frame(gw_render_presence(ids, 3, st, 2, "p"),
+                 "{\"type\":\"presence\",\"statuses\":["
+                 "{\"user_id\":\"" UA "\",\"status\":\"offline\",\"last_seen\":null},"
+                 "{\"user_id\":\"" UB "\",\"status\":\"online\",\"last_seen\":1732540000000},"
+                 "{\"user_id\":\"22222222-2222-4222-8222-222222222222\","
+                 "\"status\":\"offline\",\"last_seen\":null}],\"req\":\"p\"}");
+    expect_frame(gw_render_presence(NULL, 0, NULL, 0, NULL),
+                 "{\"type\":\"presence\",\"statuses\":[]}");
+}
+
+static void test_frame_refs(void **state)
+{
+    gw_frame *f = gw_frame_new("{}", 2);
+    assert_int_equal(f->refs, 1);
+    assert_ptr_equal(gw_frame_ref(f), f);
+    assert_int_equal(f->refs, 2);
+    gw_frame_unref(f);
+    assert_int_equal(f->refs, 1);
+    assert_string_equal(gw_frame_data(f), "{}");
+    gw_frame_unref(f);
+    gw_frame_unref(NULL);
+    assert_null(gw_frame_ref(NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_json),        cmocka_unit_test(test_unknown_type),
+        cmocka_unit_test(test_req),             cmocka_unit_test(test_search),
+        cmocka_unit_test(test_end_chat),        cmocka_unit_test(test_send),
+        cmocka_unit_test(test_send_length),     cmocka_unit_test(test_receipt),
+        cmocka_unit_test(test_presence),        cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_render_basic),    cmocka_unit_test(test_render_error),
+        cmocka_unit_test(test_render_messages), cmocka_unit_test(test_render_presence),
+        cmocka_unit_test(test_frame_refs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
