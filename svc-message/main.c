@@ -22,7 +22,7 @@ int main(int argc, char **argv)
          "PUB address for events", &cfg.pub_listen},
         {"CHAT_PG_DSN", CHAT_CFG_STR, "host=127.0.0.1 port=5432 dbname=chat user=postgres", 0, 0,
          "PostgreSQL conninfo", &cfg.pg_dsn},
-        {"CHAT_PG_TIMEOUT_MS", CHAT_CFG_INT, "5000", 100, 600000,
+        {"CHAT_PG_TIMEOUT_MS", CHAT_CFG_INT, "2000", 100, 600000,
          "statement timeout; PostgreSQL slower than this is unavailable", &cfg.pg_timeout_ms},
         {"CHAT_REDIS_HOST", CHAT_CFG_STR, "127.0.0.1", 0, 0, "Redis host (rate limit)",
          &cfg.redis_host},

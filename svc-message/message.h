@@ -95,7 +95,8 @@ typedef struct msg_pg {
     const char *dsn;
     int timeout_ms;
     PGconn *conn;             /* NULL while disconnected */
-    int64_t next_try_ms;      /* reconnect backoff (monotonic) */
+    int64_t next_try_ms;      /* no connect attempt before (monotonic) */
+    int backoff_ms;           /* current reconnect backoff, 0 when connected */
     bool warned;              /* "unreachable" logged once per outage */
 } msg_pg;
 

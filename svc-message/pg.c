@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* After a failed connect, requests fail fast for this long instead of each
- * paying for a connect attempt of its own. */
-#define PG_RETRY_MS 250
+/* Reconnect backoff after failed attempts, and the most one attempt may
+ * take. */
+#define PG_RETRY_MIN_MS 100
+#define PG_RETRY_MAX_MS 2000
+#define PG_CONNECT_MS 1000
 
 void msg_pg_init(msg_pg *pg, const char *dsn, int timeout_ms)
 {
@@ -47,15 +49,50 @@ void msg_pg_close(msg_pg *pg)
         pg_drop(pg);
 }
 
-static PGconn *pg_connect(const char *dsn)
+/* Waits for the socket until the deadline. 0: go on; -1: give up. */
+static int pg_wait(PGconn *c, short events, int64_t deadline)
+{
+    int64_t left = deadline - chat_mono_ms();
+    if (left <= 0)
+        return -1;
+    struct pollfd p = {.fd = PQsocket(c), .events = events};
+    int rv = poll(&p, 1, (int)left);
+    if (rv < 0)
+        return errno == EINTR ? 0 : -1;
+    return rv == 0 ? -1 : 0;
+}
+
+/* Connects without blocking past the deadline (libpq's own connect_timeout
+ * blocks the thread, in whole seconds). Returns a connected handle, or
+ * NULL with the reason in err. */
+static PGconn *pg_connect(const char *dsn, int64_t deadline, char *err, size_t errlen)
 {
     /* Our defaults first, then the operator's conninfo (expanded from
      * dbname) overrides them; the encoding is ours to decide. */
-    const char *kw[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
-                        "keepalives_count", "application_name", "dbname",
-                        "client_encoding", NULL};
-    const char *val[] = {"2", "10", "3", "3", "svc-message", dsn, "UTF8", NULL};
-    return PQconnectdbParams(kw, val, 1);
+    const char *kw[] = {"keepalives_idle", "keepalives_interval", "keepalives_count",
+                        "application_name", "dbname", "client_encoding", NULL};
+    const char *val[] = {"10", "3", "3", "svc-message", dsn, "UTF8", NULL};
+    PGconn *c = PQconnectStartParams(kw, val, 1);
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (;;) {
+        PostgresPollingStatusType st =
+            PQstatus(c) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PQconnectPoll(c);
+        if (st == PGRES_POLLING_OK)
+            return c;
+        if (st == PGRES_POLLING_FAILED) {
+            first_line(PQerrorMessage(c), err, errlen);
+            break;
+        }
+        if (pg_wait(c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline) != 0) {
+            snprintf(err, errlen, "connect timeout");
+            break;
+        }
+    }
+    PQfinish(c);
+    return NULL;
 }
 
 /* Server notices ("relation already exists, skipping") are not ours to
@@ -90,20 +127,26 @@ int msg_pg_ensure(msg_pg *pg)
     int64_t now = chat_mono_ms();
     if (now < pg->next_try_ms)
         return -1;
-    PGconn *c = pg_connect(pg->dsn);
-    if (c == NULL || PQstatus(c) != CONNECTION_OK || pg_setup(pg, c) != 0) {
-        char buf[200];
+    char err[200] = "setup failed";
+    int budget = pg->timeout_ms < PG_CONNECT_MS ? pg->timeout_ms : PG_CONNECT_MS;
+    PGconn *c = pg_connect(pg->dsn, now + budget, err, sizeof err);
+    if (c == NULL || pg_setup(pg, c) != 0) {
         if (!pg->warned)
-            chat_warn("pg_unreachable", "err=\"%s\"",
-                      first_line(c ? PQerrorMessage(c) : "out of memory", buf, sizeof buf));
+            chat_warn("pg_unreachable", "err=\"%s\"", err);
         pg->warned = true;
         PQfinish(c);
-        pg->next_try_ms = chat_mono_ms() + PG_RETRY_MS;
+        /* Back off (doubling) so an outage fails requests fast instead of
+         * making each wait for a connect attempt. */
+        pg->backoff_ms = pg->backoff_ms ? pg->backoff_ms * 2 : PG_RETRY_MIN_MS;
+        if (pg->backoff_ms > PG_RETRY_MAX_MS)
+            pg->backoff_ms = PG_RETRY_MAX_MS;
+        pg->next_try_ms = chat_mono_ms() + pg->backoff_ms;
         return -1;
     }
     if (pg->warned)
         chat_info("pg_reconnected", "ok=1");
     pg->warned = false;
+    pg->backoff_ms = 0;
     pg->conn = c;
     return 0;
 }
@@ -123,19 +166,6 @@ int msg_pg_send_sql(msg_pg *pg, const char *sql)
         return 0;
     pg_drop(pg);
     return -1;
-}
-
-/* Waits for the socket until the deadline. 0: go on; -1: give up. */
-static int pg_wait(PGconn *c, short events, int64_t deadline)
-{
-    int64_t left = deadline - chat_mono_ms();
-    if (left <= 0)
-        return -1;
-    struct pollfd p = {.fd = PQsocket(c), .events = events};
-    int rv = poll(&p, 1, (int)left);
-    if (rv < 0)
-        return errno == EINTR ? 0 : -1;
-    return rv == 0 ? -1 : 0;
 }
 
 msg_pg_err msg_pg_classify(const PGresult *r)
@@ -205,7 +235,7 @@ static msg_pg_err pg_sync_read(msg_pg *pg, PGresult **out, int nq)
 {
     if (PQpipelineSync(pg->conn) != 1)
         return MSG_PG_DOWN;
-    int64_t deadline = chat_mono_ms() + pg->timeout_ms + 1000;
+    int64_t deadline = chat_mono_ms() + pg->timeout_ms + 500;
     return pg_read(pg->conn, out, nq, deadline);
 }
 
@@ -255,6 +285,10 @@ msg_pg_err msg_pg_collect(msg_pg *pg, PGresult **out, int nq)
         chat_warn("pg_down", "err=\"%s\"", first_line(why, buf, sizeof buf));
         clear_all(out, nq);
         pg_drop(pg);
+        /* Whatever queued up while we waited fails fast; the next attempt
+         * comes after the first backoff step. */
+        pg->backoff_ms = PG_RETRY_MIN_MS;
+        pg->next_try_ms = chat_mono_ms() + PG_RETRY_MIN_MS;
     }
     return e;
 }
