@@ -4,6 +4,7 @@
  * the timers (shutdown check, presence heartbeat). */
 #include "gateway.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "chat/log.h"
@@ -62,21 +63,34 @@ static void server_drain(gw_server *s)
     }
 }
 
+/* Answers a refused upgrade with a complete HTTP/1.1 response. Written
+ * raw: at this stage lws does not know the request's HTTP version yet and
+ * its helpers would answer "HTTP/1.0", which WebSocket clients reject. */
+static int server_refuse_upgrade(struct lws *wsi, const char *status, const char *body)
+{
+    char buf[LWS_PRE + 256];
+    int n = snprintf(buf + LWS_PRE, sizeof buf - LWS_PRE,
+                     "HTTP/1.1 %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                     "content-length: %zu\r\nconnection: close\r\n\r\n%s",
+                     status, strlen(body), body);
+    if (n < 0 || (size_t)n >= sizeof buf - LWS_PRE)
+        return -1;
+    if (lws_write(wsi, (unsigned char *)buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS) != n)
+        return -1;
+    return 1; /* lws ends the transaction (and, with HTTP/1.0 state, the connection) */
+}
+
 /* Accept the upgrade on /ws only (and not while stopping). */
 static int server_confirm_upgrade(gw_server *s, struct lws *wsi, const char *what)
 {
     if (what == NULL || strcmp(what, "websocket") != 0)
         return 0;
-    if (s->stopping) {
-        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
-        return 1;
-    }
+    if (s->stopping)
+        return server_refuse_upgrade(wsi, "503 Service Unavailable", "stopping\n");
     char uri[16];
     int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
-    if (n <= 0 || strcmp(uri, "/ws") != 0) {
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-        return 1;
-    }
+    if (n <= 0 || strcmp(uri, "/ws") != 0)
+        return server_refuse_upgrade(wsi, "404 Not Found", "not found\n");
     return 0;
 }
 
