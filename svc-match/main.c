@@ -13,6 +13,7 @@
 #include "match.h"
 
 #define MATCH_REDIS_TIMEOUT_MS 1000
+#define MATCH_PEER_WAIT_MS 5000
 
 static const char *cfg_listen, *cfg_pub_listen, *cfg_message_addrs, *cfg_redis_host;
 static long long cfg_redis_port, cfg_rpc_timeout_ms, cfg_threads, cfg_contexts;
@@ -61,6 +62,9 @@ int main(int argc, char **argv)
                    nng_strerror(rv));
         goto out;
     }
+    /* Listen only once svc-message answers (bounded): the gateway's readiness
+     * follows ours, and a match made before would fail with UNAVAILABLE. */
+    match_peers_wait(message, "svc-message", MATCH_PEER_WAIT_MS);
     match_peers peers = {message, pub};
     /* A reservation outlives the slowest create: timeout, once retried, plus slack. */
     match_env env = {match_peers_message_call, match_peers_publish, &peers,

@@ -151,6 +151,9 @@ typedef struct match_peers {
 int match_peers_message_call(void *ctx, const Chat__MessageRequest *req,
                              Chat__MessageReply **reply);
 void match_peers_publish(void *ctx, const Chat__Event *ev);
+/* Waits (at most max_ms, less when stopping) until c is connected to a
+ * server. Returns true when it is; false is logged and not fatal. */
+bool match_peers_wait(chat_rpc_client *c, const char *name, int max_ms);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
 

@@ -3,6 +3,7 @@
 #include "match.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #include <nng/nng.h>
 
@@ -37,4 +38,17 @@ void match_peers_publish(void *ctx, const Chat__Event *ev)
     if (rv != 0)
         chat_warn("match_publish_failed", "event=%d err=\"%s\"", (int)ev->body_case,
                   nng_strerror(rv));
+}
+
+bool match_peers_wait(chat_rpc_client *c, const char *name, int max_ms)
+{
+    for (int waited = 0; chat_rpc_client_peers(c) == 0; waited += 20) {
+        if (waited >= max_ms || chat_stopping()) {
+            chat_warn("match_peer_missing", "peer=%s waited_ms=%d", name, waited);
+            return false;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
 }

@@ -15,6 +15,7 @@
 
 #define PRES_REDIS_TIMEOUT_MS 1000
 #define PRES_SWEEP_INTERVAL_MS 100
+#define PRES_PEER_WAIT_MS 5000
 
 static const char *cfg_listen, *cfg_pub_listen, *cfg_match_addrs, *cfg_redis_host;
 static long long cfg_redis_port, cfg_grace_ms, cfg_gw_ttl_ms, cfg_rpc_timeout_ms;
@@ -69,6 +70,10 @@ int main(int argc, char **argv)
                    nng_strerror(rv));
         goto out;
     }
+    /* Listen only once svc-match answers (bounded): the gateway's readiness
+     * follows ours, and a disconnect before could not take users out of the
+     * queue. */
+    pres_peers_wait(match, "svc-match", PRES_PEER_WAIT_MS);
     pres_env env = {pres_peers_match_call, match, cfg_grace_ms, cfg_gw_ttl_ms};
     pres_server_cfg scfg = {cfg_listen, (int)cfg_contexts, (int)cfg_threads, cfg_redis_host,
                             (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS};

@@ -3,6 +3,7 @@
 #include "presence.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #include <nng/nng.h>
 
@@ -27,4 +28,17 @@ int pres_peers_match_call(void *ctx, const Chat__MatchRequest *req, Chat__MatchR
     }
     *reply = rep;
     return 0;
+}
+
+bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms)
+{
+    for (int waited = 0; chat_rpc_client_peers(c) == 0; waited += 20) {
+        if (waited >= max_ms || chat_stopping()) {
+            chat_warn("pres_peer_missing", "peer=%s waited_ms=%d", name, waited);
+            return false;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
 }

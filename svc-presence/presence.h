@@ -141,6 +141,9 @@ void pres_sweeper_stop(pres_sweeper *s);
 
 /* pres_env.match_call over a chat_rpc_client (ctx). */
 int pres_peers_match_call(void *ctx, const Chat__MatchRequest *req, Chat__MatchReply **reply);
+/* Waits (at most max_ms, less when stopping) until c is connected to a
+ * server. Returns true when it is; false is logged and not fatal. */
+bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
 
