@@ -217,6 +217,34 @@ void gw_item_free(gw_item *it); /* NULL is fine */
  * is still queued. NULL is fine. */
 void gw_backend_close(gw_backend *be);
 
+/* ------------------------------------------------------------------ front.c */
+/* An accepted socket and the first bytes read from it (request line made
+ * safe for lws), waiting for the lws thread to adopt it. */
+typedef struct gw_accepted {
+    struct gw_accepted *next;
+    int fd;
+    size_t len;
+    char data[];
+} gw_accepted;
+
+typedef struct gw_front gw_front;
+
+/* Listens on cfg->bind:cfg->port and starts the accepting thread. 0 or -1
+ * (logged). */
+int gw_front_open(gw_front **out, const gw_config *cfg);
+void gw_front_set_context(gw_front *f, struct lws_context *ctx);
+/* Takes every socket ready for adoption (a list; the caller owns them). */
+gw_accepted *gw_front_take(gw_front *f);
+/* Closes the sockets of a list and frees it. */
+void gw_accepted_free(gw_accepted *a);
+/* Stops accepting: joins the thread, closes the listener and every socket
+ * not handed over yet. NULL is fine. */
+void gw_front_close(gw_front *f);
+/* Escapes, in the first line of in[0..len), every '%' that does not start
+ * a valid escape of a non-NUL byte ("%00" -> "%2500", "%zz" -> "%25zz").
+ * out needs 3 * len bytes. Returns the length written. */
+size_t gw_front_sanitize(const char *in, size_t len, char *out);
+
 /* ------------------------------------------------------------------ server state */
 typedef struct gw_metrics {
     uint64_t conns_total, frames_in, frames_out, events_in, events_bad;
@@ -231,6 +259,8 @@ typedef struct gw_server {
     const gw_config *cfg;
     const char *gateway_id;
     struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    gw_front *front;         /* NULL once we stopped accepting */
     gw_backend *be;
     gw_conn *conns;          /* uthash: open WebSocket connections by id */
     gw_user *users;          /* uthash: users with >= 1 connection, by id */

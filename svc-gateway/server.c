@@ -52,8 +52,24 @@ static void server_dispatch(gw_server *s, gw_item *it)
     gw_request_reply(s, c, it);
 }
 
+/* New sockets from the front thread become lws connections. */
+static void server_adopt(gw_server *s)
+{
+    gw_accepted *a = s->front != NULL ? gw_front_take(s->front) : NULL;
+    while (a != NULL) {
+        gw_accepted *next = a->next;
+        /* NULL: failed, or already served and closed (a refused upgrade);
+         * either way lws closed the socket itself. */
+        if (lws_adopt_socket_vhost_readbuf(s->vhost, a->fd, a->data, a->len) == NULL)
+            chat_debug("adopt_closed", "fd=%d", a->fd);
+        free(a);
+        a = next;
+    }
+}
+
 static void server_drain(gw_server *s)
 {
+    server_adopt(s);
     gw_item *it = gw_backend_take(s->be);
     while (it != NULL) {
         gw_item *next = it->next;
@@ -101,8 +117,6 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     gw_conn *c = user; /* only for the per-connection reasons below */
 
     switch (reason) {
-    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-        return s->stopping ? -1 : 0; /* stop accepting */
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return server_confirm_upgrade(s, wsi, in);
     case LWS_CALLBACK_ESTABLISHED:
@@ -144,6 +158,8 @@ static struct lws_protocols server_protocols[] = {
 static void server_begin_stop(gw_server *s)
 {
     s->stopping = true;
+    gw_front_close(s->front); /* stop accepting */
+    s->front = NULL;
     s->stop_deadline_ms = chat_mono_ms() + SERVER_STOP_WAIT_MS;
     chat_info("stopping", "connections=%u", s->n_conns);
     for (gw_conn *c = s->conns; c != NULL; c = c->hh.next)
@@ -175,6 +191,10 @@ static void server_heartbeat(lws_sorted_usec_list_t *sul)
 /* lws's own log lines, into ours. */
 static void server_lws_log(int level, const char *line)
 {
+    /* lws 4.1 logs every adoption with data at error level: not an error. */
+    if (strncmp(line, "adopt_socket_readbuf:", 21) == 0 ||
+        strstr(line, "] E: adopt_socket_readbuf:") != NULL)
+        return;
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
@@ -194,24 +214,37 @@ int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be)
      * never reuses the id of a connection presence may still remember. */
     s->next_conn_id = (uint64_t)chat_now_ms() * 1000;
     lws_set_log_level(LLL_ERR | LLL_WARN, server_lws_log);
+    if (gw_front_open(&s->front, cfg) != 0)
+        return -1;
 
+    /* lws does not listen itself: the front thread hands it the sockets. */
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
-    info.port = (int)cfg->port;
-    info.iface = cfg->bind[0] != '\0' ? cfg->bind : NULL;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = server_protocols;
     info.user = s;
     info.retry_and_idle_policy = &server_keepalive;
     info.max_http_header_data = 4096;
     info.timeout_secs = 10;
     s->ctx = lws_create_context(&info);
-    if (s->ctx == NULL) {
-        chat_error("listen_failed", "port=%lld bind=\"%s\"", cfg->port, cfg->bind);
+    if (s->ctx != NULL)
+        s->vhost = lws_create_vhost(s->ctx, &info);
+    if (s->vhost == NULL) {
+        chat_error("lws_init_failed", "port=%lld", cfg->port);
+        if (s->ctx != NULL)
+            lws_context_destroy(s->ctx);
+        s->ctx = NULL;
+        gw_front_close(s->front);
+        s->front = NULL;
         return -1;
     }
     gw_backend_set_context(be, s->ctx);
+    gw_front_set_context(s->front, s->ctx);
     lws_sul_schedule(s->ctx, 0, &s->sul_tick, server_tick, SERVER_TICK_MS * LWS_US_PER_MS);
-    lws_sul_schedule(s->ctx, 0, &s->sul_heartbeat, server_heartbeat, 1);
+    /* The first one after a period, when presence had time to connect. */
+    lws_sul_schedule(s->ctx, 0, &s->sul_heartbeat, server_heartbeat,
+                     SERVER_HEARTBEAT_MS * LWS_US_PER_MS);
     chat_info("listening", "port=%lld bind=\"%s\" gateway=%s web=%s", cfg->port, cfg->bind,
               s->gateway_id, cfg->web_dir);
     return 0;
@@ -229,6 +262,8 @@ void gw_server_fini(gw_server *s)
     if (s->ctx == NULL)
         return;
     /* From here on nng callbacks only queue; nobody wakes a dying context. */
+    gw_front_close(s->front);
+    s->front = NULL;
     gw_backend_set_context(s->be, NULL);
     lws_sul_cancel(&s->sul_tick);
     lws_sul_cancel(&s->sul_heartbeat);
