@@ -233,11 +233,15 @@ class Cluster:
         p = {name: (free_port(), free_port()) for name in ("message", "match", "presence")}
         self.addr = {name: (f"tcp://127.0.0.1:{rep}", f"tcp://127.0.0.1:{pub}") for name, (rep, pub) in p.items()}
         base = self._base_env()
+        # In dependency order (match calls message, presence calls match), each one
+        # listening before the next starts: a caller's first request then finds its
+        # peer connected instead of racing the peer's start.
         for name in ("message", "match", "presence"):
             env = dict(base)
             env[f"CHAT_{name.upper()}_LISTEN"] = self.addr[name][0]
             env[f"CHAT_{name.upper()}_PUB_LISTEN"] = self.addr[name][1]
             self._add(f"svc-{name}", [os.path.join(self.bin_dir, f"svc-{name}")], env).start()
+            self.wait_listening(f"svc-{name}")
         for i in range(self.n_gateways):
             port = free_port()
             self.gateway_ports.append(port)
@@ -326,6 +330,36 @@ class Cluster:
             time.sleep(0.05)
 
     # ---- readiness -------------------------------------------------------
+    @staticmethod
+    def _listening_ports():
+        """Local TCP ports in LISTEN state (from /proc, so nothing connects to them)."""
+        ports = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    next(f)
+                    for line in f:
+                        cols = line.split()
+                        if cols[3] == "0A":
+                            ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+            except OSError:
+                pass
+        return ports
+
+    def wait_listening(self, name, timeout=READY_TIMEOUT_S):
+        """Waits until service `name` listens on both its REP and PUB ports (bounded)."""
+        short = name.replace("svc-", "")
+        want = {int(a.rsplit(":", 1)[1]) for a in self.addr[short]}
+        proc = self.procs[name]
+        deadline = time.monotonic() + timeout
+        while not want <= self._listening_ports():
+            if not proc.alive():
+                raise AssertionError(f"{name} exited while starting\n" + self.logs_report())
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} not listening on {sorted(want)} after {timeout}s\n"
+                                     + self.logs_report())
+            time.sleep(0.02)
+
     def readyz(self, i=0):
         try:
             return http_get(self.http_url(i), "/readyz", timeout=2)[0]
@@ -362,6 +396,8 @@ class Cluster:
         if proc.alive():
             raise AssertionError(f"{name} is still running")
         proc.start()
+        if name.startswith("svc-"):
+            self.wait_listening(name)
 
     # ---- stop ------------------------------------------------------------
     def stop(self):

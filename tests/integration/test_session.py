@@ -53,9 +53,15 @@ class SessionTest(cluster.ClusterTestCase):
         await c.expect_close(4401)
 
     async def test_bad_tokens_are_unauthorized_then_4401(self):
-        for token in ("", "x", "not-a-token", "A" * 300, "%00%ff", "..", "a.b.c"):
+        for token in ("", "x", "not-a-token", "A" * 300, "%ff%fe", "%20", "..", "a.b.c", "v1....",
+                      "v1.00000000-0000-4000-8000-000000000000.99999999999." + "0" * 64):
             with self.subTest(token=token):
                 await self._expect_unauthorized(token)
+
+    async def test_token_with_nul_byte_is_unauthorized(self):
+        # A percent-encoded NUL is still just an invalid token for the protocol.
+        await self._expect_unauthorized("%00")
+        await self._expect_unauthorized("abc%00def")
 
     async def test_tampered_token_is_unauthorized(self):
         a = await self.connect()
