@@ -20,18 +20,19 @@ static const char CONNECT_SRC[] =
 
 /* KEYS: p:conns:{user} p:gw:{gw} p:seen:{user} p:grace;
  * ARGV: gw/conn user/conn now deadline user seen_ttl_s.
- * Returns 1 when this was the user's last connection. Only the call that
- * really removed the connection can be "last", so a repeated disconnect (or
- * one racing the dead-gateway sweep) never starts a second grace. */
+ * Returns 1 when the user has no connection left ("last"). Usually this call
+ * closed it; but a repeated disconnect, or one whose connect never reached
+ * us (presence was down), must still take the user out of the queue and
+ * start the grace, without moving a running grace or last-seen later. */
 static const char DISCONNECT_SRC[] =
     "local removed = redis.call('SREM', KEYS[1], ARGV[1])\n"
     "redis.call('SREM', KEYS[2], ARGV[2])\n"
-    "if removed == 1 and redis.call('SCARD', KEYS[1]) == 0 then\n"
+    "if redis.call('SCARD', KEYS[1]) > 0 then return 0 end\n"
+    "if removed == 1 or redis.call('EXISTS', KEYS[3]) == 0 then\n"
     "  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[6])\n"
-    "  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])\n"
-    "  return 1\n"
     "end\n"
-    "return 0\n";
+    "redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[5])\n"
+    "return 1\n";
 
 static chat_redis_script connect_script, disconnect_script;
 

@@ -86,7 +86,7 @@ static void on_request(chat_rpc_job *job, const uint8_t *data, size_t len, void 
     }
     if (rv != 0) {
         free(w);
-        reply_code(job, CHAT__CODE__UNAVAILABLE, "shutting down");
+        reply_code(job, CHAT__CODE__UNAVAILABLE, "not accepting requests");
     }
 }
 

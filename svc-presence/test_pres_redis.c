@@ -209,13 +209,25 @@ static void first_and_last(void **state)
     assert_int_equal(rnum("ZSCORE p:grace %s", A), T0 + 10 + GRACE);
     assert_int_equal(rnum("EXISTS p:conns:%s", A), 0);
     assert_int_equal(rnum("EXISTS p:gw:gw1"), 0);
-    /* A repeated disconnect is not "last" again. */
-    assert_false(DISCONNECT(A, "gw2", 7, T0 + 20));
-    assert_int_equal(calls_of(OFFLINE, A), 1);
+    /* A repeated disconnect still says "last" (and the user leaves the queue
+     * again, harmless), but moves neither last-seen nor the grace. */
+    assert_true(DISCONNECT(A, "gw2", 7, T0 + 20));
+    assert_int_equal(calls_of(OFFLINE, A), 2);
     assert_int_equal(rnum("GET p:seen:%s", A), T0 + 10);
+    assert_int_equal(rnum("ZSCORE p:grace %s", A), T0 + 10 + GRACE);
     /* Back within the grace: first again, grace cancelled. */
     assert_true(CONNECT(A, "gw1", 2, T0 + 30));
     assert_int_equal(rnum("ZSCORE p:grace %s", A), -1);
+}
+
+static void disconnect_without_connect(void **state)
+{
+    /* The connect never reached presence (it was down): the disconnect still
+     * takes the user out of the queue and starts the grace. */
+    assert_true(DISCONNECT(C, "gw1", 5, T0));
+    assert_int_equal(calls_of(OFFLINE, C), 1);
+    assert_int_equal(rnum("GET p:seen:%s", C), T0);
+    assert_int_equal(rnum("ZSCORE p:grace %s", C), T0 + GRACE);
 }
 
 static void last_even_if_match_is_down(void **state)
@@ -464,6 +476,7 @@ int main(void)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(first_and_last, setup, teardown),
+        cmocka_unit_test_setup_teardown(disconnect_without_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(last_even_if_match_is_down, setup, teardown),
         cmocka_unit_test_setup_teardown(query_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(heartbeat_resync, setup, teardown),
