@@ -23,6 +23,7 @@
 struct gw_backend {
     chat_rpc_client *rpc[GW_SVC_EVENTS]; /* match, message, presence */
     chat_sub *sub;
+    int n_publishers;            /* addresses in CHAT_EVENTS_ADDRS */
     pthread_mutex_t mu;
     gw_item *head, *tail;        /* under mu */
     size_t qlen;                 /* under mu */
@@ -119,6 +120,12 @@ static void backend_event(const uint8_t *data, size_t len, void *arg)
     backend_push(be, it);
 }
 
+static int backend_count(const char *item, void *arg)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
 int gw_backend_open(gw_backend **out, const gw_config *cfg)
 {
     gw_backend *be = calloc(1, sizeof *be);
@@ -135,6 +142,7 @@ int gw_backend_open(gw_backend **out, const gw_config *cfg)
             chat_error("backend_open_failed", "service=%s addrs=%s err=\"%s\"",
                        svc_names[i], addrs[i], nng_strerror(rv));
     }
+    chat_split_list(cfg->events_addrs, backend_count, &be->n_publishers);
     if (rv == 0 && (rv = chat_sub_open(&be->sub, cfg->events_addrs, backend_event, be)) != 0)
         chat_error("backend_open_failed", "service=events addrs=%s err=\"%s\"",
                    cfg->events_addrs, nng_strerror(rv));
@@ -195,6 +203,14 @@ int gw_backend_peers(gw_backend *be, gw_svc svc)
     if (svc == GW_SVC_EVENTS)
         return be->sub != NULL ? chat_sub_peers(be->sub) : 0;
     return be->rpc[svc] != NULL ? chat_rpc_client_peers(be->rpc[svc]) : 0;
+}
+
+bool gw_backend_ready(gw_backend *be, gw_svc svc)
+{
+    /* Requests need one replica of each service. Events need every
+     * publisher: one we are not connected to loses its events silently. */
+    int need = svc == GW_SVC_EVENTS ? (be->n_publishers > 0 ? be->n_publishers : 1) : 1;
+    return gw_backend_peers(be, svc) >= need;
 }
 
 void gw_item_free(gw_item *it)

@@ -211,6 +211,9 @@ void gw_backend_call(gw_backend *be, gw_op op, uint64_t conn_id, gw_request *rq,
 gw_item *gw_backend_take(gw_backend *be);
 size_t gw_backend_queue_len(gw_backend *be);
 int gw_backend_peers(gw_backend *be, gw_svc svc);
+/* Enough peers to serve: >= 1 replica of a service; for events, every
+ * publisher of CHAT_EVENTS_ADDRS. */
+bool gw_backend_ready(gw_backend *be, gw_svc svc);
 gw_svc gw_op_service(gw_op op);
 void gw_item_free(gw_item *it); /* NULL is fine */
 /* Closes clients and subscription, waits for their callbacks, frees what

@@ -66,14 +66,14 @@ int gw_http_writeable(gw_server *s, gw_conn *c, struct lws *wsi)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-/* 200 once every service has a connected replica and the event
- * subscription has a publisher; otherwise 503 naming what is missing. */
+/* 200 once every service has a connected replica and every event
+ * publisher is connected; otherwise 503 naming what is missing. */
 static int http_readyz(gw_server *s, gw_conn *c, struct lws *wsi)
 {
     char missing[128] = "";
     size_t m = 0;
     for (int i = 0; i < GW_SVC_COUNT; i++)
-        if (gw_backend_peers(s->be, (gw_svc)i) <= 0)
+        if (!gw_backend_ready(s->be, (gw_svc)i))
             m += (size_t)snprintf(missing + m, sizeof missing - m, "%s\"%s\"", m ? "," : "",
                                   gw_svc_name((gw_svc)i));
     char body[256];
