@@ -21,6 +21,10 @@ class GraceTest(cluster.ClusterTestCase):
         cmid = await a.send_text(conv, "are you there")
         await a.expect_ack(conv, cmid, seq=1)
         await b.expect_message(conv, a.user_id, "are you there", seq=1)
+        # Confirmed (the relayed receipt shows it is stored), so not replayed on return.
+        await b.send({"type": "receipt", "conversation_id": conv, "seq": 1, "status": "delivered"})
+        await a.expect("receipt", exact=True, conversation_id=conv, seq=1, status="delivered",
+                       user_id=b.user_id)
         await b.close()
         # Grace 1 s + sweeper tick; bounded well above that.
         await a.expect("partner_disconnected", exact=True, conversation_id=conv, timeout=10)
