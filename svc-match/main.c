@@ -66,7 +66,8 @@ int main(int argc, char **argv)
      * follows ours, and a match made before would fail with UNAVAILABLE. */
     match_peers_wait(message, "svc-message", MATCH_PEER_WAIT_MS);
     match_peers peers = {message, pub};
-    /* A reservation outlives the slowest create: timeout, once retried, plus slack. */
+    /* A reservation must outlive the slowest create (bounded by the RPC
+     * timeout) by a wide margin; it only matters if this process dies. */
     match_env env = {match_peers_message_call, match_peers_publish, &peers,
                      (int)(2 * cfg_rpc_timeout_ms / 1000) + 30};
     match_server_cfg scfg = {cfg_listen, (int)cfg_contexts, (int)cfg_threads, cfg_redis_host,
