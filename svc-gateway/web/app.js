@@ -26,6 +26,9 @@
   const TOKEN_KEY = 'chat.session';
   const CONV_KEY = 'chat.conversation';
   const EARLY_MAX = 100;               // messages kept for a chat not yet matched
+  // The server answers every send within its RPC timeout (3 s by default);
+  // no answer for this long means the socket is dead without having said so.
+  const ACK_TIMEOUT_MS = 15000;
 
   /* ---------------------------------------------------------------- helpers */
 
@@ -178,6 +181,16 @@
     S.reconnectAt = Date.now() + delay;
     S.reconnectTimer = setTimeout(connect, delay);
     setConn('reconnecting');
+  }
+
+  // Give up on a socket that went silent (no close event yet, e.g. a phone
+  // that changed networks) and start over; unacked sends are retried.
+  function dropSocket() {
+    const ws = S.ws;
+    if (!ws) return;
+    S.ws = null;                         // its late events are ignored from now on
+    try { ws.close(1000); } catch (e) { /* ignore */ }
+    onClose(1006);
   }
 
   function reconnectNow() {
@@ -506,8 +519,14 @@
     m.timer = null;
     if (m.status !== 'retrying') m.status = 'sending';
     updateMine(m);
-    wsSend({ type: 'send', conversation_id: m.conv, text: m.text,
-             client_msg_id: m.cmid, req: 'send:' + m.cmid });
+    const sent = wsSend({ type: 'send', conversation_id: m.conv, text: m.text,
+                          client_msg_id: m.cmid, req: 'send:' + m.cmid });
+    if (!sent) return;
+    const ws = S.ws;
+    m.timer = setTimeout(() => {
+      m.timer = null;
+      if (S.ws === ws && S.outbox.get(m.cmid) === m && m.status !== 'failed') dropSocket();
+    }, ACK_TIMEOUT_MS);
   }
 
   function onAck(f) {
@@ -525,6 +544,8 @@
   function onSendError(cmid, code, f) {
     const m = S.outbox.get(cmid);
     if (!m) { if (code !== 'rate_limited') showError(describeError(code, f.message)); return; }
+    clearTimeout(m.timer);               // the ack watchdog: the server did answer
+    m.timer = null;
     switch (code) {
       case 'unavailable':
         m.tries += 1;

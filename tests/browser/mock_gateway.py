@@ -12,6 +12,7 @@ Special texts sent as a chat message let you see the page's rarer states:
   /announce TXT  an announcement to everyone
   /ratelimit     error rate_limited (retry_after_ms 5000)
   /unavailable   error unavailable once, the retry then succeeds
+  /silent        no answer once (the page gives up on the socket after 15 s)
   /bye           stored, then close 1001 before the ack (the page resumes, retries)
   /unknown       a frame of an unknown type (the page must ignore it)
 
@@ -227,6 +228,9 @@ async def on_send(hub, ws, user, f, reply, error):
         return
     if cmd == '/ratelimit':
         await error('rate_limited', 'slow down', retry_after_ms=5000)
+        return
+    if cmd == '/silent' and cmid not in hub.flaky:
+        hub.flaky.add(cmid)             # no answer at all, once: a dead socket
         return
     if cmd == '/unavailable' and cmid not in hub.flaky:
         hub.flaky.add(cmid)
