@@ -31,6 +31,7 @@ Environment (defaults in brackets):
   CHAT_GATEWAYS           number of gateways [1]
   CHAT_GATEWAY_PORT       first gateway's port; the next ones follow [8080]
   CHAT_READY_TIMEOUT_S    how long to wait for readiness [60]
+  CHAT_GATEWAY_BIND       address the gateways listen on [127.0.0.1]
 Passed to the services as they are (see each program's --help):
   CHAT_SESSION_SECRET     [generated once, kept in the state dir]
   CHAT_MAX_TEXT, CHAT_RATE_PER_MIN, CHAT_RECONNECT_GRACE_MS,
@@ -168,6 +169,24 @@ check_alive() {  # fails naming the first process that has exited
     done
 }
 
+listening() {  # port: is some local TCP socket listening on it? (reads /proc, connects to nothing)
+    awk -v p="$(printf '%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 3) == p { f = 1 }
+        END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+wait_listening() {  # name address...: waits (bounded) until each tcp://host:port listens
+    local name=$1 addr port i; shift
+    for addr in "$@"; do
+        port=${addr##*:}
+        for ((i = 0; ; i++)); do
+            listening "$port" && break
+            check_alive || exit 1
+            ((i < 300)) || die "$name is not listening on $addr after 30 s"
+            sleep 0.1
+        done
+    done
+}
+
 http_status() {  # port path -> HTTP status code, or nothing
     timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$0 || exit 1
         printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$1" >&3
@@ -208,6 +227,7 @@ done
 
 export CHAT_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=chat user=postgres"
 export CHAT_REDIS_HOST=127.0.0.1 CHAT_REDIS_PORT=$REDIS_PORT
+export CHAT_GATEWAY_BIND=${CHAT_GATEWAY_BIND:-127.0.0.1}
 export CHAT_MESSAGE_LISTEN=${CHAT_MESSAGE_LISTEN:-tcp://127.0.0.1:7201}
 export CHAT_MESSAGE_PUB_LISTEN=${CHAT_MESSAGE_PUB_LISTEN:-tcp://127.0.0.1:7202}
 export CHAT_MATCH_LISTEN=${CHAT_MATCH_LISTEN:-tcp://127.0.0.1:7301}
@@ -219,9 +239,14 @@ export CHAT_MATCH_ADDRS=${CHAT_MATCH_ADDRS:-$CHAT_MATCH_LISTEN}
 export CHAT_PRESENCE_ADDRS=${CHAT_PRESENCE_ADDRS:-$CHAT_PRESENCE_LISTEN}
 export CHAT_EVENTS_ADDRS=${CHAT_EVENTS_ADDRS:-$CHAT_MESSAGE_PUB_LISTEN,$CHAT_MATCH_PUB_LISTEN,$CHAT_PRESENCE_PUB_LISTEN}
 
+# In dependency order (svc-match calls svc-message, svc-presence calls svc-match),
+# each listening before the next one starts.
 spawn svc-message "$BIN/svc-message"
+wait_listening svc-message "$CHAT_MESSAGE_LISTEN" "$CHAT_MESSAGE_PUB_LISTEN"
 spawn svc-match "$BIN/svc-match"
+wait_listening svc-match "$CHAT_MATCH_LISTEN" "$CHAT_MATCH_PUB_LISTEN"
 spawn svc-presence "$BIN/svc-presence"
+wait_listening svc-presence "$CHAT_PRESENCE_LISTEN" "$CHAT_PRESENCE_PUB_LISTEN"
 for ((g = 1; g <= GATEWAYS; g++)); do
     spawn "gateway$g" env CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) CHAT_GATEWAY_ID="gw$g" "$BIN/svc-gateway"
 done

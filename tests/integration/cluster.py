@@ -248,6 +248,7 @@ class Cluster:
             env = dict(base)
             env["CHAT_GATEWAY_PORT"] = str(port)
             env["CHAT_GATEWAY_ID"] = f"gw{i + 1}"
+            env.setdefault("CHAT_GATEWAY_BIND", "127.0.0.1")
             self._add(f"gateway{i + 1}", [os.path.join(self.bin_dir, "svc-gateway")], env).start()
         for i in range(self.n_gateways):
             self.wait_ready(i)
