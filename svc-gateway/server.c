@@ -173,6 +173,9 @@ static void server_tick(lws_sorted_usec_list_t *sul)
         server_begin_stop(s);
     if (s->stopping && (s->n_conns == 0 || chat_mono_ms() >= s->stop_deadline_ms)) {
         s->done = true;
+        /* Timers run before lws polls: without a wake-up, this same
+         * lws_service() would sleep until the next timer. */
+        lws_cancel_service(s->ctx);
         return;
     }
     lws_sul_schedule(s->ctx, 0, &s->sul_tick, server_tick, SERVER_TICK_MS * LWS_US_PER_MS);
