@@ -86,12 +86,12 @@ static void conn_detach_user(gw_server *s, gw_conn *c)
 }
 
 /* Reads ?session=. Returns 0 with no session, 1 with a valid one (user
- * written), -1 with an invalid or empty one. */
+ * written), -1 with an invalid or empty one, -2 when out of memory. */
 static int conn_session(gw_server *s, struct lws *wsi, char user[CHAT_UUID_LEN + 1])
 {
     char *buf = malloc(CONN_URLARG_MAX);
     if (buf == NULL)
-        return -1;
+        return -2;
     const char *tok = lws_get_urlarg_by_name(wsi, "session=", buf, CONN_URLARG_MAX);
     int rv = 0;
     if (tok != NULL)
@@ -112,6 +112,8 @@ int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi)
 
     char user[CHAT_UUID_LEN + 1];
     int session = conn_session(s, wsi, user);
+    if (session == -2)
+        return conn_close_now(c, 1011);
     if (session < 0) {
         chat_info("session_rejected", "conn=%" PRIu64, c->id);
         gw_conn_send_error(s, c, GW_E_UNAUTHORIZED, NULL, NULL);
