@@ -12,7 +12,13 @@ say() { printf '\n[tests/run.sh] %s\n' "$*" >&2; }
 BROWSER=0
 [[ -f "$ROOT/tests/browser/run.sh" ]] && BROWSER=1
 if [[ $BROWSER -eq 1 ]]; then
-    "$ROOT/deploy/deps.sh" chromium nodejs npm || { say "dependency install failed"; exit 1; }
+    # By command, not by package: a machine may have node/npm from elsewhere (and
+    # Debian's npm package would then conflict with it).
+    extra=()
+    command -v chromium >/dev/null || extra+=(chromium)
+    command -v node >/dev/null || extra+=(nodejs)
+    command -v npm >/dev/null || extra+=(npm)
+    "$ROOT/deploy/deps.sh" "${extra[@]}" || { say "dependency install failed"; exit 1; }
     if [[ -f "$ROOT/tests/browser/package-lock.json" ]]; then
         (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error) ||
             { say "npm ci in tests/browser failed"; exit 1; }
