@@ -33,7 +33,10 @@ static const char *conn_close_text(uint16_t code)
     }
 }
 
-/* Closes from inside this connection's own callback: the caller returns -1. */
+/* Closes from inside this connection's own callback: the caller returns -1.
+ * Only where lws is between frames (writeable, established): returning -1
+ * in the middle of an incoming frame leaves lws misparsing the rest of it
+ * as a protocol error and resetting the connection, close frame lost. */
 static int conn_close_now(gw_conn *c, uint16_t code)
 {
     const char *why = conn_close_text(code);
@@ -138,15 +141,33 @@ int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi)
     return 0;
 }
 
+static void conn_rx_free(gw_conn *c)
+{
+    free(c->rx);
+    c->rx = NULL;
+    c->rx_len = c->rx_cap = 0;
+}
+
+/* The client broke a WebSocket-level rule: close with code once the
+ * replies already queued are out. lws keeps reading (we ignore it) so the
+ * rest of the offending message is consumed cleanly, and the client gets
+ * the close frame instead of a reset. */
+static int conn_violation(gw_server *s, gw_conn *c, uint16_t code)
+{
+    conn_rx_free(c);
+    gw_conn_close(s, c, code);
+    return 0;
+}
+
 /* One complete, reassembled text message. */
 static int conn_message(gw_server *s, gw_conn *c, const char *buf, size_t len)
 {
     s->m.frames_in++;
     if (!gw_utf8_valid(buf, len))
-        return conn_close_now(c, 1007);
+        return conn_violation(s, c, 1007);
     gw_request *rq = gw_frame_parse(buf, len, s->cfg->max_text);
     if (rq == NULL)
-        return conn_close_now(c, 1011);
+        return conn_violation(s, c, 1011);
     if (rq->err != GW_E_NONE) {
         gw_conn_send_error(s, c, rq->err, rq->err_msg, rq->req);
         gw_request_free(rq);
@@ -156,19 +177,12 @@ static int conn_message(gw_server *s, gw_conn *c, const char *buf, size_t len)
     return 0;
 }
 
-static void conn_rx_free(gw_conn *c)
-{
-    free(c->rx);
-    c->rx = NULL;
-    c->rx_len = c->rx_cap = 0;
-}
-
 int gw_conn_receive(gw_server *s, gw_conn *c, const void *in, size_t len)
 {
     if (c->closing)
         return 0; /* we are done with this client; ignore what it still sends */
     if (lws_frame_is_binary(c->wsi))
-        return conn_close_now(c, 1003);
+        return conn_violation(s, c, 1003);
     bool final = lws_is_final_fragment(c->wsi);
     if (c->rx == NULL && final)
         return conn_message(s, c, in, len); /* the common case: no copy */
@@ -176,19 +190,15 @@ int gw_conn_receive(gw_server *s, gw_conn *c, const void *in, size_t len)
     /* A message in pieces: collect it, never beyond the limit. */
     size_t need = c->rx_len + len;
     size_t rest = lws_remaining_packet_payload(c->wsi);
-    if (need > GW_MAX_MESSAGE || rest > GW_MAX_MESSAGE - need) {
-        conn_rx_free(c);
-        return conn_close_now(c, 1009);
-    }
+    if (need > GW_MAX_MESSAGE || rest > GW_MAX_MESSAGE - need)
+        return conn_violation(s, c, 1009);
     if (need > c->rx_cap) {
         size_t cap = c->rx_cap * 2 > need + rest ? c->rx_cap * 2 : need + rest;
         if (cap > GW_MAX_MESSAGE)
             cap = GW_MAX_MESSAGE;
         char *p = realloc(c->rx, cap > 0 ? cap : 1);
-        if (p == NULL) {
-            conn_rx_free(c);
-            return conn_close_now(c, 1011);
-        }
+        if (p == NULL)
+            return conn_violation(s, c, 1011);
         c->rx = p;
         c->rx_cap = cap;
     }
