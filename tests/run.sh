@@ -32,16 +32,68 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export CTEST_OUTPUT_ON_FAILURE=1
 
+# ---- scratch PostgreSQL + Redis for the unit tests that need real backends --
+# (they read CHAT_TEST_PG_DSN / CHAT_TEST_REDIS_PORT and skip without them).
+# Fresh for each build, on free ports, stopped by pid at the end. The
+# integration tests start their own clusters and do not use these.
+PG_BIN=${CHAT_PG_BIN:-/usr/lib/postgresql/15/bin}
+BE_DIR="" BE_PG_DATA="" BE_REDIS_PID=""
+as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+stop_backends() {
+    if [[ -n "$BE_PG_DATA" ]]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$BE_PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    if [[ -n "$BE_REDIS_PID" ]]; then
+        kill "$BE_REDIS_PID" 2>/dev/null && wait "$BE_REDIS_PID" 2>/dev/null
+    fi
+    [[ -n "$BE_DIR" ]] && rm -rf "$BE_DIR"
+    BE_DIR="" BE_PG_DATA="" BE_REDIS_PID=""
+    unset CHAT_TEST_PG_DSN CHAT_TEST_REDIS_PORT
+}
+trap stop_backends EXIT
+
+start_backends() {
+    BE_DIR=$(mktemp -d /tmp/chat-unit-backends.XXXXXX) && chmod 755 "$BE_DIR" || return 1
+    mkdir -p "$BE_DIR/pg" && chmod 700 "$BE_DIR/pg"
+    [[ $(id -u) -eq 0 ]] && chown postgres:postgres "$BE_DIR/pg"
+    local pg_port redis_port i
+    pg_port=$(free_port) && redis_port=$(free_port) || return 1
+    BE_PG_DATA=$BE_DIR/pg/data
+    as_postgres "$PG_BIN/initdb" -D "$BE_PG_DATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+        --no-sync >/dev/null || return 1
+    as_postgres "$PG_BIN/pg_ctl" -D "$BE_PG_DATA" -l "$BE_DIR/pg/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $BE_DIR/pg -c fsync=off" start >/dev/null || return 1
+    psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE chat_unit" || return 1
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$BE_DIR" \
+        >"$BE_DIR/redis.log" 2>&1 &
+    BE_REDIS_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        [[ $(redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null) == PONG ]] && break
+        sleep 0.1
+    done
+    export CHAT_TEST_PG_DSN="host=127.0.0.1 port=$pg_port dbname=chat_unit user=postgres"
+    export CHAT_TEST_REDIS_PORT=$redis_port
+}
+
 declare -A RESULT
 run_one() {  # name build-dir cmake-args...
-    local name=$1 dir=$2; shift 2
+    local name=$1 dir=$2 ok=1; shift 2
     say "$name build in $dir"
     if ! cmake -S "$ROOT" -B "$dir" "$@" || ! cmake --build "$dir" -j"$JOBS"; then
         RESULT[$name]="build FAILED"
         return 1
     fi
-    say "$name tests"
-    if (cd "$dir" && ctest --output-on-failure -j"$JOBS" --timeout 600); then
+    start_backends || { say "could not start PostgreSQL/Redis for the unit tests"; stop_backends; }
+    # Unit tests one at a time (several FLUSHDB the shared scratch Redis), then
+    # everything else in parallel (each integration module has its own cluster).
+    say "$name unit tests"
+    (cd "$dir" && ctest --output-on-failure -R '^unit\.' -j1 --timeout 600) || ok=0
+    stop_backends
+    say "$name integration tests"
+    (cd "$dir" && ctest --output-on-failure -E '^unit\.' -j"$JOBS" --timeout 600) || ok=0
+    if [[ $ok -eq 1 ]]; then
         RESULT[$name]="passed"
     else
         RESULT[$name]="tests FAILED"
