@@ -254,7 +254,9 @@ class Cluster:
             self.wait_ready(i)
 
     def _base_env(self):
-        env = dict(os.environ)
+        # The services' settings come from this module only, never from the shell
+        # that runs the tests (a stray CHAT_RATE_PER_MIN would change the results).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
         env.update({
             "CHAT_PG_DSN": f"host=127.0.0.1 port={self.pg_port} dbname=chat user=postgres",
             "CHAT_REDIS_HOST": "127.0.0.1",
