@@ -96,6 +96,22 @@ class FaultsTest(cluster.ClusterTestCase):
         await a.request({"type": "start_search"}, "searching", exact=True)
         await a.request({"type": "stop_search"}, "search_stopped", exact=True)
 
+    async def test_gateway_shutdown_closes_1001_and_session_resumes(self):
+        a, b = await self.connect(), await self.connect()
+        conv = await pair(a, b)
+        status = self.cluster.kill("gateway1", signal.SIGTERM)
+        await a.expect_close(1001, timeout=10)
+        await b.expect_close(1001, timeout=10)
+        self.assertEqual(status, 0, "gateway exit status after SIGTERM")
+        self.cluster.restart("gateway1")
+        self.cluster.wait_ready(0)
+        a2 = await self.connect(session=a.session)
+        b2 = await self.connect(session=b.session)
+        self.assertEqual((a2.user_id, b2.user_id), (a.user_id, b.user_id))
+        cmid = await a2.send_text(conv, "after the restart")      # the chat survived
+        await a2.expect_ack(conv, cmid, seq=1)
+        await b2.expect_message(conv, a.user_id, "after the restart", seq=1)
+
 
 if __name__ == "__main__":
     unittest.main()
