@@ -147,7 +147,8 @@ int main(int argc, char **argv)
                                                           &chat__code__descriptor, i)->name,
                    codes[i]);
     printf("\n");
-    chat_rpc_client_close(cli);
+    /* No chat_rpc_client_close(): nng_close() was seen to hang after the
+     * server vanished mid-call, and the process ends here anyway. */
     free(th);
     free(lat_us);
     free(convs);

@@ -6,7 +6,23 @@
 #include "chat/log.h"
 #include "chat/util.h"
 
+#include <pthread.h>
 #include <time.h>
+#include <unistd.h>
+
+/* The staged stop takes a few seconds at most (one batch against a slow
+ * database, the REP socket's wait for answered requests). libchat's
+ * chat_rpc_server_close() can hang in nng_close() when peers keep sending
+ * during the close (reported to the lead); by then every request has been
+ * answered and every ack was committed, so leaving is safe. */
+#define STOP_BOUND_S 8
+
+static void *stop_watchdog(void *arg)
+{
+    sleep(STOP_BOUND_S);
+    chat_error("stop_timeout", "after_s=%d action=exit", STOP_BOUND_S);
+    _exit(1);
+}
 
 static const char about[] =
     "svc-message: conversations, members, messages and receipts in PostgreSQL;\n"
@@ -58,6 +74,9 @@ int main(int argc, char **argv)
         nanosleep(&tick, NULL);
     }
     chat_info("stopping", "signal=1");
+    pthread_t wd;
+    if (pthread_create(&wd, NULL, stop_watchdog, NULL) == 0)
+        pthread_detach(wd);
     msg_service_stop(&svc);
     return 0;
 }
