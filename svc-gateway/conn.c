@@ -12,7 +12,8 @@
 
 /* Pending client requests per connection before lws stops reading from it:
  * a client that floods requests is slowed down, not buffered. */
-#define CONN_MAX_INFLIGHT 32
+static void conn_waiting_free(gw_conn *c);
+#define CONN_MAX_WAITING 32 /* requests queued per connection before reading pauses */
 /* Seconds a closing connection gets to take its last frames. */
 #define CONN_CLOSE_GRACE_S 5
 /* Room for a ?session= argument: larger than lws's header limit, so a long
@@ -253,6 +254,7 @@ void gw_conn_closed(gw_server *s, gw_conn *c)
     s->n_conns--;
     gw_queue_clear(&c->out);
     conn_rx_free(c);
+    conn_waiting_free(c);
     gw_resume_free(c->resume);
     c->resume = NULL;
     c->ws = false;
@@ -360,16 +362,52 @@ void gw_conn_close(gw_server *s, gw_conn *c, uint16_t code)
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, CONN_CLOSE_GRACE_S);
 }
 
-void gw_conn_request_started(gw_server *s, gw_conn *c)
+bool gw_conn_request_wait(gw_server *s, gw_conn *c, gw_request *rq)
 {
-    if (++c->inflight == CONN_MAX_INFLIGHT)
+    /* Only while one is in flight: the reply dispatches the next at once,
+     * so a waiting list never outlives it. */
+    if (c->inflight == 0)
+        return false;
+    rq->next = NULL;
+    if (c->wait_tail != NULL)
+        c->wait_tail->next = rq;
+    else
+        c->wait_head = rq;
+    c->wait_tail = rq;
+    /* Stop reading the socket rather than queueing without bound. */
+    if (++c->n_waiting == CONN_MAX_WAITING)
         lws_rx_flow_control(c->wsi, 0);
+    return true;
 }
 
-void gw_conn_request_done(gw_server *s, gw_conn *c)
+void gw_conn_request_started(gw_server *s, gw_conn *c)
 {
-    if (c->inflight == 0)
-        return;
-    if (c->inflight-- == CONN_MAX_INFLIGHT)
+    c->inflight++;
+}
+
+gw_request *gw_conn_request_done(gw_server *s, gw_conn *c)
+{
+    if (c->inflight > 0)
+        c->inflight--;
+    gw_request *rq = c->wait_head;
+    if (rq == NULL)
+        return NULL;
+    c->wait_head = rq->next;
+    if (c->wait_head == NULL)
+        c->wait_tail = NULL;
+    rq->next = NULL;
+    if (c->n_waiting-- == CONN_MAX_WAITING)
         lws_rx_flow_control(c->wsi, 1);
+    return rq;
+}
+
+static void conn_waiting_free(gw_conn *c)
+{
+    while (c->wait_head != NULL) {
+        gw_request *next = c->wait_head->next;
+        gw_request_free(c->wait_head);
+        c->wait_head = next;
+    }
+    c->wait_tail = NULL;
+    c->n_waiting = 0;
 }

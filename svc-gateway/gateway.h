@@ -98,6 +98,7 @@ typedef enum {
 /* One parsed client frame. Strings point into root and live as long as the
  * request. */
 typedef struct gw_request {
+    struct gw_request *next; /* the connection's waiting list */
     gw_req_type type;
     gw_err err;             /* GW_E_NONE when the frame is valid */
     const char *err_msg;    /* static text, with err */
@@ -305,7 +306,9 @@ struct gw_conn {
     gw_resume *resume;       /* non-NULL while a resume runs */
     gw_http_resp *http;      /* plain HTTP: the response being written */
     uint16_t close_code;     /* with closing */
-    uint16_t inflight;       /* client requests awaiting a backend reply */
+    uint16_t inflight;       /* client requests awaiting a backend reply (0 or 1) */
+    uint16_t n_waiting;      /* requests queued behind the one in flight */
+    gw_request *wait_head, *wait_tail;
     bool ws, closing, announced;
 };
 
@@ -334,9 +337,14 @@ void gw_conn_send_error(gw_server *s, gw_conn *c, gw_err code, const char *messa
                         const char *req);
 /* Closes with code after what is queued has been written. */
 void gw_conn_close(gw_server *s, gw_conn *c, uint16_t code);
-/* Count a client request sent to / answered by a backend (flow control). */
+/* A connection's requests run one at a time, in the order received, so
+ * what a user does first happens first (sends get rising seqs in send
+ * order, end_chat is done before the next start_search). */
+/* True when rq had to wait behind the request in flight (then it is taken). */
+bool gw_conn_request_wait(gw_server *s, gw_conn *c, gw_request *rq);
 void gw_conn_request_started(gw_server *s, gw_conn *c);
-void gw_conn_request_done(gw_server *s, gw_conn *c);
+/* The reply came: the next waiting request (or NULL) to dispatch. */
+gw_request *gw_conn_request_done(gw_server *s, gw_conn *c);
 void gw_queue_clear(gw_queue *q);
 void gw_queue_push(gw_queue *q, gw_frame *f); /* takes f; returns without if NULL */
 

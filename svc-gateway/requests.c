@@ -90,6 +90,8 @@ static void request_query(gw_server *s, gw_conn *c, gw_request *rq)
 
 void gw_request_dispatch(gw_server *s, gw_conn *c, gw_request *rq)
 {
+    if (gw_conn_request_wait(s, c, rq))
+        return;
     switch (rq->type) {
     case GW_REQ_START_SEARCH:
     case GW_REQ_STOP_SEARCH:

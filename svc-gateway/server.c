@@ -48,8 +48,10 @@ static void server_dispatch(gw_server *s, gw_item *it)
         gw_resume_reply(s, c, it);
         return;
     }
-    gw_conn_request_done(s, c);
     gw_request_reply(s, c, it);
+    gw_request *next = gw_conn_request_done(s, c);
+    if (next != NULL)
+        gw_request_dispatch(s, c, next);
 }
 
 /* New sockets from the front thread become lws connections. */
