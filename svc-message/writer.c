@@ -100,7 +100,7 @@ static void parse_row(msg_job *j, const PGresult *r)
 }
 
 /* Maps one statement's result onto its job. Returns false when the result
- * is not what the statement always returns (then the batch is retried). */
+ * is not what the statement always returns (a bug: the job fails). */
 static bool take_result(msg_job *j, const PGresult *r)
 {
     if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 8)
@@ -160,15 +160,20 @@ static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
 
     PGresult *out[nq];
     msg_pg_err e = msg_pg_collect(pg, out, nq);
+    if (e == MSG_PG_OK &&
+        (out[nq - 1] == NULL || PQresultStatus(out[nq - 1]) != PGRES_COMMAND_OK))
+        e = MSG_PG_RETRY; /* not committed: nothing counts */
     if (e == MSG_PG_OK) {
-        for (int i = 0, q = 1; i < n && e == MSG_PG_OK; i++) {
+        /* Committed: never retry from here, or stored sends would come
+         * back as duplicates without their event. */
+        for (int i = 0, q = 1; i < n; i++) {
             if (jobs[i]->op == MSG_OP_NONE)
                 continue;
-            if (!take_result(jobs[i], out[q++]))
-                e = MSG_PG_RETRY;
+            if (!take_result(jobs[i], out[q++])) {
+                chat_error("send_result_unexpected", "conv=%s", jobs[i]->req->send->conversation_id);
+                jobs[i]->res.status = MSG_ST_INTERNAL;
+            }
         }
-        if (out[nq - 1] == NULL || PQresultStatus(out[nq - 1]) != PGRES_COMMAND_OK)
-            e = MSG_PG_RETRY; /* not committed: nothing above counts */
     }
     for (int i = 0; i < nq; i++)
         PQclear(out[i]);
