@@ -120,9 +120,13 @@ static void resume_session_reply(gw_server *s, gw_conn *c, gw_item *it)
     if (it->err != 0 || it->r.match->code != CHAT__CODE__OK) {
         chat_warn("resume_session_failed", "conn=%" PRIu64 " err=%d", c->id, it->err);
     } else {
-        for (size_t i = 0; i < it->r.match->n_timed_out_conversation_ids; i++)
-            gw_conn_send(s, c, gw_render_chat_ended(
-                                   it->r.match->timed_out_conversation_ids[i], "timeout"));
+        const Chat__MatchReply *m = it->r.match;
+        for (size_t i = 0; i < m->n_timed_out_conversation_ids; i++)
+            gw_conn_send(s, c,
+                         gw_render_chat_ended(m->timed_out_conversation_ids[i], "timeout"));
+        for (size_t i = 0; i < m->n_partner_ended_conversation_ids; i++)
+            gw_conn_send(s, c, gw_render_chat_ended(m->partner_ended_conversation_ids[i],
+                                                    "partner"));
     }
     resume_page(s, c);
 }

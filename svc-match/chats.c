@@ -2,6 +2,7 @@
  * out) and the timeout notices handed over at the user's next session. */
 #include "match.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +27,20 @@
     "  return partner\n"                                                           \
     "end\n"
 
-/* KEYS: m:chat:{user}; ARGV: id user. The partner, or nil when id is not the
- * user's active chat. */
+/* KEYS: m:chat:{user}; ARGV: id user ttl_s max. The partner, or nil when id
+ * is not the user's active chat. The partner gets a notice for its next
+ * session: if it had no connection, the live chat_ended never reached it. */
 static const char END_SRC[] =
     FINISH_FN
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end\n"
-    "return finish(ARGV[1], ARGV[2])\n";
+    "local partner = finish(ARGV[1], ARGV[2])\n"
+    "if partner ~= '' then\n"
+    "  local nk = 'm:timeouts:' .. partner\n"
+    "  redis.call('RPUSH', nk, 'p:' .. ARGV[1])\n"
+    "  redis.call('LTRIM', nk, -tonumber(ARGV[4]), -1)\n"
+    "  redis.call('EXPIRE', nk, ARGV[3])\n"
+    "end\n"
+    "return partner\n";
 
 /* KEYS: m:chat:{user} m:timeouts:{user}; ARGV: user ttl_s max. Ends the
  * user's random chat (not a pending one) and keeps a notice for its return.
@@ -134,10 +143,12 @@ void match_end_chat(const match_env *env, chat_redis *r, const Chat__EndChatReq 
         match_out_err(out, CHAT__CODE__BAD_REQUEST, "bad conversation_id");
         return;
     }
-    char kchat[64];
+    char kchat[64], ttl[16], max[16];
     snprintf(kchat, sizeof kchat, "m:chat:%s", user);
-    const char *args[] = {kchat, conv, user};
-    redisReply *rep = match_eval(r, &end_script, 1, 3, args);
+    snprintf(ttl, sizeof ttl, "%d", MATCH_TIMEOUTS_TTL_S);
+    snprintf(max, sizeof max, "%d", MATCH_TIMEOUTS_MAX);
+    const char *args[] = {kchat, conv, user, ttl, max};
+    redisReply *rep = match_eval(r, &end_script, 1, 5, args);
     if (rep == NULL) {
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "chat state unavailable");
         return;
@@ -213,21 +224,31 @@ void match_session(chat_redis *r, const char *user_id, match_out *out)
         match_out_err(out, CHAT__CODE__INTERNAL, "unexpected chat state");
         return;
     }
-    size_t n = 0;
+    /* Timed-out ids first, then partner-ended ones ("p:" prefix stripped). */
     out->timeouts = calloc(rep->elements ? rep->elements : 1, sizeof *out->timeouts);
-    for (size_t i = 0; out->timeouts != NULL && i < rep->elements; i++) {
-        const redisReply *e = rep->element[i];
-        if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > MATCH_ID_MAX)
-            continue;
-        char *s = strdup(e->str);
-        if (s != NULL)
-            out->timeouts[n++] = s;
+    size_t nt = 0, ne = 0;
+    for (int pass = 0; pass < 2 && out->timeouts != NULL; pass++) {
+        for (size_t i = 0; i < rep->elements; i++) {
+            const redisReply *e = rep->element[i];
+            if (e->type != REDIS_REPLY_STRING)
+                continue;
+            bool ended = e->len > 2 && strncmp(e->str, "p:", 2) == 0;
+            const char *id = ended ? e->str + 2 : e->str;
+            size_t len = ended ? e->len - 2 : e->len;
+            if (ended != (pass == 1) || len == 0 || len > MATCH_ID_MAX)
+                continue;
+            char *dup = strdup(id);
+            if (dup != NULL)
+                out->timeouts[nt + ne] = dup, *(pass ? &ne : &nt) += 1;
+        }
     }
     freeReplyObject(rep);
     if (out->timeouts == NULL) {
         match_out_err(out, CHAT__CODE__INTERNAL, "out of memory");
         return;
     }
-    out->reply.n_timed_out_conversation_ids = n;
+    out->reply.n_timed_out_conversation_ids = nt;
     out->reply.timed_out_conversation_ids = out->timeouts;
+    out->reply.n_partner_ended_conversation_ids = ne;
+    out->reply.partner_ended_conversation_ids = out->timeouts + nt;
 }

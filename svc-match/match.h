@@ -13,7 +13,8 @@
  *                      conversation is being created ("left": the user stopped
  *                      searching meanwhile, so a failed create does not requeue it)
  *   m:conv:{id}        hash a = partner (who waited), b = searcher
- *   m:timeouts:{user}  chats that ended by timeout while the user was away
+ *   m:timeouts:{user}  notices for the user's next session: chats that ended by
+ *                      timeout ("id") or by the partner ("p:id") while away
  * Every decision that touches two users is one Lua script, so any number of
  * replicas never match a user twice. */
 #ifndef SVC_MATCH_MATCH_H
@@ -67,7 +68,9 @@ typedef struct match_out {
     char conv[MATCH_ID_MAX + 1];
     char partner[MATCH_ID_MAX + 1];
     char detail[128];
-    char **timeouts; /* malloc'd array of malloc'd strings, n in reply */
+    /* malloc'd array of malloc'd strings: the reply's timed-out ids, then its
+     * partner-ended ids (both arrays point into it). */
+    char **timeouts;
 } match_out;
 
 void match_out_init(match_out *o);

@@ -21,12 +21,16 @@ void match_out_free(match_out *o)
 {
     if (o == NULL || o->timeouts == NULL)
         return;
-    for (size_t i = 0; i < o->reply.n_timed_out_conversation_ids; i++)
+    size_t n = o->reply.n_timed_out_conversation_ids +
+               o->reply.n_partner_ended_conversation_ids;
+    for (size_t i = 0; i < n; i++)
         free(o->timeouts[i]);
     free(o->timeouts);
     o->timeouts = NULL;
     o->reply.n_timed_out_conversation_ids = 0;
     o->reply.timed_out_conversation_ids = NULL;
+    o->reply.n_partner_ended_conversation_ids = 0;
+    o->reply.partner_ended_conversation_ids = NULL;
 }
 
 void match_out_err(match_out *o, Chat__Code code, const char *fmt, ...)

@@ -49,6 +49,21 @@ class GraceTest(cluster.ClusterTestCase):
         await b3.no_frame(0.3)
         await a.no_frame(0.05)
 
+    async def test_partner_ends_while_away_is_told_on_return(self):
+        # B's connection is gone (within the grace) when A ends the chat: the live
+        # chat_ended cannot reach B, so B gets it when it resumes, once.
+        a, b = await self.connect(), await self.connect()
+        conv = await pair(a, b)
+        await b.close()
+        await a.send({"type": "end_chat", "conversation_id": conv})
+        await a.expect("chat_ended", exact=True, conversation_id=conv, by="you")
+        b2 = await self.connect(session=b.session)
+        await b2.expect("chat_ended", exact=True, conversation_id=conv, by="partner")
+        await b2.no_frame(0.3)
+        await b2.close()
+        b3 = await self.connect(session=b.session)
+        await b3.no_frame(0.3)
+
     async def test_quick_reconnect_keeps_chat(self):
         a, b = await self.connect(), await self.connect()
         conv = await pair(a, b)
