@@ -81,6 +81,12 @@ char *msg_uuid_array(char *const *ids, size_t n, size_t *distinct);
  * s. Returns the count. */
 size_t msg_split_ids(char *s, char **out, size_t max);
 
+struct msg_job;
+/* Sorts a batch of sends by conversation id, keeping the arrival order
+ * within each conversation. Every replica then locks conversation rows in
+ * the same order, so concurrent batches cannot deadlock. */
+void msg_sort_batch(struct msg_job **jobs, int n);
+
 /* ---- pg.c: one PostgreSQL connection owned by one thread ---- */
 
 /* Kinds of failure, deciding what the caller does next. */

@@ -287,3 +287,30 @@ size_t msg_split_ids(char *s, char **out, size_t max)
     }
     return n;
 }
+
+typedef struct sort_item {
+    msg_job *job;
+    int idx;
+} sort_item;
+
+static int cmp_item(const void *a, const void *b)
+{
+    const sort_item *x = a, *y = b;
+    int c = strcasecmp(x->job->req->send->conversation_id, y->job->req->send->conversation_id);
+    return c != 0 ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+void msg_sort_batch(msg_job **jobs, int n)
+{
+    if (n < 2)
+        return;
+    sort_item *items = malloc((size_t)n * sizeof *items);
+    if (items == NULL)
+        return; /* unsorted only risks a deadlock, which is retried */
+    for (int i = 0; i < n; i++)
+        items[i] = (sort_item){jobs[i], i};
+    qsort(items, (size_t)n, sizeof *items, cmp_item);
+    for (int i = 0; i < n; i++)
+        jobs[i] = items[i].job;
+    free(items);
+}

@@ -258,6 +258,35 @@ static void test_split_ids(void **state)
     assert_int_equal(msg_split_ids(many, out, 2), 2);
 }
 
+static msg_job *send_job(const char *conv, const char *text)
+{
+    msg_job *j = calloc(1, sizeof *j);
+    j->req = calloc(1, sizeof *j->req);
+    chat__message_request__init(j->req);
+    j->req->body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
+    j->req->send = calloc(1, sizeof *j->req->send);
+    chat__send_req__init(j->req->send);
+    j->req->send->conversation_id = (char *)conv;
+    j->req->send->text = (char *)text;
+    return j;
+}
+
+static void test_sort_batch(void **state)
+{
+    /* Sorted by conversation (case-insensitively), stable within one. */
+    msg_job *jobs[6] = {send_job(U2, "b1"), send_job(U1, "a1"), send_job(U2, "b2"),
+                        send_job(U1_UPPER, "a2"), send_job(U1, "a3"), send_job(U2, "b3")};
+    msg_sort_batch(jobs, 6);
+    const char *want[] = {"a1", "a2", "a3", "b1", "b2", "b3"};
+    for (int i = 0; i < 6; i++) {
+        assert_string_equal(jobs[i]->req->send->text, want[i]);
+        free(jobs[i]->req->send);
+        free(jobs[i]->req);
+        free(jobs[i]);
+    }
+    msg_sort_batch(jobs, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_route),          cmocka_unit_test(test_status_code),
         cmocka_unit_test(test_replay_limit),   cmocka_unit_test(test_dm_key),
         cmocka_unit_test(test_uuid_array),     cmocka_unit_test(test_split_ids),
+        cmocka_unit_test(test_sort_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * connection and a Redis connection; a conversation always maps to the
  * same writer, so its messages are numbered, acked and published in order.
  *
- * One batch = every queued send (up to CHAT_MSG_BATCH):
+ * One batch = every queued send (up to CHAT_MSG_BATCH), ordered by
+ * conversation id (a lock order shared by all replicas):
  *   1. one pipelined round trip to Redis takes a rate token per send;
  *   2. one pipelined transaction stores them (BEGIN, one statement per
  *      send, COMMIT); a refused send looks up its original instead;
@@ -295,6 +296,7 @@ void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_red
 {
     int64_t t0 = chat_mono_ms();
     int64_t now = chat_now_ms();
+    msg_sort_batch(jobs, n);
     for (int i = 0; i < n; i++) {
         jobs[i]->op = MSG_OP_SEND;
         jobs[i]->token_taken = false;
