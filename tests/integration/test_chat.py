@@ -131,7 +131,7 @@ class ChatTest(cluster.ClusterTestCase):
 
     async def test_empty_and_blank_text_is_bad_request(self):
         a, b, conv = await self.chat()
-        for text in ("", " ", "   ", "\t", "\n", " \r\n\t "):
+        for text in ("", " ", "   ", "\t", "\n", " \r\n\t ", "\u00a0", "\u3000", " \u2003\u2028 "):
             with self.subTest(text=text):
                 req = a.next_req()
                 await a.send_text(conv, text, req=req)
