@@ -39,7 +39,7 @@ export CTEST_OUTPUT_ON_FAILURE=1
 PG_BIN=${CHAT_PG_BIN:-/usr/lib/postgresql/15/bin}
 BE_DIR="" BE_PG_DATA="" BE_REDIS_PID=""
 as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { /usr/bin/python3 -c "import sys; sys.path.insert(0, \"$ROOT/tests/integration\"); import cluster; print(cluster.free_port())"; }
 
 stop_backends() {
     if [[ -n "$BE_PG_DATA" ]]; then
@@ -78,6 +78,20 @@ start_backends() {
 }
 
 declare -A RESULT
+PASSED=0 FAILED=0
+# Adds up ctest's "N% tests passed, F tests failed out of T" line of a log.
+count_results() {
+    local line f t
+    line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$1" | tail -1)
+    if [[ -z $line ]]; then
+        FAILED=$((FAILED + 1)) # ctest did not even report: count the run as failed
+        return
+    fi
+    f=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+    t=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
+    PASSED=$((PASSED + t - f))
+    FAILED=$((FAILED + f))
+}
 run_one() {  # name build-dir cmake-args...
     local name=$1 dir=$2 ok=1; shift 2
     say "$name build in $dir"
@@ -89,10 +103,14 @@ run_one() {  # name build-dir cmake-args...
     # Unit tests one at a time (several FLUSHDB the shared scratch Redis), then
     # everything else in parallel (each integration module has its own cluster).
     say "$name unit tests"
-    (cd "$dir" && ctest --output-on-failure -R '^unit\.' -j1 --timeout 600) || ok=0
+    (cd "$dir" && ctest --output-on-failure -R '^unit\.' -j1 --timeout 600) 2>&1 | tee "$dir/ctest-unit.log"
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || ok=0
+    count_results "$dir/ctest-unit.log"
     stop_backends
     say "$name integration tests"
-    (cd "$dir" && ctest --output-on-failure -E '^unit\.' -j"$JOBS" --timeout 600) || ok=0
+    (cd "$dir" && ctest --output-on-failure -E '^unit\.' -j"$JOBS" --timeout 600) 2>&1 | tee "$dir/ctest-integration.log"
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || ok=0
+    count_results "$dir/ctest-integration.log"
     if [[ $ok -eq 1 ]]; then
         RESULT[$name]="passed"
     else
@@ -106,4 +124,6 @@ run_one normal "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=O
 run_one asan "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON || status=1
 
 say "summary: normal build: ${RESULT[normal]:-not run}; ASan+UBSan build: ${RESULT[asan]:-not run}"
+[[ $status -eq 0 || $FAILED -gt 0 ]] || FAILED=1 # a failed build counts too
+echo "tests/run.sh: $PASSED passed, $FAILED failed"
 exit $status

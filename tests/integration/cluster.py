@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -40,15 +41,33 @@ SERVICES = ("svc-message", "svc-match", "svc-presence")
 _used_ports = set()
 
 
+def _port_range():
+    """Ports to hand out: below the kernel's ephemeral range, so an outgoing
+    connection (nng dialing, a client) can never take one between our check and
+    the service's listen."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (10000, low) if low > 12000 else (low // 2, low)
+
+
 def free_port():
-    """A TCP port nobody listens on right now (bind port 0), never handed out twice."""
-    for _ in range(100):
+    """A TCP port nobody listens on right now, never handed out twice by this
+    process; random, so parallel test modules rarely even try the same one."""
+    lo, hi = _port_range()
+    for _ in range(1000):
+        port = random.randrange(lo, hi)
+        if port in _used_ports:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _used_ports:
-            _used_ports.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _used_ports.add(port)
+        return port
     raise RuntimeError("no free port")
 
 
