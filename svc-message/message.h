@@ -21,6 +21,7 @@
 
 #include "chat/redis.h"
 #include "chat/rpc.h"
+#include "chat/util.h"
 #include "events.pb-c.h"
 #include "message.pb-c.h"
 
@@ -47,6 +48,10 @@ typedef struct msg_config {
 #define MSG_MAX_MEMBERS 1000     /* create_conversation */
 #define MSG_REPLAY_DEFAULT 200
 #define MSG_REPLAY_MAX 500
+#define MSG_HISTORY_DEFAULT 50
+#define MSG_HISTORY_MAX 100
+#define MSG_ROOM_MAX 64          /* bytes of a room name */
+#define MSG_CONTACTS_MAX 10000   /* recipients of one presence push */
 
 /* Outcome of one send (the first five are the SQL status column). */
 typedef enum msg_status {
@@ -70,6 +75,10 @@ unsigned msg_route(const char *conversation_id, unsigned writers);
 Chat__Code msg_status_code(msg_status st);
 /* Replay page size from the request's limit (0: default, clamped to max). */
 int msg_replay_limit(uint32_t limit);
+/* History page size: 0 is the default; validation refuses > max. */
+int msg_history_limit(uint32_t limit);
+/* A room name: [a-z0-9_-]{1,64}. */
+bool msg_room_valid(const char *room);
 /* dm_key of a two-member DM: the two ids, lower-cased and sorted, joined by
  * ':'. out must hold 2 * 36 + 2 bytes. */
 void msg_dm_key(const char *a, const char *b, char *out);
@@ -142,6 +151,13 @@ int msg_schema_prepare(PGconn *conn);
 #define MSG_SQL_INFO "msg_info"
 #define MSG_SQL_REPLAY "msg_replay"
 #define MSG_SQL_RECEIPT "msg_receipt"
+#define MSG_SQL_REGISTER "msg_register"
+#define MSG_SQL_OPEN_DM "msg_open_dm"
+#define MSG_SQL_JOIN "msg_join"
+#define MSG_SQL_LEAVE "msg_leave"
+#define MSG_SQL_HISTORY "msg_history"
+#define MSG_SQL_TYPING "msg_typing"
+#define MSG_SQL_CONTACTS "msg_contacts"
 
 /* ---- ratelimit.c: token buckets in Redis ---- */
 typedef enum msg_rl { MSG_RL_OK, MSG_RL_LIMITED, MSG_RL_ERROR } msg_rl;
@@ -215,6 +231,35 @@ void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_red
 void *msg_store_thread_init(void *cfg);   /* returns the thread's msg_pg */
 void msg_store_thread_fini(void *pg);
 void msg_store_work(void *job, void *pg);
+/* For the reader handlers (store.c and the files below), which own the job
+ * they are given and answer it exactly once. */
+/* NULL r: unavailable; an error result: a bug or a constraint we did not
+ * foresee. Either way the job is answered (and freed) here; returns true
+ * only when r holds rows to use. */
+bool msg_store_usable(msg_job *job, const PGresult *r, const char *what);
+/* Replies with rep and frees the job. */
+void msg_store_done(msg_job *job, Chat__MessageReply *rep);
+/* Publishes ev to the comma-separated recipients (split in place; nothing
+ * is sent when there are none). Best effort: a failure is logged. */
+void msg_publish(chat_pub *pub, Chat__Event *ev, char *recipients);
+/* Lower-cased copy of a valid UUID (events carry ids as PostgreSQL writes
+ * them, so gateways match them byte for byte). */
+void msg_lower_uuid(char out[CHAT_UUID_LEN + 1], const char *id);
+
+/* ---- users.c: known users, presence contacts ---- */
+void msg_users_register(msg_job *job, msg_pg *pg);
+void msg_users_contacts(msg_job *job, msg_pg *pg);
+
+/* ---- conversations.c: DMs and rooms ---- */
+void msg_conv_open_dm(msg_job *job, msg_pg *pg);
+void msg_conv_join_room(msg_job *job, msg_pg *pg);
+void msg_conv_leave_room(msg_job *job, msg_pg *pg);
+
+/* ---- history.c: pages of a conversation, for its members ---- */
+void msg_history(msg_job *job, msg_pg *pg);
+
+/* ---- typing.c: membership check and relay to the other members ---- */
+void msg_typing(msg_job *job, msg_pg *pg);
 
 /* ---- service.c ---- */
 struct msg_service {

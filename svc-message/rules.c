@@ -153,6 +153,65 @@ static Chat__Code check_receipt(const Chat__ReceiptReq *r, const char **detail)
     return CHAT__CODE__OK;
 }
 
+bool msg_room_valid(const char *room)
+{
+    size_t n = room != NULL ? strlen(room) : 0;
+    if (n == 0 || n > MSG_ROOM_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = room[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static Chat__Code check_user(const char *user, const char **detail)
+{
+    if (!chat_uuid_valid(user)) {
+        *detail = "user id is not a uuid";
+        return CHAT__CODE__BAD_REQUEST;
+    }
+    return CHAT__CODE__OK;
+}
+
+static Chat__Code check_open_dm(const Chat__OpenDmReq *r, const char **detail)
+{
+    if (!chat_uuid_valid(r->user_id) || !chat_uuid_valid(r->peer_id)) {
+        *detail = "user id is not a uuid";
+        return CHAT__CODE__BAD_REQUEST;
+    }
+    if (strcasecmp(r->user_id, r->peer_id) == 0) {
+        *detail = "a DM needs another user";
+        return CHAT__CODE__BAD_REQUEST;
+    }
+    return CHAT__CODE__OK;
+}
+
+static Chat__Code check_room(const char *user, const char *room, const char **detail)
+{
+    Chat__Code c = check_user(user, detail);
+    if (c != CHAT__CODE__OK)
+        return c;
+    if (!msg_room_valid(room)) {
+        *detail = "room names match [a-z0-9_-]{1,64}";
+        return CHAT__CODE__BAD_REQUEST;
+    }
+    return CHAT__CODE__OK;
+}
+
+static Chat__Code check_history(const Chat__HistoryReq *r, const char **detail)
+{
+    Chat__Code c = check_conv_user(r->conversation_id, r->user_id, false, detail);
+    if (c != CHAT__CODE__OK)
+        return c;
+    if (r->limit > MSG_HISTORY_MAX) {
+        *detail = "limit must be 1-100";
+        return CHAT__CODE__BAD_REQUEST;
+    }
+    return CHAT__CODE__OK;
+}
+
 Chat__Code msg_validate(const Chat__MessageRequest *req, long long max_text,
                         const char **detail)
 {
@@ -184,6 +243,28 @@ Chat__Code msg_validate(const Chat__MessageRequest *req, long long max_text,
         if (req->receipt == NULL)
             return CHAT__CODE__BAD_REQUEST;
         return check_receipt(req->receipt, detail);
+    case CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER:
+        return req->register_user == NULL ? CHAT__CODE__BAD_REQUEST
+                                           : check_user(req->register_user->user_id, detail);
+    case CHAT__MESSAGE_REQUEST__BODY_OPEN_DM:
+        return req->open_dm == NULL ? CHAT__CODE__BAD_REQUEST : check_open_dm(req->open_dm, detail);
+    case CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM:
+        return req->join_room == NULL
+                   ? CHAT__CODE__BAD_REQUEST
+                   : check_room(req->join_room->user_id, req->join_room->room, detail);
+    case CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM:
+        return req->leave_room == NULL
+                   ? CHAT__CODE__BAD_REQUEST
+                   : check_room(req->leave_room->user_id, req->leave_room->room, detail);
+    case CHAT__MESSAGE_REQUEST__BODY_HISTORY:
+        return req->history == NULL ? CHAT__CODE__BAD_REQUEST : check_history(req->history, detail);
+    case CHAT__MESSAGE_REQUEST__BODY_TYPING:
+        return req->typing == NULL ? CHAT__CODE__BAD_REQUEST
+                                   : check_conv_user(req->typing->conversation_id,
+                                                     req->typing->user_id, false, detail);
+    case CHAT__MESSAGE_REQUEST__BODY_CONTACTS:
+        return req->contacts == NULL ? CHAT__CODE__BAD_REQUEST
+                                     : check_user(req->contacts->user_id, detail);
     default:
         return CHAT__CODE__BAD_REQUEST;
     }
@@ -227,6 +308,13 @@ int msg_replay_limit(uint32_t limit)
     if (limit == 0)
         return MSG_REPLAY_DEFAULT;
     return limit > MSG_REPLAY_MAX ? MSG_REPLAY_MAX : (int)limit;
+}
+
+int msg_history_limit(uint32_t limit)
+{
+    if (limit == 0)
+        return MSG_HISTORY_DEFAULT;
+    return limit > MSG_HISTORY_MAX ? MSG_HISTORY_MAX : (int)limit;
 }
 
 static void lower_copy(char *dst, const char *src)

@@ -41,6 +41,12 @@ static const char *const migrations[] = {
     "  ts bigint NOT NULL,"
     "  PRIMARY KEY (conversation_id, seq),"
     "  UNIQUE (sender, client_msg_id));",
+    /* 2: known users (open_dm finds only these); everyone who is already a
+     * member somewhere is known. */
+    "CREATE TABLE users ("
+    "  id uuid PRIMARY KEY,"
+    "  created_at timestamptz NOT NULL DEFAULT now());"
+    "INSERT INTO users (id) SELECT DISTINCT user_id FROM members ON CONFLICT DO NOTHING;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -204,6 +210,84 @@ static const char sql_receipt[] =
     "  WHERE conversation_id = $2::uuid AND user_id <> $1::uuid ORDER BY user_id), ',')"
     " FROM chk";
 
+/* Kinds as stored (common.proto ConversationKind): 1 random, 2 dm, 3 room. */
+
+/* $1 user. Idempotent. */
+static const char sql_register[] =
+    "INSERT INTO users (id) VALUES ($1::uuid) ON CONFLICT DO NOTHING RETURNING 1";
+
+/* $1 user, $2 peer, $3 dm_key. The requester becomes known too (it may have
+ * connected before its registration took). No row for an unknown peer: the
+ * conversation id comes back NULL. */
+static const char sql_open_dm[] =
+    "WITH me AS (INSERT INTO users (id) VALUES ($1::uuid) ON CONFLICT DO NOTHING),"
+    " peer AS (SELECT id FROM users WHERE id = $2::uuid),"
+    " conv AS (INSERT INTO conversations (kind, dm_key) SELECT 2, $3::text FROM peer"
+    "  ON CONFLICT (dm_key) DO UPDATE SET dm_key = EXCLUDED.dm_key"
+    "  RETURNING id),"
+    " mem AS (INSERT INTO members (conversation_id, user_id)"
+    "  SELECT conv.id, u FROM conv, unnest(ARRAY[$1::uuid, $2::uuid]) AS u"
+    "  ON CONFLICT DO NOTHING)"
+    " SELECT (SELECT id::text FROM conv)";
+
+/* $1 user, $2 room. Creates the room if missing. The upsert locks the
+ * room's row, so last_seq is read after any send in flight commits: a new
+ * member starts exactly at the last stored message (delivered and read),
+ * and replay never hands out older ones. Joining again changes nothing. */
+static const char sql_join[] =
+    "WITH me AS (INSERT INTO users (id) VALUES ($1::uuid) ON CONFLICT DO NOTHING),"
+    " conv AS (INSERT INTO conversations (kind, room) VALUES (3, $2::text)"
+    "  ON CONFLICT (room) DO UPDATE SET room = EXCLUDED.room"
+    "  RETURNING id, last_seq),"
+    " mem AS (INSERT INTO members (conversation_id, user_id, delivered_seq, read_seq)"
+    "  SELECT id, $1::uuid, last_seq, last_seq FROM conv ON CONFLICT DO NOTHING)"
+    " SELECT id::text FROM conv";
+
+/* $1 user, $2 room. Always one row: the room id (NULL: no such room) and
+ * whether a membership was removed. */
+static const char sql_leave[] =
+    "WITH c AS (SELECT id FROM conversations WHERE room = $2::text),"
+    " d AS (DELETE FROM members m USING c"
+    "  WHERE m.conversation_id = c.id AND m.user_id = $1::uuid RETURNING 1)"
+    " SELECT (SELECT id::text FROM c), (SELECT count(*) FROM d)";
+
+/* $1 user, $2 conversation, $3 before (exclusive), $4 rows to fetch (the
+ * page + 1, to learn whether older ones exist). status: 0 ok, 2 unknown
+ * conversation, 3 not a member (ended random chats stay readable). Rows
+ * newest first; with status 0 and no messages, one row of NULLs. */
+static const char sql_history[] =
+    "WITH st AS (SELECT CASE"
+    "  WHEN NOT EXISTS (SELECT 1 FROM conversations WHERE id = $2::uuid) THEN 2"
+    "  WHEN NOT EXISTS (SELECT 1 FROM members"
+    "                   WHERE conversation_id = $2::uuid AND user_id = $1::uuid) THEN 3"
+    "  ELSE 0 END AS st),"
+    " page AS (SELECT m.id, m.seq, m.sender, m.body, m.ts FROM messages m, st"
+    "  WHERE st.st = 0 AND m.conversation_id = $2::uuid AND m.seq < $3::bigint"
+    "  ORDER BY m.seq DESC LIMIT $4::int)"
+    " SELECT st.st, page.id::text, page.seq, page.sender::text, page.body, page.ts"
+    " FROM st LEFT JOIN page ON true ORDER BY page.seq DESC";
+
+/* $1 user, $2 conversation. status: 0 ok, 2 unknown, 3 not a member,
+ * 4 closed; then the other members, comma-separated. */
+static const char sql_typing[] =
+    "WITH c AS (SELECT closed_at IS NOT NULL AS closed FROM conversations WHERE id = $2::uuid)"
+    " SELECT CASE"
+    "  WHEN NOT EXISTS (SELECT 1 FROM c) THEN 2"
+    "  WHEN NOT EXISTS (SELECT 1 FROM members"
+    "                   WHERE conversation_id = $2::uuid AND user_id = $1::uuid) THEN 3"
+    "  WHEN (SELECT closed FROM c) THEN 4 ELSE 0 END,"
+    " array_to_string(ARRAY(SELECT user_id::text FROM members"
+    "  WHERE conversation_id = $2::uuid AND user_id <> $1::uuid ORDER BY user_id), ',')";
+
+/* $1 user, $2 cap. The other members of the user's DMs and open random
+ * chats: who sees this user's presence. */
+static const char sql_contacts[] =
+    "SELECT DISTINCT o.user_id::text FROM members me"
+    " JOIN conversations c ON c.id = me.conversation_id"
+    " JOIN members o ON o.conversation_id = me.conversation_id AND o.user_id <> me.user_id"
+    " WHERE me.user_id = $1::uuid AND (c.kind = 2 OR (c.kind = 1 AND c.closed_at IS NULL))"
+    " LIMIT $2::int";
+
 int msg_schema_prepare(PGconn *c)
 {
     static const struct {
@@ -213,7 +297,10 @@ int msg_schema_prepare(PGconn *c)
         {MSG_SQL_SEND, sql_send, 5},       {MSG_SQL_LOOKUP, sql_lookup, 2},
         {MSG_SQL_CREATE, sql_create, 3},   {MSG_SQL_CLOSE, sql_close, 1},
         {MSG_SQL_INFO, sql_info, 2},       {MSG_SQL_REPLAY, sql_replay, 4},
-        {MSG_SQL_RECEIPT, sql_receipt, 4},
+        {MSG_SQL_RECEIPT, sql_receipt, 4}, {MSG_SQL_REGISTER, sql_register, 1},
+        {MSG_SQL_OPEN_DM, sql_open_dm, 3}, {MSG_SQL_JOIN, sql_join, 2},
+        {MSG_SQL_LEAVE, sql_leave, 2},     {MSG_SQL_HISTORY, sql_history, 4},
+        {MSG_SQL_TYPING, sql_typing, 2},   {MSG_SQL_CONTACTS, sql_contacts, 2},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);

@@ -32,10 +32,7 @@ void msg_store_thread_fini(void *pg)
     free(pg);
 }
 
-/* NULL: unavailable; an error result: a bug or a constraint we did not
- * foresee. Either way the job is answered here; returns true only when r
- * holds rows to use. */
-static bool result_usable(msg_job *job, const PGresult *r, const char *what)
+bool msg_store_usable(msg_job *job, const PGresult *r, const char *what)
 {
     if (r == NULL) {
         msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "storage unavailable");
@@ -50,7 +47,7 @@ static bool result_usable(msg_job *job, const PGresult *r, const char *what)
     return true;
 }
 
-static void reply_simple(msg_job *job, Chat__MessageReply *rep)
+void msg_store_done(msg_job *job, Chat__MessageReply *rep)
 {
     msg_job_reply(job, rep);
     msg_job_free(job);
@@ -75,11 +72,11 @@ static void do_create(msg_job *job, msg_pg *pg)
     const char *v[] = {kind, members, dm};
     PGresult *res = msg_pg_query(pg, MSG_SQL_CREATE, 3, v);
     free(members);
-    if (result_usable(job, res, "create")) {
+    if (msg_store_usable(job, res, "create")) {
         if (PQntuples(res) == 1) {
             Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
             rep.conversation_id = PQgetvalue(res, 0, 0);
-            reply_simple(job, &rep);
+            msg_store_done(job, &rep);
         } else {
             msg_job_fail(job, CHAT__CODE__INTERNAL, "no conversation created");
         }
@@ -91,12 +88,12 @@ static void do_close(msg_job *job, msg_pg *pg)
 {
     const char *v[] = {job->req->close_conversation->conversation_id};
     PGresult *res = msg_pg_query(pg, MSG_SQL_CLOSE, 1, v);
-    if (result_usable(job, res, "close")) {
+    if (msg_store_usable(job, res, "close")) {
         if (PQntuples(res) == 0) {
             msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
         } else {
             Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-            reply_simple(job, &rep);
+            msg_store_done(job, &rep);
         }
     }
     PQclear(res);
@@ -107,7 +104,7 @@ static void do_info(msg_job *job, msg_pg *pg)
     const Chat__ConversationInfoReq *r = job->req->conversation_info;
     const char *v[] = {r->conversation_id, r->user_id};
     PGresult *res = msg_pg_query(pg, MSG_SQL_INFO, 2, v);
-    if (result_usable(job, res, "info")) {
+    if (msg_store_usable(job, res, "info")) {
         if (PQntuples(res) == 0) {
             msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
         } else {
@@ -115,7 +112,7 @@ static void do_info(msg_job *job, msg_pg *pg)
             rep.kind = (Chat__ConversationKind)atoi(PQgetvalue(res, 0, 0));
             rep.closed = PQgetvalue(res, 0, 1)[0] == 't';
             rep.is_member = PQgetvalue(res, 0, 2)[0] == 't';
-            reply_simple(job, &rep);
+            msg_store_done(job, &rep);
         }
     }
     PQclear(res);
@@ -135,7 +132,7 @@ static void do_replay(msg_job *job, msg_pg *pg)
                                                     : "00000000-0000-0000-0000-000000000000";
     const char *v[] = {r->user_id, after, seq, lim};
     PGresult *res = msg_pg_query(pg, MSG_SQL_REPLAY, 4, v);
-    if (!result_usable(job, res, "replay")) {
+    if (!msg_store_usable(job, res, "replay")) {
         PQclear(res);
         return;
     }
@@ -160,41 +157,52 @@ static void do_replay(msg_job *job, msg_pg *pg)
         rep.n_messages = (size_t)n;
         rep.messages = ptrs;
         rep.more = n == limit;
-        reply_simple(job, &rep);
+        msg_store_done(job, &rep);
     }
     free(msgs);
     free(ptrs);
     PQclear(res);
 }
 
-/* In DM and random chats the other member learns of the receipt. */
-static void publish_receipt(chat_pub *pub, const Chat__ReceiptReq *r, char *others)
+void msg_publish(chat_pub *pub, Chat__Event *ev, char *recipients)
 {
     size_t cap = 1;
-    for (const char *p = others; *p; p++)
+    for (const char *p = recipients; *p; p++)
         cap += *p == ',';
     char **ids = malloc(cap * sizeof *ids);
     if (ids == NULL)
         return;
+    ev->n_user_ids = msg_split_ids(recipients, ids, cap);
+    ev->user_ids = ids;
+    int rv = ev->n_user_ids > 0 ? chat_pub_send(pub, &ev->base) : 0;
+    if (rv != 0)
+        chat_warn("publish_failed", "err=%d", rv);
+    ev->n_user_ids = 0;
+    ev->user_ids = NULL;
+    free(ids);
+}
+
+void msg_lower_uuid(char out[CHAT_UUID_LEN + 1], const char *id)
+{
+    for (int i = 0; i <= CHAT_UUID_LEN; i++) /* ids are valid: 36 chars */
+        out[i] = (char)tolower((unsigned char)id[i]);
+}
+
+/* In DM and random chats the other member learns of the receipt. */
+static void publish_receipt(chat_pub *pub, const Chat__ReceiptReq *r, char *others)
+{
     char conv[CHAT_UUID_LEN + 1], user[CHAT_UUID_LEN + 1];
-    for (int i = 0; i <= CHAT_UUID_LEN; i++) { /* ids are valid: 36 chars */
-        conv[i] = (char)tolower((unsigned char)r->conversation_id[i]);
-        user[i] = (char)tolower((unsigned char)r->user_id[i]);
-    }
+    msg_lower_uuid(conv, r->conversation_id);
+    msg_lower_uuid(user, r->user_id);
     Chat__ReceiptEvt re = CHAT__RECEIPT_EVT__INIT;
     re.conversation_id = conv;
     re.seq = r->seq;
     re.read = r->read;
     re.user_id = user;
     Chat__Event ev = CHAT__EVENT__INIT;
-    ev.n_user_ids = msg_split_ids(others, ids, cap);
-    ev.user_ids = ids;
     ev.body_case = CHAT__EVENT__BODY_RECEIPT;
     ev.receipt = &re;
-    int rv = ev.n_user_ids > 0 ? chat_pub_send(pub, &ev.base) : 0;
-    if (rv != 0)
-        chat_warn("publish_failed", "err=%d", rv);
-    free(ids);
+    msg_publish(pub, &ev, others);
 }
 
 static void do_receipt(msg_job *job, msg_pg *pg)
@@ -204,7 +212,7 @@ static void do_receipt(msg_job *job, msg_pg *pg)
     snprintf(seq, sizeof seq, "%" PRIu64, r->seq);
     const char *v[] = {r->user_id, r->conversation_id, seq, r->read ? "true" : "false"};
     PGresult *res = msg_pg_query(pg, MSG_SQL_RECEIPT, 4, v);
-    if (!result_usable(job, res, "receipt")) {
+    if (!msg_store_usable(job, res, "receipt")) {
         PQclear(res);
         return;
     }
@@ -258,6 +266,27 @@ void msg_store_work(void *arg, void *state)
         break;
     case CHAT__MESSAGE_REQUEST__BODY_RECEIPT:
         do_receipt(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER:
+        msg_users_register(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_CONTACTS:
+        msg_users_contacts(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_OPEN_DM:
+        msg_conv_open_dm(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM:
+        msg_conv_join_room(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM:
+        msg_conv_leave_room(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_HISTORY:
+        msg_history(job, pg);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_TYPING:
+        msg_typing(job, pg);
         break;
     default:
         msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "not a reader request");

@@ -178,6 +178,111 @@ static void test_validate_others(void **state)
     assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
 }
 
+static void test_validate_conversations(void **state)
+{
+    const char *detail;
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+
+    Chat__RegisterUserReq ru = CHAT__REGISTER_USER_REQ__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER;
+    req.register_user = &ru;
+    ru.user_id = U1;
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
+    ru.user_id = "x";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+
+    Chat__OpenDmReq dm = CHAT__OPEN_DM_REQ__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_OPEN_DM;
+    req.open_dm = &dm;
+    dm.user_id = U1;
+    dm.peer_id = U2;
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
+    dm.peer_id = U1_UPPER; /* oneself, in another case */
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+    dm.peer_id = "";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+    dm.peer_id = U2;
+    dm.user_id = "nope";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+
+    Chat__JoinRoomReq jr = CHAT__JOIN_ROOM_REQ__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM;
+    req.join_room = &jr;
+    jr.user_id = U1;
+    const char *good[] = {"a", "lobby", "a-b_c-9", "0123456789012345678901234567890123456789"
+                                                   "012345678901234567890123"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        jr.room = (char *)good[i];
+        assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
+        assert_true(msg_room_valid(good[i]));
+    }
+    const char *bad[] = {"", "Lobby", "a b", "a.b", "caf\xc3\xa9", "a/b",
+                         "01234567890123456789012345678901234567890123456789012345678901234"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        jr.room = (char *)bad[i];
+        assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+    }
+    Chat__LeaveRoomReq lr = CHAT__LEAVE_ROOM_REQ__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM;
+    req.leave_room = &lr;
+    lr.user_id = U1;
+    lr.room = "lobby";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
+    lr.room = "LOBBY";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+    lr.room = "lobby";
+    lr.user_id = "";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+
+    Chat__HistoryReq h = CHAT__HISTORY_REQ__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_HISTORY;
+    req.history = &h;
+    h.user_id = U1;
+    h.conversation_id = U2;
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
+    h.limit = 100;
+    h.before = UINT64_MAX; /* past everything: the newest */
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
+    h.limit = 101;
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+    h.limit = 1;
+    h.conversation_id = "x";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__NOT_FOUND);
+    assert_int_equal(msg_history_limit(0), MSG_HISTORY_DEFAULT);
+    assert_int_equal(msg_history_limit(7), 7);
+    assert_int_equal(msg_history_limit(1000), MSG_HISTORY_MAX);
+
+    Chat__TypingReq t = CHAT__TYPING_REQ__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_TYPING;
+    req.typing = &t;
+    t.user_id = U1;
+    t.conversation_id = U2;
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
+    t.conversation_id = "c";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__NOT_FOUND);
+    t.user_id = "u";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+
+    Chat__ContactsReq ct = CHAT__CONTACTS_REQ__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_CONTACTS;
+    req.contacts = &ct;
+    ct.user_id = U2;
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
+    ct.user_id = "";
+    assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+
+    /* Cases set with their pointer missing must not crash. */
+    int cases[] = {CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER, CHAT__MESSAGE_REQUEST__BODY_OPEN_DM,
+                   CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM, CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM,
+                   CHAT__MESSAGE_REQUEST__BODY_HISTORY, CHAT__MESSAGE_REQUEST__BODY_TYPING,
+                   CHAT__MESSAGE_REQUEST__BODY_CONTACTS};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        req.body_case = (Chat__MessageRequest__BodyCase)cases[i];
+        req.register_user = NULL;
+        assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
+    }
+}
+
 static void test_route(void **state)
 {
     assert_int_equal(msg_route(U1, 1), 0);
@@ -295,7 +400,7 @@ int main(void)
         cmocka_unit_test(test_route),          cmocka_unit_test(test_status_code),
         cmocka_unit_test(test_replay_limit),   cmocka_unit_test(test_dm_key),
         cmocka_unit_test(test_uuid_array),     cmocka_unit_test(test_split_ids),
-        cmocka_unit_test(test_sort_batch),
+        cmocka_unit_test(test_sort_batch),     cmocka_unit_test(test_validate_conversations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

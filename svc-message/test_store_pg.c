@@ -74,6 +74,10 @@ static void on_event(const uint8_t *data, size_t len, void *arg)
         snprintf(e.conv, sizeof e.conv, "%s", ev->message->conversation_id);
         snprintf(e.user, sizeof e.user, "%s", ev->message->sender);
         e.seq = ev->message->seq;
+    } else if (ev->body_case == CHAT__EVENT__BODY_TYPING) {
+        snprintf(e.conv, sizeof e.conv, "%s", ev->typing->conversation_id);
+        snprintf(e.user, sizeof e.user, "%s", ev->typing->user_id);
+        e.read = ev->typing->start; /* start, for typing events */
     } else if (ev->body_case == CHAT__EVENT__BODY_RECEIPT) {
         snprintf(e.conv, sizeof e.conv, "%s", ev->receipt->conversation_id);
         snprintf(e.user, sizeof e.user, "%s", ev->receipt->user_id);
@@ -282,6 +286,79 @@ static Chat__MessageReply *do_replay(inst *in, const char *user, const char *aft
 static void uid(char *out)
 {
     chat_uuid_new(out);
+}
+
+static Chat__MessageReply *call_body(inst *in, Chat__MessageRequest__BodyCase body, void *sub)
+{
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.body_case = body;
+    req.register_user = sub; /* one union: any member carries the pointer */
+    return call(in, &req);
+}
+
+static int register_code(inst *in, const char *user)
+{
+    Chat__RegisterUserReq q = CHAT__REGISTER_USER_REQ__INIT;
+    q.user_id = (char *)user;
+    Chat__MessageReply *r = call_body(in, CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER, &q);
+    int code = r->code;
+    done(r);
+    return code;
+}
+
+static Chat__MessageReply *do_open_dm(inst *in, const char *user, const char *peer)
+{
+    Chat__OpenDmReq q = CHAT__OPEN_DM_REQ__INIT;
+    q.user_id = (char *)user;
+    q.peer_id = (char *)peer;
+    return call_body(in, CHAT__MESSAGE_REQUEST__BODY_OPEN_DM, &q);
+}
+
+static Chat__MessageReply *do_room(inst *in, bool join, const char *user, const char *room)
+{
+    Chat__JoinRoomReq j = CHAT__JOIN_ROOM_REQ__INIT;
+    Chat__LeaveRoomReq l = CHAT__LEAVE_ROOM_REQ__INIT;
+    j.user_id = l.user_id = (char *)user;
+    j.room = l.room = (char *)room;
+    return join ? call_body(in, CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM, &j)
+                : call_body(in, CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM, &l);
+}
+
+static Chat__MessageReply *do_history(inst *in, const char *user, const char *conv,
+                                      uint64_t before, uint32_t limit)
+{
+    Chat__HistoryReq q = CHAT__HISTORY_REQ__INIT;
+    q.user_id = (char *)user;
+    q.conversation_id = (char *)conv;
+    q.before = before;
+    q.limit = limit;
+    return call_body(in, CHAT__MESSAGE_REQUEST__BODY_HISTORY, &q);
+}
+
+static int typing_code(inst *in, const char *user, const char *conv, bool start)
+{
+    Chat__TypingReq q = CHAT__TYPING_REQ__INIT;
+    q.user_id = (char *)user;
+    q.conversation_id = (char *)conv;
+    q.start = start;
+    Chat__MessageReply *r = call_body(in, CHAT__MESSAGE_REQUEST__BODY_TYPING, &q);
+    int code = r->code;
+    done(r);
+    return code;
+}
+
+static Chat__MessageReply *do_contacts(inst *in, const char *user)
+{
+    Chat__ContactsReq q = CHAT__CONTACTS_REQ__INIT;
+    q.user_id = (char *)user;
+    return call_body(in, CHAT__MESSAGE_REQUEST__BODY_CONTACTS, &q);
+}
+
+static void upper(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'a' && *s <= 'z')
+            *s = (char)(*s - 'a' + 'A');
 }
 
 /* ---- tests ---- */
@@ -767,6 +844,267 @@ static long long redis_pttl(const char *user)
     return v;
 }
 
+static void test_open_dm(void **state)
+{
+    char a[37], b[37], ghost[37], conv[37];
+    uid(a), uid(b), uid(ghost);
+    /* b is unknown until registered; a registers itself by asking. */
+    Chat__MessageReply *r = do_open_dm(&free_i, a, b);
+    assert_int_equal(r->code, CHAT__CODE__NOT_FOUND);
+    done(r);
+    assert_int_equal(register_code(&free_i, b), CHAT__CODE__OK);
+    assert_int_equal(register_code(&free_i, b), CHAT__CODE__OK); /* idempotent */
+    assert_int_equal(register_code(&free_i, "nope"), CHAT__CODE__BAD_REQUEST);
+    r = do_open_dm(&free_i, a, b);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_true(chat_uuid_valid(r->conversation_id));
+    snprintf(conv, sizeof conv, "%s", r->conversation_id);
+    assert_int_equal(r->n_member_ids, 2);
+    assert_true((strcmp(r->member_ids[0], a) == 0 && strcmp(r->member_ids[1], b) == 0) ||
+                (strcmp(r->member_ids[0], b) == 0 && strcmp(r->member_ids[1], a) == 0));
+    done(r);
+    /* The same pair, either way round and in any case: the same DM. a was
+     * registered by its own open_dm. */
+    char bu[37];
+    memcpy(bu, b, sizeof bu);
+    upper(bu);
+    r = do_open_dm(&free_i, bu, a);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_string_equal(r->conversation_id, conv);
+    assert_true(strcmp(r->member_ids[0], b) == 0 || strcmp(r->member_ids[1], b) == 0);
+    done(r);
+    r = do_info(&free_i, conv, b);
+    assert_int_equal(r->kind, CHAT__CONVERSATION_KIND__DM);
+    assert_true(r->is_member);
+    done(r);
+    r = do_open_dm(&free_i, a, a);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    r = do_open_dm(&free_i, a, ghost);
+    assert_int_equal(r->code, CHAT__CODE__NOT_FOUND);
+    done(r);
+    r = do_open_dm(&free_i, a, "ghost");
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    /* The DM works both ways; nobody else is in it. */
+    assert_int_equal(send_code(&free_i, conv, b, "dm-1", "hi a"), CHAT__CODE__OK);
+    assert_int_equal(send_code(&free_i, conv, ghost, "dm-2", "hi"), CHAT__CODE__NOT_MEMBER);
+}
+
+static void test_rooms(void **state)
+{
+    char a[37], b[37], c[37], room[40], conv[37];
+    uid(a), uid(b), uid(c);
+    snprintf(room, sizeof room, "r-%.8s", a);
+    Chat__MessageReply *r = do_room(&free_i, true, a, room);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    snprintf(conv, sizeof conv, "%s", r->conversation_id);
+    done(r);
+    r = do_room(&free_i, true, b, room);
+    assert_string_equal(r->conversation_id, conv);
+    done(r);
+    assert_int_equal(send_code(&free_i, conv, a, "room-a1", "one"), CHAT__CODE__OK);
+    assert_int_equal(send_code(&free_i, conv, b, "room-b1", "two"), CHAT__CODE__OK);
+    /* c joins at seq 2: nothing older is replayed, all of it is history. */
+    r = do_room(&free_i, true, c, room);
+    assert_string_equal(r->conversation_id, conv);
+    done(r);
+    r = do_replay(&free_i, c, "", 0, 0);
+    assert_int_equal(r->n_messages, 0);
+    done(r);
+    r = do_history(&free_i, c, conv, 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_int_equal(r->n_messages, 2);
+    done(r);
+    /* Joining again changes nothing (no reset of c's position). */
+    assert_int_equal(send_code(&free_i, conv, a, "room-a2", "three"), CHAT__CODE__OK);
+    r = do_room(&free_i, true, c, room);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    done(r);
+    r = do_replay(&free_i, c, "", 0, 0);
+    assert_int_equal(r->n_messages, 1);
+    assert_int_equal(r->messages[0]->seq, 3);
+    done(r);
+    /* The message went to both other members. */
+    seen_evt ev[8];
+    int n = wait_events(CHAT__EVENT__BODY_MESSAGE, conv, 3, ev, 8);
+    assert_int_equal(n, 3);
+    char bc[80];
+    snprintf(bc, sizeof bc, "%s,%s", strcmp(b, c) < 0 ? b : c, strcmp(b, c) < 0 ? c : b);
+    assert_string_equal(ev[2].to, bc);
+
+    /* Leave: then not a member (send, history, leave again). */
+    r = do_room(&free_i, false, c, room);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_string_equal(r->conversation_id, conv);
+    done(r);
+    r = do_room(&free_i, false, c, room);
+    assert_int_equal(r->code, CHAT__CODE__NOT_MEMBER);
+    done(r);
+    assert_int_equal(send_code(&free_i, conv, c, "room-c1", "x"), CHAT__CODE__NOT_MEMBER);
+    r = do_history(&free_i, c, conv, 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__NOT_MEMBER);
+    done(r);
+    r = do_room(&free_i, false, c, "no-such-room-here");
+    assert_int_equal(r->code, CHAT__CODE__NOT_FOUND);
+    done(r);
+    r = do_room(&free_i, true, c, "Bad Name");
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    /* Back in: starts at the current seq again. */
+    r = do_room(&free_i, true, c, room);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    done(r);
+    r = do_replay(&free_i, c, "", 0, 0);
+    assert_int_equal(r->n_messages, 0);
+    done(r);
+    /* Rooms are not DMs: a room member is no presence contact. */
+    r = do_contacts(&free_i, c);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_int_equal(r->n_contact_ids, 0);
+    done(r);
+}
+
+static void test_history(void **state)
+{
+    char a[37], b[37], stranger[37], conv[37], nowhere[37];
+    uid(a), uid(b), uid(stranger), uid(nowhere);
+    new_chat(&free_i, a, b, conv);
+    Chat__MessageReply *r = do_history(&free_i, a, conv, 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_int_equal(r->n_messages, 0);
+    assert_int_equal(r->next_before, 0);
+    done(r);
+    for (int i = 1; i <= 5; i++) {
+        char cmid[16], text[16];
+        snprintf(cmid, sizeof cmid, "h%d", i);
+        snprintf(text, sizeof text, "text %d", i);
+        assert_int_equal(send_code(&free_i, conv, i % 2 ? a : b, cmid, text), CHAT__CODE__OK);
+    }
+    r = do_history(&free_i, b, conv, 0, 0);
+    assert_int_equal(r->n_messages, 5);
+    for (size_t i = 0; i < 5; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "text %zu", i + 1);
+        assert_int_equal(r->messages[i]->seq, i + 1);
+        assert_string_equal(r->messages[i]->text, text);
+        assert_string_equal(r->messages[i]->sender, (i + 1) % 2 ? a : b);
+        assert_true(r->messages[i]->msg_id[0] != '\0');
+        assert_true(r->messages[i]->ts > 0);
+    }
+    assert_int_equal(r->next_before, 0);
+    done(r);
+    /* Pages of 2 from the newest: [4,5] -> [2,3] -> [1]. */
+    uint64_t before = 0;
+    const uint64_t firsts[] = {4, 2, 1}, nexts[] = {4, 2, 0};
+    for (int p = 0; p < 3; p++) {
+        r = do_history(&free_i, a, conv, before, 2);
+        assert_int_equal(r->code, CHAT__CODE__OK);
+        assert_int_equal(r->n_messages, p < 2 ? 2 : 1);
+        assert_int_equal(r->messages[0]->seq, firsts[p]);
+        assert_int_equal(r->next_before, nexts[p]);
+        before = r->next_before;
+        done(r);
+    }
+    r = do_history(&free_i, a, conv, 1, 10); /* nothing below seq 1 */
+    assert_int_equal(r->n_messages, 0);
+    assert_int_equal(r->next_before, 0);
+    done(r);
+    r = do_history(&free_i, a, conv, 4, 3); /* exactly the rest */
+    assert_int_equal(r->n_messages, 3);
+    assert_int_equal(r->next_before, 0);
+    done(r);
+    r = do_history(&free_i, a, conv, UINT64_MAX, 100);
+    assert_int_equal(r->n_messages, 5);
+    done(r);
+    /* Errors. */
+    r = do_history(&free_i, stranger, conv, 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__NOT_MEMBER);
+    done(r);
+    r = do_history(&free_i, a, nowhere, 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__NOT_FOUND);
+    done(r);
+    r = do_history(&free_i, a, conv, 0, 101);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+    /* An ended random chat stays readable for its members. */
+    assert_int_equal(close_code(&free_i, conv, a), CHAT__CODE__OK);
+    r = do_history(&free_i, b, conv, 0, 1);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_int_equal(r->n_messages, 1);
+    assert_int_equal(r->messages[0]->seq, 5);
+    assert_int_equal(r->next_before, 5);
+    done(r);
+}
+
+static void test_typing(void **state)
+{
+    char a[37], b[37], stranger[37], conv[37], nowhere[37];
+    uid(a), uid(b), uid(stranger), uid(nowhere);
+    new_chat(&free_i, a, b, conv);
+    char au[37];
+    memcpy(au, a, sizeof au);
+    upper(au);
+    assert_int_equal(typing_code(&free_i, au, conv, true), CHAT__CODE__OK);
+    assert_int_equal(typing_code(&free_i, a, conv, false), CHAT__CODE__OK);
+    seen_evt ev[8];
+    int n = wait_events(CHAT__EVENT__BODY_TYPING, conv, 2, ev, 8);
+    assert_int_equal(n, 2);
+    assert_string_equal(ev[0].to, b);
+    assert_string_equal(ev[0].user, a); /* lower-cased */
+    assert_true(ev[0].read);
+    assert_false(ev[1].read);
+    assert_int_equal(typing_code(&free_i, stranger, conv, true), CHAT__CODE__NOT_MEMBER);
+    assert_int_equal(typing_code(&free_i, a, nowhere, true), CHAT__CODE__NOT_FOUND);
+    assert_int_equal(typing_code(&free_i, a, "x", true), CHAT__CODE__NOT_FOUND);
+    assert_int_equal(close_code(&free_i, conv, a), CHAT__CODE__OK);
+    assert_int_equal(typing_code(&free_i, b, conv, true), CHAT__CODE__CONVERSATION_CLOSED);
+    sleep_ms(100);
+    assert_int_equal(events_for(CHAT__EVENT__BODY_TYPING, conv, ev, 8), 2);
+}
+
+static bool has_id(const Chat__MessageReply *r, const char *id)
+{
+    for (size_t i = 0; i < r->n_contact_ids; i++)
+        if (strcmp(r->contact_ids[i], id) == 0)
+            return true;
+    return false;
+}
+
+static void test_contacts(void **state)
+{
+    char u[37], dm_peer[37], rnd[37], ended[37], conv[37], conv2[37];
+    uid(u), uid(dm_peer), uid(rnd), uid(ended);
+    assert_int_equal(register_code(&free_i, dm_peer), CHAT__CODE__OK);
+    Chat__MessageReply *r = do_open_dm(&free_i, u, dm_peer);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    done(r);
+    r = do_open_dm(&free_i, dm_peer, u); /* the same DM: one contact */
+    done(r);
+    new_chat(&free_i, u, rnd, conv);
+    new_chat(&free_i, u, ended, conv2);
+    assert_int_equal(close_code(&free_i, conv2, u), CHAT__CODE__OK);
+    r = do_contacts(&free_i, u);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_int_equal(r->n_contact_ids, 2);
+    assert_true(has_id(r, dm_peer));
+    assert_true(has_id(r, rnd));
+    done(r);
+    r = do_contacts(&free_i, dm_peer);
+    assert_int_equal(r->n_contact_ids, 1);
+    assert_true(has_id(r, u));
+    done(r);
+    char nobody[37];
+    uid(nobody);
+    r = do_contacts(&free_i, nobody);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    assert_int_equal(r->n_contact_ids, 0);
+    done(r);
+    r = do_contacts(&free_i, "x");
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+}
+
 static void test_rate_limit(void **state)
 {
     char a[37], b[37], conv[37], nowhere[37];
@@ -931,6 +1269,11 @@ int main(void)
         cmocka_unit_test(test_duplicate_race),
         cmocka_unit_test(test_receipts),
         cmocka_unit_test(test_replay_paging),
+        cmocka_unit_test(test_open_dm),
+        cmocka_unit_test(test_rooms),
+        cmocka_unit_test(test_history),
+        cmocka_unit_test(test_typing),
+        cmocka_unit_test(test_contacts),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_redis_down),
         cmocka_unit_test(test_pg_down),

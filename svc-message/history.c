@@ -1,0 +1,83 @@
+/* History: the newest `limit` messages below `before`, ascending, for
+ * members only (also of ended random chats). One statement fetches one
+ * row more than the page to learn whether older messages exist. */
+#include "message.h"
+
+#include "chat/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Fills rep with rows [0, n) of res (newest first) in ascending order. */
+static int history_fill(Chat__MessageReply *rep, const PGresult *res, int n,
+                        const char *conv, Chat__StoredMessage **msgs_out)
+{
+    Chat__StoredMessage *msgs = calloc((size_t)n + 1, sizeof *msgs);
+    Chat__StoredMessage **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
+    if (msgs == NULL || ptrs == NULL) {
+        free(msgs);
+        free(ptrs);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int row = n - 1 - i;
+        Chat__StoredMessage *m = &msgs[i];
+        chat__stored_message__init(m);
+        m->conversation_id = (char *)conv;
+        m->msg_id = PQgetvalue(res, row, 1);
+        m->seq = strtoull(PQgetvalue(res, row, 2), NULL, 10);
+        m->sender = PQgetvalue(res, row, 3);
+        m->text = PQgetvalue(res, row, 4);
+        m->ts = strtoll(PQgetvalue(res, row, 5), NULL, 10);
+        ptrs[i] = m;
+    }
+    rep->n_messages = (size_t)n;
+    rep->messages = ptrs;
+    *msgs_out = msgs;
+    return 0;
+}
+
+void msg_history(msg_job *job, msg_pg *pg)
+{
+    const Chat__HistoryReq *r = job->req->history;
+    int limit = msg_history_limit(r->limit);
+    char before[24], fetch[16];
+    uint64_t b = r->before == 0 || r->before > INT64_MAX ? (uint64_t)INT64_MAX : r->before;
+    snprintf(before, sizeof before, "%" PRIu64, b);
+    snprintf(fetch, sizeof fetch, "%d", limit + 1);
+    const char *v[] = {r->user_id, r->conversation_id, before, fetch};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_HISTORY, 4, v);
+    if (!msg_store_usable(job, res, "history")) {
+        PQclear(res);
+        return;
+    }
+    int rows = PQntuples(res);
+    int st = rows >= 1 ? atoi(PQgetvalue(res, 0, 0)) : -1;
+    if (st == MSG_ST_NOT_FOUND) {
+        msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
+    } else if (st == MSG_ST_NOT_MEMBER) {
+        msg_job_fail(job, CHAT__CODE__NOT_MEMBER, "not a member");
+    } else if (st != 0) {
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "internal error");
+    } else {
+        if (rows == 1 && PQgetisnull(res, 0, 1))
+            rows = 0; /* no messages: the one row of NULLs */
+        int n = rows > limit ? limit : rows;
+        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+        Chat__StoredMessage *msgs = NULL;
+        if (history_fill(&rep, res, n, r->conversation_id, &msgs) != 0) {
+            msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
+        } else {
+            /* Older ones exist: the page's lowest seq is where the next
+             * page ends. */
+            rep.next_before = rows > limit ? rep.messages[0]->seq : 0;
+            rep.more = rep.next_before != 0;
+            Chat__StoredMessage **ptrs = rep.messages;
+            msg_store_done(job, &rep);
+            free(ptrs);
+            free(msgs);
+        }
+    }
+    PQclear(res);
+}
