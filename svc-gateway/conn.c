@@ -255,6 +255,7 @@ void gw_conn_closed(gw_server *s, gw_conn *c)
     gw_queue_clear(&c->out);
     conn_rx_free(c);
     conn_waiting_free(c);
+    gw_replayed_free(c);
     gw_resume_free(c->resume);
     c->resume = NULL;
     c->ws = false;
@@ -337,7 +338,10 @@ void gw_conn_push(gw_server *s, gw_conn *c, gw_frame *f)
     if (f == NULL)
         return;
     if (c->resume == NULL || c->closing) {
-        gw_conn_send(s, c, f);
+        if (gw_resume_was_replayed(c, f))
+            gw_frame_unref(f);
+        else
+            gw_conn_send(s, c, f);
         return;
     }
     gw_resume_hold(c->resume, f);

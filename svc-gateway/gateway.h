@@ -289,6 +289,7 @@ typedef struct gw_queue {
 } gw_queue;
 
 typedef struct gw_resume gw_resume;
+typedef struct gw_replayed gw_replayed;
 typedef struct gw_http_resp gw_http_resp;
 
 /* lws per-session data of protocols[0]: lws allocates it zeroed and frees
@@ -304,6 +305,7 @@ struct gw_conn {
     char *rx;                /* reassembly, only while a message is split */
     size_t rx_len, rx_cap;
     gw_resume *resume;       /* non-NULL while a resume runs */
+    gw_replayed *replayed;   /* after a resume: replayed seqs, until live ones pass them */
     gw_http_resp *http;      /* plain HTTP: the response being written */
     uint16_t close_code;     /* with closing */
     uint16_t inflight;       /* client requests awaiting a backend reply (0 or 1) */
@@ -370,6 +372,10 @@ size_t gw_resume_held_bytes(const gw_resume *r);
 /* Called after each write: asks for the next page once the output drained. */
 void gw_resume_on_drain(gw_server *s, gw_conn *c);
 void gw_resume_free(gw_resume *r); /* NULL is fine */
+/* A live push that the finished replay already carried (a message committed
+ * while the replay read it, whose event arrived after the replay ended). */
+bool gw_resume_was_replayed(gw_conn *c, const gw_frame *f);
+void gw_replayed_free(gw_conn *c);
 
 /* ------------------------------------------------------------------ events.c */
 /* Delivers a published Event to the connections held here. */

@@ -18,11 +18,12 @@
 /* Per conversation, the range of seq this replay delivered. Replay returns
  * a conversation's messages from others above the user's delivered seq in
  * order, so a live message inside the range was already sent. */
-typedef struct resume_seen {
+struct gw_replayed {
     UT_hash_handle hh;
     char conv[GW_ID_MAX + 1];
     uint64_t lo, hi;
-} resume_seen;
+};
+typedef gw_replayed resume_seen;
 
 struct gw_resume {
     gw_queue held;               /* live pushes, in arrival order */
@@ -94,7 +95,39 @@ static void resume_finish(gw_server *s, gw_conn *c)
         free(n);
         n = next;
     }
+    /* Events of messages the replay read may still be on their way. */
+    gw_replayed_free(c);
+    c->replayed = r->seen;
+    r->seen = NULL;
     gw_resume_free(r);
+}
+
+bool gw_resume_was_replayed(gw_conn *c, const gw_frame *f)
+{
+    if (c->replayed == NULL || f->conv[0] == '\0')
+        return false;
+    gw_replayed *e = NULL;
+    HASH_FIND_STR(c->replayed, f->conv, e);
+    if (e == NULL)
+        return false;
+    if (f->seq >= e->lo && f->seq <= e->hi)
+        return true;
+    if (f->seq > e->hi) { /* live events have passed the replay: forget it */
+        HASH_DEL(c->replayed, e);
+        free(e);
+    }
+    return false;
+}
+
+void gw_replayed_free(gw_conn *c)
+{
+    gw_replayed *e, *tmp;
+    HASH_ITER(hh, c->replayed, e, tmp)
+    {
+        HASH_DEL(c->replayed, e);
+        free(e);
+    }
+    c->replayed = NULL;
 }
 
 static void resume_remember(gw_resume *r, const Chat__StoredMessage *m)
