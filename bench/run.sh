@@ -243,14 +243,16 @@ start_services() {
     wait_listening svc-presence "$PRES_REP" "$PRES_PUB"
 }
 
-start_gateways() {
-    local g port deadline
-    for ((g = 1; g <= GATEWAYS; g++)); do
+RUNNING_GW=0
+start_gateways() {  # N: starts gateways 1..N, waits for /readyz
+    local n=$1 g port deadline
+    for ((g = 1; g <= n; g++)); do
         spawn "gateway$g" env CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) CHAT_GATEWAY_ID="bench$g" \
             "$BIN/svc-gateway"
     done
+    RUNNING_GW=$n
     deadline=$((SECONDS + 60))
-    for ((g = 1; g <= GATEWAYS; g++)); do
+    for ((g = 1; g <= n; g++)); do
         port=$((GW_PORT + g - 1))
         until [[ $(http_status "$port" /readyz) == 200 ]]; do
             alive "gateway$g" || die "gateway$g exited while starting; see $STATE/logs/gateway$g.log"
@@ -260,11 +262,13 @@ start_gateways() {
     done
 }
 
-# Fresh gateways before a memory measurement: nothing left from earlier points.
-restart_gateways() {
+# Fresh gateways for each point, exactly as many as it uses: every gateway
+# receives and decodes every event, so idle extra gateways would take CPU
+# from the point, and memory is measured on gateways that held nothing yet.
+use_gateways() {  # N
     local g
-    for ((g = GATEWAYS; g >= 1; g--)); do stop_pid "gateway$g"; done
-    start_gateways
+    for ((g = RUNNING_GW; g >= 1; g--)); do stop_pid "gateway$g"; done
+    start_gateways "$1"
 }
 
 # ---- CPU per process -------------------------------------------------------------
@@ -418,7 +422,7 @@ common_env
 start_postgres
 start_redis
 start_services
-start_gateways
+start_gateways 1
 check_all_alive
 GW1=ws://127.0.0.1:$GW_PORT/ws
 ALL_GW=$GW1
@@ -430,6 +434,7 @@ gw_pids() {  # comma-separated pids of gateways 1..N
 }
 
 if [[ $CLUSTER_ONLY -eq 1 ]]; then
+    use_gateways $GATEWAYS
     say "cluster ready: $ALL_GW (pids: gateways $(gw_pids $GATEWAYS)); logs in $STATE/logs; Ctrl-C stops"
     KEEP=1
     while true; do check_all_alive; sleep 1; done
@@ -440,41 +445,44 @@ migrate_ceiling
 
 if [[ $QUICK -eq 1 ]]; then
     CEIL_S=3 CHAT_S=3 MATCH_S=3 IDLE_HOLD=2
-    IDLE1=2000 IDLE4=4000 STORM=1000 RATES=(10 20) PAIRS=100
+    IDLE1=2000 IDLE4=4000 STORM=1000 RATES=(10 20) PAIRS=100 MATCH_USERS=200
 else
     CEIL_S=10 CHAT_S=15 MATCH_S=15 IDLE_HOLD=10
-    IDLE1=19000 IDLE4=64000 STORM=10000 RATES=(10 20 40) PAIRS=250
+    IDLE1=19000 IDLE4=64000 STORM=10000 RATES=(10 20 40) PAIRS=250 MATCH_USERS=1000
 fi
 
 # 1. the ceiling: what PostgreSQL alone stores durably, same machine, same settings
 ceiling ceiling_single 1 8 "$CEIL_S"
 ceiling ceiling_multi 100 2 "$CEIL_S"
 
-# 2. chat: 250 pairs, both users send; 10 msg/s each = 5,000 msg/s offered, then more
+# 2. chat: both users of each pair send; 10 msg/s each = 5,000 msg/s offered, then more
+use_gateways 1
 for r in "${RATES[@]}"; do
     point "chat_r$r" "chat, $PAIRS pairs x 2 senders x $r msg/s, one gateway" \
         chat --url "$GW1" --pairs "$PAIRS" --rate "$r" --duration "$CHAT_S" --drain 10 --ramp 2000 -q
 done
+use_gateways 2
 point chat_2gw "chat, $PAIRS pairs x 2 senders x ${RATES[0]} msg/s, each pair across two gateways" \
     chat --url "$GW1,ws://127.0.0.1:$((GW_PORT + 1))/ws" --pairs "$PAIRS" --rate "${RATES[0]}" \
     --duration "$CHAT_S" --drain 10 --ramp 2000 -q
 
 # 3. match
-point match "match, 1000 users searching and ending chats, one gateway" \
-    match --url "$GW1" --conns 1000 --duration "$MATCH_S" --ramp 2000 -q
+use_gateways 1
+point match "match, $MATCH_USERS users searching and ending chats, one gateway" \
+    match --url "$GW1" --conns "$MATCH_USERS" --duration "$MATCH_S" --ramp 2000 -q
 
-# 4. idle: fresh gateways, memory per connection
-restart_gateways
+# 4. idle: memory per connection on fresh gateways
+use_gateways 1
 point idle_1gw "idle, $IDLE1 connections on one gateway (2 chat-bench processes)" \
     idle --url "$GW1" --conns "$IDLE1" --procs 2 --ramp 2000 --duration "$IDLE_HOLD" \
     --gateway-pid "$(gw_pids 1)" -q
-restart_gateways
+use_gateways 4
 point idle_4gw "idle, $IDLE4 connections over 4 gateways, 4 chat-bench processes, 4 source addresses" \
     idle --url "$ALL_GW" --conns "$IDLE4" --procs 4 --bind 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5 \
-    --ramp 3000 --duration "$IDLE_HOLD" --gateway-pid "$(gw_pids 4)" -q
+    --ramp 2000 --connect-timeout 30 --duration "$IDLE_HOLD" --gateway-pid "$(gw_pids 4)" -q
 
 # 5. storm: drop them all at once, resume with backoff and jitter
-restart_gateways
+use_gateways 1
 point storm "storm, $STORM connections on one gateway dropped at once" \
     storm --url "$GW1" --conns "$STORM" --ramp 2000 --duration 30 --jitter-ms 1000 \
     --backoff-ms 100 --backoff-max-ms 5000 -q

@@ -437,11 +437,14 @@ static int preflight_one(const cb_opts *o, const cb_url *u, char *err, size_t er
     static uint8_t buf[65536];
     size_t len = 0, head = 0;
     int status = 0, rc = CB_WS_MORE;
+    bool closed = false;
     int64_t deadline = cb_now_ns() + 5000000000LL;
     while (cb_now_ns() < deadline && len < sizeof buf) {
         ssize_t k = recv(fd, buf + len, sizeof buf - len, 0);
-        if (k <= 0)
+        if (k <= 0) {
+            closed = k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
             break;
+        }
         len += (size_t)k;
         if (rc == CB_WS_MORE) {
             rc = cb_ws_response((const char *)buf, len, key, &status, &head);
@@ -455,8 +458,10 @@ static int preflight_one(const cb_opts *o, const cb_url *u, char *err, size_t er
     close(fd);
     char what[160];
     if (rc == CB_WS_MORE)
-        return pf_fail(err, errlen, u->text, len ? "no complete HTTP answer to the upgrade"
-                                                 : "the connection closed or timed out without an answer");
+        return pf_fail(err, errlen, u->text,
+                       len      ? "no complete HTTP answer to the upgrade (not a chat gateway?)"
+                       : closed ? "the server closed the connection without answering the upgrade"
+                                : "no answer to the upgrade within 5 s");
     if (rc == CB_WS_BAD) {
         snprintf(what, sizeof what, "the upgrade was answered with HTTP %d (not a chat gateway "
                  "at this path?)", status);
