@@ -49,6 +49,13 @@ gw_svc gw_op_service(gw_op op)
     case GW_OP_SEND:
     case GW_OP_RECEIPT:
     case GW_OP_REPLAY:
+    case GW_OP_OPEN_DM:
+    case GW_OP_JOIN_ROOM:
+    case GW_OP_LEAVE_ROOM:
+    case GW_OP_HISTORY:
+    case GW_OP_TYPING:
+    case GW_OP_REGISTER:
+    case GW_OP_API_HISTORY:
         return GW_SVC_MESSAGE;
     case GW_OP_QUERY:
     case GW_OP_CONNECT:

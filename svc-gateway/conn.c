@@ -105,6 +105,35 @@ static int conn_session(gw_server *s, struct lws *wsi, char user[CHAT_UUID_LEN +
     return rv;
 }
 
+/* register_user for c's user; the reply goes to conn_id (0: nobody). */
+static void conn_register(gw_server *s, gw_conn *c, uint64_t conn_id)
+{
+    Chat__RegisterUserReq r = CHAT__REGISTER_USER_REQ__INIT;
+    r.user_id = c->user->id;
+    Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
+    mr.body_case = CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER;
+    mr.register_user = &r;
+    s->m.be_requests[GW_SVC_MESSAGE]++;
+    gw_backend_call(s->be, GW_OP_REGISTER, conn_id, NULL, &mr.base);
+}
+
+/* `connected` with a fresh token, then presence and (resumed) the replay.
+ * Returns 0, or -1 when the token could not be made. */
+static int conn_welcome(gw_server *s, gw_conn *c, bool resumed)
+{
+    char token[GW_TOKEN_MAX];
+    int64_t expiry = chat_now_ms() / 1000 + s->cfg->session_ttl_s;
+    if (gw_token_sign(s->cfg->session_secret, c->user->id, expiry, token) != 0) {
+        chat_error("conn_open_failed", "conn=%" PRIu64 " err=\"token\"", c->id);
+        return -1;
+    }
+    gw_conn_send(s, c, gw_render_connected(c->user->id, token, resumed));
+    gw_presence_connect(s, c);
+    if (resumed)
+        gw_resume_start(s, c);
+    return 0;
+}
+
 int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi)
 {
     c->wsi = wsi;
@@ -126,20 +155,40 @@ int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi)
     }
     if (session == 0)
         chat_uuid_new(user);
-
-    char token[GW_TOKEN_MAX];
-    int64_t expiry = chat_now_ms() / 1000 + s->cfg->session_ttl_s;
-    if (conn_attach_user(s, c, user) != 0 ||
-        gw_token_sign(s->cfg->session_secret, user, expiry, token) != 0) {
+    if (conn_attach_user(s, c, user) != 0) {
         chat_error("conn_open_failed", "conn=%" PRIu64 " err=\"out of memory\"", c->id);
         return conn_close_now(c, 1011);
     }
-    gw_conn_send(s, c, gw_render_connected(user, token, session > 0));
     chat_debug("conn_open", "conn=%" PRIu64 " user=%s resumed=%d", c->id, user, session > 0);
-    gw_presence_connect(s, c);
-    if (session > 0)
-        gw_resume_start(s, c);
+    if (session > 0) {
+        /* Known already; registering again only repairs a wiped database,
+         * so it does not hold up the resume. */
+        conn_register(s, c, 0);
+        return conn_welcome(s, c, true) == 0 ? 0 : conn_close_now(c, 1011);
+    }
+    /* A new user must be known before anyone can learn its id (open_dm
+     * finds only known users): `connected` waits for the registration.
+     * It counts as the connection's request in flight, so frames the
+     * client sends meanwhile wait behind it. */
+    c->registering = true;
+    gw_conn_request_started(s, c);
+    conn_register(s, c, c->id);
     return 0;
+}
+
+void gw_conn_registered(gw_server *s, gw_conn *c, const gw_item *it)
+{
+    if (!c->registering)
+        return;
+    c->registering = false;
+    int code = it->err == 0 ? it->r.msg->code : CHAT__CODE__UNAVAILABLE;
+    if (code != CHAT__CODE__OK)
+        /* The user works without it; only open_dm to it answers not_found
+         * until one of its connections registers it. */
+        chat_warn("register_failed", "conn=%" PRIu64 " user=%s err=%d code=%d", c->id,
+                  c->user->id, it->err, code);
+    if (conn_welcome(s, c, false) != 0)
+        gw_conn_close(s, c, 1011);
 }
 
 static void conn_rx_free(gw_conn *c)

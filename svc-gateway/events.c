@@ -32,6 +32,9 @@ static gw_frame *event_render(const Chat__Event *ev, const char *by)
     case CHAT__EVENT__BODY_RECEIPT:
         return gw_render_receipt(ev->receipt->conversation_id, ev->receipt->seq,
                                  ev->receipt->read, ev->receipt->user_id);
+    case CHAT__EVENT__BODY_PRESENCE:
+        return gw_render_presence_push(ev->presence->user_id, ev->presence->online,
+                                       ev->presence->last_seen);
     default:
         return NULL;
     }
@@ -68,6 +71,10 @@ void gw_event_deliver(gw_server *s, const Chat__Event *ev)
 {
     if (ev->body_case == CHAT__EVENT__BODY__NOT_SET)
         return; /* unknown body (a newer publisher): nothing to render */
+    if (ev->body_case == CHAT__EVENT__BODY_TYPING) {
+        gw_typing_deliver(s, ev); /* with its timeout */
+        return;
+    }
     event_frames ef = {ev, NULL, NULL};
     for (size_t i = 0; i < ev->n_user_ids; i++) {
         gw_user *u = gw_user_find(s, ev->user_ids[i]);

@@ -18,12 +18,11 @@ static const struct {
     {"send", GW_REQ_SEND},
     {"receipt", GW_REQ_RECEIPT},
     {"presence", GW_REQ_PRESENCE},
-    /* Client types of the protocol that later issues implement. */
-    {"open_dm", GW_REQ_UNSUPPORTED},
-    {"join_room", GW_REQ_UNSUPPORTED},
-    {"leave_room", GW_REQ_UNSUPPORTED},
-    {"history", GW_REQ_UNSUPPORTED},
-    {"typing", GW_REQ_UNSUPPORTED},
+    {"open_dm", GW_REQ_OPEN_DM},
+    {"join_room", GW_REQ_JOIN_ROOM},
+    {"leave_room", GW_REQ_LEAVE_ROOM},
+    {"history", GW_REQ_HISTORY},
+    {"typing", GW_REQ_TYPING},
 };
 
 static gw_request *frame_fail(gw_request *rq, gw_err err, const char *msg)
@@ -61,6 +60,20 @@ static bool frame_uint(const gw_request *rq, const char *name, uint64_t *out)
     if (!isfinite(d) || d < 1 || d > FRAME_MAX_INT || floor(d) != d)
         return false;
     *out = (uint64_t)d;
+    return true;
+}
+
+/* An optional integer in [min, max]: absent leaves *out alone; anything
+ * else that is present must be such an integer. */
+static bool frame_opt_uint(const gw_request *rq, const char *name, uint64_t min, uint64_t max,
+                           uint64_t *out)
+{
+    if (frame_field(rq, name) == NULL)
+        return true;
+    uint64_t v;
+    if (!frame_uint(rq, name, &v) || v < min || v > max)
+        return false;
+    *out = v;
     return true;
 }
 
@@ -138,6 +151,66 @@ static gw_request *frame_presence(gw_request *rq)
     return rq;
 }
 
+static gw_request *frame_open_dm(gw_request *rq)
+{
+    const cJSON *u = frame_field(rq, "user_id");
+    if (!cJSON_IsString(u) || !chat_uuid_valid(u->valuestring))
+        return frame_fail(rq, GW_E_BAD_REQUEST, "user_id must be a user id (UUID)");
+    rq->user_id = u->valuestring;
+    return rq;
+}
+
+bool gw_room_valid(const char *room)
+{
+    size_t n = strlen(room);
+    if (n == 0 || n > GW_ROOM_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = room[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static gw_request *frame_room(gw_request *rq)
+{
+    const cJSON *r = frame_field(rq, "room");
+    if (!cJSON_IsString(r) || !gw_room_valid(r->valuestring))
+        return frame_fail(rq, GW_E_BAD_REQUEST, "room must match [a-z0-9_-]{1,64}");
+    rq->room = r->valuestring;
+    return rq;
+}
+
+static gw_request *frame_history(gw_request *rq)
+{
+    if (!frame_id(rq, "conversation_id", &rq->conversation_id))
+        return frame_fail(rq, GW_E_BAD_REQUEST,
+                          "conversation_id must be a string of 1-64 bytes");
+    if (!frame_opt_uint(rq, "before", 1, (uint64_t)FRAME_MAX_INT, &rq->before))
+        return frame_fail(rq, GW_E_BAD_REQUEST, "before must be an integer >= 1");
+    uint64_t limit = 0;
+    if (!frame_opt_uint(rq, "limit", 1, GW_HISTORY_MAX, &limit))
+        return frame_fail(rq, GW_E_BAD_REQUEST, "limit must be an integer from 1 to 100");
+    rq->limit = (uint32_t)limit;
+    return rq;
+}
+
+static gw_request *frame_typing(gw_request *rq)
+{
+    if (!frame_id(rq, "conversation_id", &rq->conversation_id))
+        return frame_fail(rq, GW_E_BAD_REQUEST,
+                          "conversation_id must be a string of 1-64 bytes");
+    const cJSON *st = frame_field(rq, "state");
+    if (cJSON_IsString(st) && strcmp(st->valuestring, "start") == 0)
+        rq->start = true;
+    else if (cJSON_IsString(st) && strcmp(st->valuestring, "stop") == 0)
+        rq->start = false;
+    else
+        return frame_fail(rq, GW_E_BAD_REQUEST, "state must be \"start\" or \"stop\"");
+    return rq;
+}
+
 /* JSON allows only these four between tokens. */
 static bool frame_only_json_space(const char *p, const char *end)
 {
@@ -193,10 +266,17 @@ gw_request *gw_frame_parse(const char *buf, size_t len, long long max_text)
         return frame_receipt(rq);
     case GW_REQ_PRESENCE:
         return frame_presence(rq);
-    case GW_REQ_UNSUPPORTED:
-        break;
+    case GW_REQ_OPEN_DM:
+        return frame_open_dm(rq);
+    case GW_REQ_JOIN_ROOM:
+    case GW_REQ_LEAVE_ROOM:
+        return frame_room(rq);
+    case GW_REQ_HISTORY:
+        return frame_history(rq);
+    case GW_REQ_TYPING:
+        return frame_typing(rq);
     }
-    return frame_fail(rq, GW_E_UNAVAILABLE, "not supported by this server yet");
+    return frame_fail(rq, GW_E_UNKNOWN_TYPE, gw_err_text(GW_E_UNKNOWN_TYPE));
 }
 
 void gw_request_free(gw_request *rq)

@@ -30,6 +30,8 @@
 #define GW_REPLAY_PAGE 200      /* messages per replay request */
 #define GW_TOKEN_MAX 160        /* session token text, with its NUL */
 #define GW_GATEWAY_ID_MAX 32
+#define GW_ROOM_MAX 64          /* bytes of a room name, [a-z0-9_-] */
+#define GW_HISTORY_MAX 100      /* messages of one history page */
 
 /* ------------------------------------------------------------------ errors */
 /* The client error codes of PROTOCOL.md "Errors". */
@@ -56,7 +58,7 @@ gw_err gw_err_from_code(int code);   /* chat.Code -> client code (INTERNAL -> un
 
 /* ------------------------------------------------------------------ config.c */
 typedef struct gw_config {
-    long long port, session_ttl_s, max_text, max_outbuf, rpc_timeout_ms;
+    long long port, session_ttl_s, max_text, max_outbuf, rpc_timeout_ms, typing_timeout_ms;
     const char *bind, *gateway_id, *session_secret, *web_dir;
     const char *match_addrs, *message_addrs, *presence_addrs, *events_addrs;
     const char *log_level;
@@ -92,7 +94,11 @@ typedef enum {
     GW_REQ_SEND,
     GW_REQ_RECEIPT,
     GW_REQ_PRESENCE,
-    GW_REQ_UNSUPPORTED, /* a client type this server does not implement yet */
+    GW_REQ_OPEN_DM,
+    GW_REQ_JOIN_ROOM,
+    GW_REQ_LEAVE_ROOM,
+    GW_REQ_HISTORY,
+    GW_REQ_TYPING,
 } gw_req_type;
 
 /* One parsed client frame. Strings point into root and live as long as the
@@ -110,6 +116,11 @@ typedef struct gw_request {
     bool read;              /* receipt: "read" (else "delivered") */
     size_t n_user_ids;      /* presence */
     const char **user_ids;  /* presence: malloc'd array */
+    const char *user_id;    /* open_dm: a valid UUID */
+    const char *room;       /* join_room, leave_room: a valid room name */
+    uint64_t before;        /* history: 0 when absent (from the newest) */
+    uint32_t limit;         /* history: 0 when absent (the default) */
+    bool start;             /* typing: "start" (else "stop") */
     cJSON *root;
 } gw_request;
 
@@ -118,6 +129,8 @@ typedef struct gw_request {
  * frees it with gw_request_free(). */
 gw_request *gw_frame_parse(const char *buf, size_t len, long long max_text);
 void gw_request_free(gw_request *rq); /* NULL is fine */
+/* [a-z0-9_-]{1,64} */
+bool gw_room_valid(const char *room);
 
 /* ------------------------------------------------------------------ render.c */
 /* An outgoing text frame with LWS_PRE bytes of headroom for lws_write. It is
@@ -159,6 +172,22 @@ gw_frame *gw_render_receipt(const char *conversation_id, uint64_t seq, bool read
 gw_frame *gw_render_presence(const char *const *ids, size_t n_ids,
                              Chat__UserStatus *const *statuses, size_t n_statuses,
                              const char *req);
+gw_frame *gw_render_conversation_dm(const char *conversation_id, const char *const members[2],
+                                    const char *req);
+gw_frame *gw_render_conversation_room(const char *conversation_id, const char *room,
+                                      const char *req);
+gw_frame *gw_render_left(const char *conversation_id, const char *req);
+/* A history page (messages ascending); next_before 0 renders as null. */
+gw_frame *gw_render_history(const char *conversation_id, Chat__StoredMessage *const *msgs,
+                            size_t n, uint64_t next_before, const char *req);
+/* The same page as the REST body {"messages":[...],"next_before":...}. */
+gw_frame *gw_render_history_rest(Chat__StoredMessage *const *msgs, size_t n,
+                                 uint64_t next_before);
+/* A REST error body {"error":CODE}. */
+gw_frame *gw_render_rest_error(gw_err code);
+gw_frame *gw_render_typing(const char *conversation_id, const char *user_id, bool start);
+/* The push to contacts; last_seen 0 renders as null. */
+gw_frame *gw_render_presence_push(const char *user_id, bool online, int64_t last_seen);
 
 /* ------------------------------------------------------------------ backend.c */
 typedef enum { GW_SVC_MATCH, GW_SVC_MESSAGE, GW_SVC_PRESENCE, GW_SVC_EVENTS, GW_SVC_COUNT } gw_svc;
@@ -178,6 +207,13 @@ typedef enum {
     GW_OP_SESSION,     /* resume: match session */
     GW_OP_REPLAY,      /* resume: one replay page */
     GW_OP_EVENT,       /* a published Event */
+    GW_OP_OPEN_DM,
+    GW_OP_JOIN_ROOM,
+    GW_OP_LEAVE_ROOM,
+    GW_OP_HISTORY,
+    GW_OP_TYPING,
+    GW_OP_REGISTER,    /* register_user of a new connection's user */
+    GW_OP_API_HISTORY, /* GET /api/conversations/{id}/messages (conn_id: the HTTP one) */
 } gw_op;
 
 /* Crosses from an nng thread to the lws thread; freed by gw_item_free(). */
@@ -258,6 +294,7 @@ typedef struct gw_metrics {
 
 typedef struct gw_conn gw_conn;
 typedef struct gw_user gw_user;
+typedef struct gw_typing gw_typing;
 
 typedef struct gw_server {
     const gw_config *cfg;
@@ -268,6 +305,10 @@ typedef struct gw_server {
     gw_backend *be;
     gw_conn *conns;          /* uthash: open WebSocket connections by id */
     gw_user *users;          /* uthash: users with >= 1 connection, by id */
+    gw_conn *api_waiting;    /* uthash: HTTP connections awaiting a backend reply */
+    gw_typing *typing;       /* uthash: typing starts delivered here (typing.c) */
+    size_t n_typing;
+    bool typing_full_logged;
     unsigned n_conns;
     uint64_t next_conn_id;
     gw_metrics m;
@@ -312,6 +353,8 @@ struct gw_conn {
     uint16_t n_waiting;      /* requests queued behind the one in flight */
     gw_request *wait_head, *wait_tail;
     bool ws, closing, announced;
+    bool registering;        /* a new user: `connected` waits for register_user */
+    bool api_waiting;        /* HTTP: in gw_server.api_waiting for a backend reply */
 };
 
 struct gw_user {
@@ -324,6 +367,8 @@ struct gw_user {
  * ones return -1 when lws must close the connection. */
 int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi);
 int gw_conn_receive(gw_server *s, gw_conn *c, const void *in, size_t len);
+/* The register_user reply of a new connection: sends `connected`. */
+void gw_conn_registered(gw_server *s, gw_conn *c, const gw_item *it);
 int gw_conn_writeable(gw_server *s, gw_conn *c);
 void gw_conn_closed(gw_server *s, gw_conn *c);
 
@@ -381,11 +426,42 @@ void gw_replayed_free(gw_conn *c);
 /* Delivers a published Event to the connections held here. */
 void gw_event_deliver(gw_server *s, const Chat__Event *ev);
 
+/* ------------------------------------------------------------------ typing.c */
+/* Delivers a TypingEvt and remembers a start for its automatic stop. */
+void gw_typing_deliver(gw_server *s, const Chat__Event *ev);
+/* Sends the automatic stop of every start older than the timeout. */
+void gw_typing_sweep(gw_server *s, int64_t now_mono_ms);
+void gw_typing_free_all(gw_server *s);
+
 /* ------------------------------------------------------------------ http.c */
-/* LWS_CALLBACK_HTTP: answers /healthz, /readyz, /metrics and static files. */
+/* LWS_CALLBACK_HTTP: answers /healthz, /readyz, /metrics, /api/... and
+ * static files. */
 int gw_http_request(gw_server *s, gw_conn *c, struct lws *wsi, const char *path);
 int gw_http_writeable(gw_server *s, gw_conn *c, struct lws *wsi);
 void gw_http_free(gw_conn *c); /* frees a response not (fully) written */
+/* Queues a response (body copied). now: the headers go out at once (only
+ * inside LWS_CALLBACK_HTTP); otherwise they too wait for the writeable
+ * callback (an answer that arrives later). Returns what the lws callback
+ * should return (0, or -1 to close). */
+int gw_http_respond(gw_conn *c, struct lws *wsi, unsigned status, const char *ctype,
+                    const char *body, size_t len, bool now);
+
+/* ------------------------------------------------------------------ api.c */
+/* "/api/conversations/{id}/messages" -> id (1-64 bytes, no '/'). */
+bool gw_api_history_path(const char *path, char conv[GW_ID_MAX + 1]);
+/* Decimal digits only, value in [min, max]. */
+bool gw_api_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out);
+/* The token of an "Authorization: Bearer TOKEN" value (a pointer into
+ * header), or NULL. */
+const char *gw_api_bearer(const char *header);
+/* HTTP status of a client error code. */
+unsigned gw_api_status(gw_err e);
+/* A GET under /api/: answers at once or starts the backend call. */
+int gw_api_request(gw_server *s, gw_conn *c, struct lws *wsi, const char *path);
+/* svc-message's answer to GW_OP_API_HISTORY. */
+void gw_api_reply(gw_server *s, gw_item *it);
+/* The HTTP connection closed (or answers now): stop waiting. NULL is fine. */
+void gw_api_closed(gw_server *s, gw_conn *c);
 
 /* ------------------------------------------------------------------ metrics.c */
 /* Prometheus text; malloc'd, caller frees. NULL when out of memory. */

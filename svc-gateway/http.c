@@ -13,6 +13,9 @@
 
 /* A response body with lws_write headroom; owned by the connection. */
 struct gw_http_resp {
+    bool headers_due;    /* the headers still wait for the writeable callback */
+    unsigned status;
+    const char *ctype;   /* static */
     size_t len;
     unsigned char buf[]; /* LWS_PRE, then len bytes */
 };
@@ -25,18 +28,8 @@ void gw_http_free(gw_conn *c)
     c->http = NULL;
 }
 
-/* Sends the headers now and keeps body for the writeable callback. Returns
- * what the lws callback should return. */
-static int http_respond(gw_conn *c, struct lws *wsi, unsigned status, const char *ctype,
-                        const char *body, size_t len)
+static int http_headers(struct lws *wsi, unsigned status, const char *ctype, size_t len)
 {
-    gw_http_free(c);
-    c->http = malloc(sizeof *c->http + LWS_PRE + len);
-    if (c->http == NULL)
-        return -1;
-    c->http->len = len;
-    memcpy(c->http->buf + LWS_PRE, body, len);
-
     unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start;
     unsigned char *end = hdr + sizeof hdr - 1;
     if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
@@ -44,8 +37,31 @@ static int http_respond(gw_conn *c, struct lws *wsi, unsigned status, const char
                                     (const unsigned char *)"no-store", 8, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
+    return 0;
+}
+
+int gw_http_respond(gw_conn *c, struct lws *wsi, unsigned status, const char *ctype,
+                    const char *body, size_t len, bool now)
+{
+    gw_http_free(c);
+    c->http = malloc(sizeof *c->http + LWS_PRE + len);
+    if (c->http == NULL)
+        return -1;
+    c->http->headers_due = !now;
+    c->http->status = status;
+    c->http->ctype = ctype;
+    c->http->len = len;
+    memcpy(c->http->buf + LWS_PRE, body, len);
+    if (now && http_headers(wsi, status, ctype, len) != 0)
+        return -1;
     lws_callback_on_writable(wsi);
     return 0;
+}
+
+static int http_respond(gw_conn *c, struct lws *wsi, unsigned status, const char *ctype,
+                        const char *body, size_t len)
+{
+    return gw_http_respond(c, wsi, status, ctype, body, len, true);
 }
 
 static int http_text(gw_conn *c, struct lws *wsi, unsigned status, const char *text)
@@ -57,6 +73,14 @@ int gw_http_writeable(gw_server *s, gw_conn *c, struct lws *wsi)
 {
     if (c == NULL || c->http == NULL)
         return 0;
+    if (c->http->headers_due) {
+        /* An answer that came later: headers now, the body next time. */
+        c->http->headers_due = false;
+        if (http_headers(wsi, c->http->status, c->http->ctype, c->http->len) != 0)
+            return -1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
     size_t len = c->http->len;
     int n = lws_write(wsi, c->http->buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
     gw_http_free(c);
@@ -164,6 +188,8 @@ int gw_http_request(gw_server *s, gw_conn *c, struct lws *wsi, const char *path)
         return http_metrics(s, c, wsi);
     if (strcmp(path, "/") == 0)
         return http_static(s, c, wsi, "index.html");
-    /* /ws without an upgrade, /api/... (a later issue), anything else. */
+    if (strncmp(path, "/api/", 5) == 0)
+        return gw_api_request(s, c, wsi, path);
+    /* /ws without an upgrade, anything else. */
     return http_static(s, c, wsi, path + 1);
 }

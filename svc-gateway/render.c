@@ -241,3 +241,145 @@ gw_frame *gw_render_presence(const char *const *ids, size_t n_ids,
     }
     return render_end(o, ok, req);
 }
+
+gw_frame *gw_render_conversation_dm(const char *conversation_id, const char *const members[2],
+                                    const char *req)
+{
+    bool ok;
+    cJSON *o = render_begin("conversation", &ok);
+    if (o == NULL)
+        return NULL;
+    render_str(o, &ok, "conversation_id", conversation_id);
+    render_str(o, &ok, "kind", "dm");
+    cJSON *arr = cJSON_AddArrayToObject(o, "members");
+    for (int i = 0; ok && arr != NULL && i < 2; i++) {
+        cJSON *m = cJSON_CreateString(members[i] != NULL ? members[i] : "");
+        if (m == NULL || !cJSON_AddItemToArray(arr, m)) {
+            cJSON_Delete(m);
+            ok = false;
+        }
+    }
+    if (arr == NULL)
+        ok = false;
+    return render_end(o, ok, req);
+}
+
+gw_frame *gw_render_conversation_room(const char *conversation_id, const char *room,
+                                      const char *req)
+{
+    bool ok;
+    cJSON *o = render_begin("conversation", &ok);
+    if (o == NULL)
+        return NULL;
+    render_str(o, &ok, "conversation_id", conversation_id);
+    render_str(o, &ok, "kind", "room");
+    render_str(o, &ok, "room", room);
+    return render_end(o, ok, req);
+}
+
+gw_frame *gw_render_left(const char *conversation_id, const char *req)
+{
+    bool ok;
+    cJSON *o = render_begin("left", &ok);
+    if (o == NULL)
+        return NULL;
+    render_str(o, &ok, "conversation_id", conversation_id);
+    return render_end(o, ok, req);
+}
+
+/* The "messages" array and "next_before" of a history page. */
+static void render_page(cJSON *o, bool *ok, Chat__StoredMessage *const *msgs, size_t n,
+                        uint64_t next_before)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o, "messages");
+    if (arr == NULL) {
+        *ok = false;
+        return;
+    }
+    for (size_t i = 0; *ok && i < n; i++) {
+        const Chat__StoredMessage *m = msgs[i];
+        cJSON *e = cJSON_CreateObject();
+        if (e == NULL || !cJSON_AddItemToArray(arr, e)) {
+            cJSON_Delete(e);
+            *ok = false;
+            break;
+        }
+        render_str(e, ok, "msg_id", m->msg_id);
+        render_int(e, ok, "seq", (int64_t)m->seq);
+        render_str(e, ok, "from", m->sender);
+        render_str(e, ok, "text", m->text);
+        render_int(e, ok, "ts", m->ts);
+    }
+    if (next_before > 0)
+        render_int(o, ok, "next_before", (int64_t)next_before);
+    else if (cJSON_AddNullToObject(o, "next_before") == NULL)
+        *ok = false;
+}
+
+gw_frame *gw_render_history(const char *conversation_id, Chat__StoredMessage *const *msgs,
+                            size_t n, uint64_t next_before, const char *req)
+{
+    bool ok;
+    cJSON *o = render_begin("history", &ok);
+    if (o == NULL)
+        return NULL;
+    render_str(o, &ok, "conversation_id", conversation_id);
+    render_page(o, &ok, msgs, n, next_before);
+    return render_end(o, ok, req);
+}
+
+gw_frame *gw_render_history_rest(Chat__StoredMessage *const *msgs, size_t n,
+                                 uint64_t next_before)
+{
+    bool ok = true;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    render_page(o, &ok, msgs, n, next_before);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return render_finish(o);
+}
+
+gw_frame *gw_render_rest_error(gw_err code)
+{
+    bool ok = true;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    render_str(o, &ok, "error", gw_err_name(code));
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return render_finish(o);
+}
+
+gw_frame *gw_render_typing(const char *conversation_id, const char *user_id, bool start)
+{
+    bool ok;
+    cJSON *o = render_begin("typing", &ok);
+    if (o == NULL)
+        return NULL;
+    render_str(o, &ok, "conversation_id", conversation_id);
+    render_str(o, &ok, "user_id", user_id);
+    render_str(o, &ok, "state", start ? "start" : "stop");
+    return render_end(o, ok, NULL);
+}
+
+gw_frame *gw_render_presence_push(const char *user_id, bool online, int64_t last_seen)
+{
+    bool ok;
+    cJSON *o = render_begin("presence", &ok);
+    if (o == NULL)
+        return NULL;
+    render_str(o, &ok, "user_id", user_id);
+    render_str(o, &ok, "status", online ? "online" : "offline");
+    if (last_seen > 0)
+        render_int(o, &ok, "last_seen", last_seen);
+    else if (cJSON_AddNullToObject(o, "last_seen") == NULL)
+        ok = false;
+    return render_end(o, ok, NULL);
+}

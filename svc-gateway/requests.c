@@ -4,6 +4,8 @@
 #include "gateway.h"
 
 #include <inttypes.h>
+#include <string.h>
+#include <strings.h>
 
 #include "chat/log.h"
 
@@ -77,6 +79,60 @@ static void request_receipt(gw_server *s, gw_conn *c, gw_request *rq)
     request_call(s, c, GW_OP_RECEIPT, rq, &mr.base);
 }
 
+static void request_open_dm(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    Chat__OpenDmReq r = CHAT__OPEN_DM_REQ__INIT;
+    r.user_id = c->user->id;
+    r.peer_id = (char *)rq->user_id;
+    Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
+    mr.body_case = CHAT__MESSAGE_REQUEST__BODY_OPEN_DM;
+    mr.open_dm = &r;
+    request_call(s, c, GW_OP_OPEN_DM, rq, &mr.base);
+}
+
+static void request_room(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    Chat__JoinRoomReq join = CHAT__JOIN_ROOM_REQ__INIT;
+    Chat__LeaveRoomReq leave = CHAT__LEAVE_ROOM_REQ__INIT;
+    Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
+    join.user_id = leave.user_id = c->user->id;
+    join.room = leave.room = (char *)rq->room;
+    if (rq->type == GW_REQ_JOIN_ROOM) {
+        mr.body_case = CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM;
+        mr.join_room = &join;
+    } else {
+        mr.body_case = CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM;
+        mr.leave_room = &leave;
+    }
+    request_call(s, c, rq->type == GW_REQ_JOIN_ROOM ? GW_OP_JOIN_ROOM : GW_OP_LEAVE_ROOM, rq,
+                 &mr.base);
+}
+
+static void request_history(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    Chat__HistoryReq r = CHAT__HISTORY_REQ__INIT;
+    r.user_id = c->user->id;
+    r.conversation_id = (char *)rq->conversation_id;
+    r.before = rq->before;
+    r.limit = rq->limit;
+    Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
+    mr.body_case = CHAT__MESSAGE_REQUEST__BODY_HISTORY;
+    mr.history = &r;
+    request_call(s, c, GW_OP_HISTORY, rq, &mr.base);
+}
+
+static void request_typing(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    Chat__TypingReq r = CHAT__TYPING_REQ__INIT;
+    r.user_id = c->user->id;
+    r.conversation_id = (char *)rq->conversation_id;
+    r.start = rq->start;
+    Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
+    mr.body_case = CHAT__MESSAGE_REQUEST__BODY_TYPING;
+    mr.typing = &r;
+    request_call(s, c, GW_OP_TYPING, rq, &mr.base);
+}
+
 static void request_query(gw_server *s, gw_conn *c, gw_request *rq)
 {
     Chat__QueryReq q = CHAT__QUERY_REQ__INIT;
@@ -88,31 +144,55 @@ static void request_query(gw_server *s, gw_conn *c, gw_request *rq)
     request_call(s, c, GW_OP_QUERY, rq, &pr.base);
 }
 
-void gw_request_dispatch(gw_server *s, gw_conn *c, gw_request *rq)
+/* Starts rq's backend call (taking rq), or answers it here and returns
+ * false (rq freed): then nothing is in flight for the connection. */
+static bool request_start(gw_server *s, gw_conn *c, gw_request *rq)
 {
-    if (gw_conn_request_wait(s, c, rq))
-        return;
     switch (rq->type) {
     case GW_REQ_START_SEARCH:
     case GW_REQ_STOP_SEARCH:
     case GW_REQ_END_CHAT:
         request_match(s, c, rq);
-        return;
+        return true;
     case GW_REQ_SEND:
         request_send(s, c, rq);
-        return;
+        return true;
     case GW_REQ_RECEIPT:
         request_receipt(s, c, rq);
-        return;
+        return true;
     case GW_REQ_PRESENCE:
         request_query(s, c, rq);
-        return;
-    case GW_REQ_UNSUPPORTED:
+        return true;
+    case GW_REQ_OPEN_DM:
+        if (strcasecmp(rq->user_id, c->user->id) != 0) {
+            request_open_dm(s, c, rq);
+            return true;
+        }
+        gw_conn_send_error(s, c, GW_E_BAD_REQUEST, "a DM needs another user", rq->req);
         break;
+    case GW_REQ_JOIN_ROOM:
+    case GW_REQ_LEAVE_ROOM:
+        request_room(s, c, rq);
+        return true;
+    case GW_REQ_HISTORY:
+        request_history(s, c, rq);
+        return true;
+    case GW_REQ_TYPING:
+        request_typing(s, c, rq);
+        return true;
     }
-    /* gw_frame_parse answers unsupported types itself; never reached. */
-    gw_conn_send_error(s, c, GW_E_UNAVAILABLE, NULL, rq->req);
     gw_request_free(rq);
+    return false;
+}
+
+void gw_request_dispatch(gw_server *s, gw_conn *c, gw_request *rq)
+{
+    if (gw_conn_request_wait(s, c, rq))
+        return;
+    /* A request answered here leaves nothing in flight: the next waiting
+     * one (if any) goes at once. */
+    while (rq != NULL && !request_start(s, c, rq))
+        rq = gw_conn_request_done(s, c);
 }
 
 /* The reply's error (code != OK) as an error frame. */
@@ -145,6 +225,13 @@ static void reply_match(gw_server *s, gw_conn *c, const gw_request *rq,
     }
 }
 
+/* A conversation id the client can take: 1-64 bytes. */
+static bool reply_conv_ok(const Chat__MessageReply *r)
+{
+    size_t n = r->conversation_id != NULL ? strlen(r->conversation_id) : 0;
+    return n > 0 && n <= GW_ID_MAX;
+}
+
 static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
                           const Chat__MessageReply *r)
 {
@@ -158,14 +245,39 @@ static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
         reply_error(s, c, r->code, r->detail, rq->req);
         return;
     }
-    if (rq->type != GW_REQ_SEND)
-        return; /* a receipt has no answer frame */
-    if (r->message == NULL) {
-        chat_warn("send_reply_bad", "conn=%" PRIu64 " err=\"ok without message\"", c->id);
-        gw_conn_send_error(s, c, GW_E_UNAVAILABLE, NULL, rq->req);
+    switch (rq->type) {
+    case GW_REQ_SEND:
+        if (r->message == NULL)
+            break;
+        gw_conn_send(s, c, gw_render_ack(rq->client_msg_id, r->message, rq->req));
         return;
+    case GW_REQ_OPEN_DM:
+        if (!reply_conv_ok(r) || r->n_member_ids != 2)
+            break;
+        gw_conn_send(s, c, gw_render_conversation_dm(r->conversation_id,
+                                                     (const char *const *)r->member_ids,
+                                                     rq->req));
+        return;
+    case GW_REQ_JOIN_ROOM:
+        if (!reply_conv_ok(r))
+            break;
+        gw_conn_send(s, c, gw_render_conversation_room(r->conversation_id, rq->room, rq->req));
+        return;
+    case GW_REQ_LEAVE_ROOM:
+        if (!reply_conv_ok(r))
+            break;
+        gw_conn_send(s, c, gw_render_left(r->conversation_id, rq->req));
+        return;
+    case GW_REQ_HISTORY:
+        gw_conn_send(s, c, gw_render_history(rq->conversation_id, r->messages, r->n_messages,
+                                             r->next_before, rq->req));
+        return;
+    default:
+        return; /* receipt, typing: no answer frame */
     }
-    gw_conn_send(s, c, gw_render_ack(rq->client_msg_id, r->message, rq->req));
+    chat_warn("reply_bad", "conn=%" PRIu64 " type=%d err=\"ok without its fields\"", c->id,
+              (int)rq->type);
+    gw_conn_send_error(s, c, GW_E_UNAVAILABLE, NULL, rq->req);
 }
 
 static void reply_query(gw_server *s, gw_conn *c, const gw_request *rq,

@@ -38,6 +38,9 @@ static void server_dispatch(gw_server *s, gw_item *it)
     case GW_OP_HEARTBEAT:
         gw_presence_reply(s, it);
         return;
+    case GW_OP_API_HISTORY:
+        gw_api_reply(s, it);
+        return;
     default:
         break;
     }
@@ -48,7 +51,10 @@ static void server_dispatch(gw_server *s, gw_item *it)
         gw_resume_reply(s, c, it);
         return;
     }
-    gw_request_reply(s, c, it);
+    if (it->op == GW_OP_REGISTER)
+        gw_conn_registered(s, c, it);
+    else
+        gw_request_reply(s, c, it);
     gw_request *next = gw_conn_request_done(s, c);
     if (next != NULL)
         gw_request_dispatch(s, c, next);
@@ -140,6 +146,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        gw_api_closed(s, c);
         gw_http_free(c);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
@@ -173,6 +180,7 @@ static void server_tick(lws_sorted_usec_list_t *sul)
     gw_server *s = lws_container_of(sul, gw_server, sul_tick);
     if (!s->stopping && chat_stopping())
         server_begin_stop(s);
+    gw_typing_sweep(s, chat_mono_ms());
     if (s->stopping && (s->n_conns == 0 || chat_mono_ms() >= s->stop_deadline_ms)) {
         s->done = true;
         /* Timers run before lws polls: without a wake-up, this same
@@ -274,6 +282,7 @@ void gw_server_fini(gw_server *s)
     lws_sul_cancel(&s->sul_heartbeat);
     lws_context_destroy(s->ctx); /* closes what is left (LWS_CALLBACK_CLOSED) */
     s->ctx = NULL;
+    gw_typing_free_all(s);
     gw_user *u, *tmp;
     HASH_ITER(hh, s->users, u, tmp)
     {

@@ -324,22 +324,125 @@ static void test_presence(void **state)
     expect("{\"type\":\"presence\",\"user_ids\":[\"" UA "x\"]}", GW_E_BAD_REQUEST, NULL);
 }
 
-static void test_unsupported(void **state)
+static void test_open_dm(void **state)
 {
-    const char *cases[] = {
-        "{\"type\":\"open_dm\",\"req\":\"u\",\"user_id\":\"" UA "\"}",
-        "{\"type\":\"join_room\",\"req\":\"u\",\"room\":\"lobby\"}",
-        "{\"type\":\"leave_room\",\"req\":\"u\"}",
-        "{\"type\":\"history\",\"req\":\"u\",\"conversation_id\":5}",
-        "{\"type\":\"typing\",\"req\":\"u\"}",
-    };
-    for (size_t i = 0; i < 5; i++) {
-        gw_request *rq = parse(cases[i]);
-        assert_int_equal(rq->err, GW_E_UNAVAILABLE);
-        assert_string_equal(rq->err_msg, "not supported by this server yet");
-        assert_string_equal(rq->req, "u");
-        gw_request_free(rq);
+    gw_request *rq = parse("{\"type\":\"open_dm\",\"req\":\"d\",\"user_id\":\"" UA "\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_OPEN_DM);
+    assert_string_equal(rq->user_id, UA);
+    assert_string_equal(rq->req, "d");
+    gw_request_free(rq);
+    expect("{\"type\":\"open_dm\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"open_dm\",\"user_id\":\"\",\"req\":\"d\"}", GW_E_BAD_REQUEST, "d");
+    expect("{\"type\":\"open_dm\",\"user_id\":\"bob\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"open_dm\",\"user_id\":5}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"open_dm\",\"user_id\":null}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"open_dm\",\"user_id\":[\"" UA "\"]}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"open_dm\",\"user_id\":\"" UA "0\"}", GW_E_BAD_REQUEST, NULL);
+}
+
+static void room_expect(const char *type, const char *room_json, gw_err want)
+{
+    char json[256];
+    snprintf(json, sizeof json, "{\"type\":\"%s\",\"room\":%s,\"req\":\"q\"}", type,
+             room_json);
+    expect(json, want, "q");
+}
+
+static void test_rooms(void **state)
+{
+    gw_request *rq = parse("{\"type\":\"join_room\",\"room\":\"lobby-1_a\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_JOIN_ROOM);
+    assert_string_equal(rq->room, "lobby-1_a");
+    gw_request_free(rq);
+    rq = parse("{\"type\":\"leave_room\",\"room\":\"x\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_LEAVE_ROOM);
+    gw_request_free(rq);
+    char *r64 = repeat("r", 64), *r65 = repeat("r", 65), q[80];
+    const char *types[] = {"join_room", "leave_room"};
+    for (int t = 0; t < 2; t++) {
+        snprintf(q, sizeof q, "\"%s\"", r64);
+        room_expect(types[t], q, GW_E_NONE);
+        snprintf(q, sizeof q, "\"%s\"", r65);
+        room_expect(types[t], q, GW_E_BAD_REQUEST);
+        const char *bad[] = {"\"\"", "\"Bad Name\"", "\"Lobby\"", "\"a b\"", "\"a.b\"",
+                             "\"a/b\"", "\"caf\u00e9\"", "\"\\u0000\"", "5", "null",
+                             "[\"a\"]", "{}"};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+            room_expect(types[t], bad[i], GW_E_BAD_REQUEST);
     }
+    expect("{\"type\":\"join_room\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"leave_room\",\"req\":\"u\"}", GW_E_BAD_REQUEST, "u");
+    assert_true(gw_room_valid("0-9_az"));
+    assert_false(gw_room_valid(""));
+    free(r64);
+    free(r65);
+}
+
+static void history_expect(const char *extra, gw_err want)
+{
+    char json[256];
+    snprintf(json, sizeof json, "{\"type\":\"history\",\"conversation_id\":\"c1\"%s}", extra);
+    expect(json, want, NULL);
+}
+
+static void test_history(void **state)
+{
+    gw_request *rq = parse("{\"type\":\"history\",\"conversation_id\":\"c1\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_HISTORY);
+    assert_string_equal(rq->conversation_id, "c1");
+    assert_int_equal(rq->before, 0);
+    assert_int_equal(rq->limit, 0);
+    gw_request_free(rq);
+    rq = parse("{\"type\":\"history\",\"conversation_id\":\"c1\",\"before\":42,"
+               "\"limit\":100}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->before, 42);
+    assert_int_equal(rq->limit, 100);
+    gw_request_free(rq);
+    history_expect(",\"limit\":1", GW_E_NONE);
+    history_expect(",\"limit\":1.0", GW_E_NONE);
+    history_expect(",\"before\":1", GW_E_NONE);
+    history_expect(",\"before\":9007199254740992", GW_E_NONE);
+    const char *bad[] = {",\"limit\":0", ",\"limit\":101", ",\"limit\":\"5\"",
+                         ",\"limit\":null", ",\"limit\":2.5", ",\"limit\":-1",
+                         ",\"before\":0", ",\"before\":-1", ",\"before\":\"4\"",
+                         ",\"before\":null", ",\"before\":1.5", ",\"before\":1e300",
+                         ",\"before\":true"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        history_expect(bad[i], GW_E_BAD_REQUEST);
+    expect("{\"type\":\"history\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"history\",\"conversation_id\":5,\"req\":\"h\"}", GW_E_BAD_REQUEST,
+           "h");
+    expect("{\"type\":\"history\",\"conversation_id\":\"\"}", GW_E_BAD_REQUEST, NULL);
+}
+
+static void test_typing(void **state)
+{
+    gw_request *rq = parse("{\"type\":\"typing\",\"conversation_id\":\"c1\","
+                           "\"state\":\"start\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_int_equal(rq->type, GW_REQ_TYPING);
+    assert_string_equal(rq->conversation_id, "c1");
+    assert_true(rq->start);
+    gw_request_free(rq);
+    rq = parse("{\"type\":\"typing\",\"conversation_id\":\"c1\",\"state\":\"stop\"}");
+    assert_int_equal(rq->err, GW_E_NONE);
+    assert_false(rq->start);
+    gw_request_free(rq);
+    expect("{\"type\":\"typing\",\"conversation_id\":\"c1\",\"state\":\"maybe\","
+           "\"req\":\"t\"}", GW_E_BAD_REQUEST, "t");
+    expect("{\"type\":\"typing\",\"conversation_id\":\"c1\",\"state\":\"START\"}",
+           GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"typing\",\"conversation_id\":\"c1\",\"state\":true}",
+           GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"typing\",\"conversation_id\":\"c1\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"typing\",\"state\":\"start\"}", GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"typing\",\"conversation_id\":1,\"state\":\"start\"}",
+           GW_E_BAD_REQUEST, NULL);
 }
 
 /* ---- render ---- */
@@ -454,6 +557,61 @@ static void test_render_presence(void **state)
                  "{\"type\":\"presence\",\"statuses\":[]}");
 }
 
+static void test_render_conversations(void **state)
+{
+    const char *members[] = {UA, UB};
+    expect_frame(gw_render_conversation_dm("c1", members, "r"),
+                 "{\"type\":\"conversation\",\"conversation_id\":\"c1\",\"kind\":\"dm\","
+                 "\"members\":[\"" UA "\",\"" UB "\"],\"req\":\"r\"}");
+    expect_frame(gw_render_conversation_room("c2", "lobby", NULL),
+                 "{\"type\":\"conversation\",\"conversation_id\":\"c2\",\"kind\":\"room\","
+                 "\"room\":\"lobby\"}");
+    expect_frame(gw_render_left("c2", "x"),
+                 "{\"type\":\"left\",\"conversation_id\":\"c2\",\"req\":\"x\"}");
+    expect_frame(gw_render_typing("c1", UA, true),
+                 "{\"type\":\"typing\",\"conversation_id\":\"c1\",\"user_id\":\"" UA "\","
+                 "\"state\":\"start\"}");
+    expect_frame(gw_render_typing("c1", UA, false),
+                 "{\"type\":\"typing\",\"conversation_id\":\"c1\",\"user_id\":\"" UA "\","
+                 "\"state\":\"stop\"}");
+    expect_frame(gw_render_presence_push(UB, true, 1732540000000),
+                 "{\"type\":\"presence\",\"user_id\":\"" UB "\",\"status\":\"online\","
+                 "\"last_seen\":1732540000000}");
+    expect_frame(gw_render_presence_push(UB, false, 0),
+                 "{\"type\":\"presence\",\"user_id\":\"" UB "\",\"status\":\"offline\","
+                 "\"last_seen\":null}");
+}
+
+static void test_render_history(void **state)
+{
+    Chat__StoredMessage m1 = CHAT__STORED_MESSAGE__INIT, m2 = CHAT__STORED_MESSAGE__INIT;
+    m1.msg_id = "10";
+    m1.seq = 4;
+    m1.sender = UA;
+    m1.text = "a \"b\"";
+    m1.ts = 1732540000001;
+    m2.msg_id = "11";
+    m2.seq = 5;
+    m2.sender = UB;
+    m2.text = "c";
+    m2.ts = 1732540000002;
+    Chat__StoredMessage *msgs[] = {&m1, &m2};
+    expect_frame(gw_render_history("c1", msgs, 2, 4, "h"),
+                 "{\"type\":\"history\",\"conversation_id\":\"c1\",\"messages\":["
+                 "{\"msg_id\":\"10\",\"seq\":4,\"from\":\"" UA "\",\"text\":\"a \\\"b\\\"\","
+                 "\"ts\":1732540000001},"
+                 "{\"msg_id\":\"11\",\"seq\":5,\"from\":\"" UB "\",\"text\":\"c\","
+                 "\"ts\":1732540000002}],\"next_before\":4,\"req\":\"h\"}");
+    expect_frame(gw_render_history("c1", NULL, 0, 0, NULL),
+                 "{\"type\":\"history\",\"conversation_id\":\"c1\",\"messages\":[],"
+                 "\"next_before\":null}");
+    expect_frame(gw_render_history_rest(msgs + 1, 1, 0),
+                 "{\"messages\":[{\"msg_id\":\"11\",\"seq\":5,\"from\":\"" UB "\","
+                 "\"text\":\"c\",\"ts\":1732540000002}],\"next_before\":null}");
+    expect_frame(gw_render_rest_error(GW_E_NOT_MEMBER), "{\"error\":\"not_member\"}");
+    expect_frame(gw_render_rest_error(GW_E_UNAUTHORIZED), "{\"error\":\"unauthorized\"}");
+}
+
 static void test_frame_refs(void **state)
 {
     gw_frame *f = gw_frame_new("{}", 2);
@@ -475,7 +633,10 @@ int main(void)
         cmocka_unit_test(test_req),             cmocka_unit_test(test_search),
         cmocka_unit_test(test_end_chat),        cmocka_unit_test(test_send),
         cmocka_unit_test(test_send_length),     cmocka_unit_test(test_receipt),
-        cmocka_unit_test(test_presence),        cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_presence),        cmocka_unit_test(test_open_dm),
+        cmocka_unit_test(test_rooms),           cmocka_unit_test(test_history),
+        cmocka_unit_test(test_typing),          cmocka_unit_test(test_render_conversations),
+        cmocka_unit_test(test_render_history),
         cmocka_unit_test(test_render_basic),    cmocka_unit_test(test_render_error),
         cmocka_unit_test(test_render_messages), cmocka_unit_test(test_render_presence),
         cmocka_unit_test(test_frame_refs),
