@@ -16,9 +16,6 @@ def room_name():
     return "it-" + uuid.uuid4().hex[:12]
 
 
-NOT_BUILT = "not built yet: dm/rooms/history/typing/presence pushes come after the random-chat issue"
-
-
 class ConversationsTest(cluster.ClusterTestCase):
     cluster = CLUSTER
 
@@ -35,7 +32,6 @@ class ConversationsTest(cluster.ClusterTestCase):
             await r.expect_message(conv, sender.user_id, text, seq=seq, msg_id=ack["msg_id"], ts=ack["ts"])
         return ack
 
-    @unittest.skip(NOT_BUILT)
     async def test_open_dm(self):
         a, b = await self.connect(), await self.connect()
         conv = await self.dm(a, b)
@@ -54,7 +50,6 @@ class ConversationsTest(cluster.ClusterTestCase):
         await a.request({"type": "start_search"}, "searching", exact=True)
         await a.request({"type": "stop_search"}, "search_stopped", exact=True)
 
-    @unittest.skip(NOT_BUILT)
     async def test_rooms(self):
         a, b, c = await self.connect(), await self.connect(), await self.connect()
         room = room_name()
@@ -93,7 +88,6 @@ class ConversationsTest(cluster.ClusterTestCase):
         await b2.expect_message(conv, a.user_id, "five", seq=5)
         await b2.no_frame(0.2)
 
-    @unittest.skip(NOT_BUILT)
     async def test_history(self):
         a, b = await self.connect(), await self.connect()
         conv = await self.dm(a, b)
@@ -140,7 +134,6 @@ class ConversationsTest(cluster.ClusterTestCase):
             status, body, _ = http_get(base, path + q, headers=auth)
             self.assertEqual((q, status, json.loads(body)), (q, 400, {"error": "bad_request"}))
 
-    @unittest.skip(NOT_BUILT)
     async def test_receipts_relayed_in_dm_and_random(self):
         a, b = await self.connect(), await self.connect()
         for conv in (await self.dm(a, b), await pair(a, b)):
@@ -160,7 +153,6 @@ class ConversationsTest(cluster.ClusterTestCase):
                 await b.no_frame(0.1)
                 await a.no_frame(0.1)
 
-    @unittest.skip(NOT_BUILT)
     async def test_typing(self):
         a, b = await self.connect(), await self.connect()
         conv = await pair(a, b)
@@ -169,7 +161,7 @@ class ConversationsTest(cluster.ClusterTestCase):
             await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state=state)
         await a.no_frame(0.2)
 
-    @unittest.skip(NOT_BUILT)
+    @unittest.skip("not built yet: presence pushes (svc-presence contacts + PresenceEvt)")
     async def test_presence(self):
         a = await self.connect(skip_presence=False)
         b = await self.connect()

@@ -79,7 +79,6 @@ class GraceTest(cluster.ClusterTestCase):
         await b2.expect_ack(conv, cmid, seq=2)
         await a.expect_message(conv, b.user_id, "yes", seq=2)
 
-    @unittest.skip("not built yet: dm/rooms/history/typing/presence pushes come after the random-chat issue")
     async def test_typing_start_expires_into_stop(self):
         a, b = await self.connect(), await self.connect()
         conv = await pair(a, b)
