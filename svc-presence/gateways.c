@@ -143,6 +143,8 @@ static int close_chunk(const pres_env *env, chat_redis *r, int64_t now, bool *mo
                 continue;
             chat_debug("pres_offline_dead_gateway", "user=%s", u->str);
             pres_tell_match(env, CHAT__MATCH_REQUEST__BODY_USER_OFFLINE, u->str);
+            if (env->notify != NULL)
+                env->notify(env->nctx, u->str, false, now);
             offline++;
         }
     }

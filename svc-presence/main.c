@@ -1,7 +1,7 @@
-/* svc-presence: connections, last seen, reconnect grace. Wires things up:
- * configuration, event publisher (kept for presence events to come),
- * svc-match client, server, sweeper; runs until SIGINT/SIGTERM; tears down
- * in reverse. */
+/* svc-presence: connections, last seen, reconnect grace, presence pushes.
+ * Wires things up: configuration, event publisher, svc-match and
+ * svc-message clients, notifier, server, sweeper; runs until
+ * SIGINT/SIGTERM; tears down in reverse. */
 #include <stdlib.h>
 #include <time.h>
 
@@ -17,18 +17,22 @@
 #define PRES_SWEEP_INTERVAL_MS 100
 #define PRES_PEER_WAIT_MS 5000
 
-static const char *cfg_listen, *cfg_pub_listen, *cfg_match_addrs, *cfg_redis_host;
+static const char *cfg_listen, *cfg_pub_listen, *cfg_match_addrs, *cfg_message_addrs;
+static const char *cfg_redis_host;
 static long long cfg_redis_port, cfg_grace_ms, cfg_gw_ttl_ms, cfg_rpc_timeout_ms;
-static long long cfg_threads, cfg_contexts;
+static long long cfg_threads, cfg_contexts, cfg_notifiers, cfg_notify_queue;
 static const char *cfg_log_level;
 
 static const chat_cfg_item cfg_items[] = {
     {"CHAT_PRESENCE_LISTEN", CHAT_CFG_STR, "tcp://127.0.0.1:7401", 0, 0,
      "request/reply address to listen on", &cfg_listen},
     {"CHAT_PRESENCE_PUB_LISTEN", CHAT_CFG_STR, "tcp://127.0.0.1:7402", 0, 0,
-     "event publisher address to listen on (no events yet)", &cfg_pub_listen},
+     "event publisher address to listen on (presence pushes)", &cfg_pub_listen},
     {"CHAT_MATCH_ADDRS", CHAT_CFG_STR, "tcp://127.0.0.1:7301", 0, 0,
      "svc-match replicas (comma-separated)", &cfg_match_addrs},
+    {"CHAT_MESSAGE_ADDRS", CHAT_CFG_STR, "tcp://127.0.0.1:7201", 0, 0,
+     "svc-message replicas (comma-separated; contacts for presence pushes)",
+     &cfg_message_addrs},
     {"CHAT_REDIS_HOST", CHAT_CFG_STR, "127.0.0.1", 0, 0, "Redis host", &cfg_redis_host},
     {"CHAT_REDIS_PORT", CHAT_CFG_INT, "6379", 1, 65535, "Redis port", &cfg_redis_port},
     {"CHAT_RECONNECT_GRACE_MS", CHAT_CFG_INT, "15000", 0, 86400000,
@@ -41,6 +45,12 @@ static const chat_cfg_item cfg_items[] = {
      "worker threads (one Redis connection each)", &cfg_threads},
     {"CHAT_PRESENCE_CONTEXTS", CHAT_CFG_INT, "256", 1, 65536,
      "requests accepted at once", &cfg_contexts},
+    {"CHAT_PRESENCE_NOTIFIERS", CHAT_CFG_INT, "2", 1, 64,
+     "threads sending presence pushes to contacts (one Redis connection each)",
+     &cfg_notifiers},
+    {"CHAT_PRESENCE_NOTIFY_QUEUE", CHAT_CFG_INT, "10000", 1, 10000000,
+     "presence pushes waiting per notifier thread before new ones are dropped",
+     &cfg_notify_queue},
     {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",
      &cfg_log_level},
 };
@@ -56,7 +66,8 @@ int main(int argc, char **argv)
     pres_scripts_init();
 
     chat_pub *pub = NULL;
-    chat_rpc_client *match = NULL;
+    chat_rpc_client *match = NULL, *message = NULL;
+    pres_notifier *notifier = NULL;
     pres_server *srv = NULL;
     pres_sweeper *sweeper = NULL;
     int exit_code = 1;
@@ -74,7 +85,19 @@ int main(int argc, char **argv)
      * follows ours, and a disconnect before could not take users out of the
      * queue. */
     pres_peers_wait(match, "svc-match", PRES_PEER_WAIT_MS);
-    pres_env env = {pres_peers_match_call, match, cfg_grace_ms, cfg_gw_ttl_ms};
+    if ((rv = chat_rpc_client_open(&message, cfg_message_addrs, (int)cfg_rpc_timeout_ms)) != 0) {
+        chat_error("pres_message_client_failed", "urls=%s err=\"%s\"", cfg_message_addrs,
+                   nng_strerror(rv));
+        goto out;
+    }
+    pres_peers peers = {message, pub};
+    pres_notify_deps deps = {pres_peers_contacts, pres_peers_publish, &peers};
+    if (pres_notifier_start(&notifier, &deps, cfg_redis_host, (int)cfg_redis_port,
+                            PRES_REDIS_TIMEOUT_MS, (int)cfg_notifiers,
+                            (int)cfg_notify_queue) != 0)
+        goto out;
+    pres_env env = {pres_peers_match_call, match, cfg_grace_ms, cfg_gw_ttl_ms,
+                    pres_notifier_push, notifier};
     pres_server_cfg scfg = {cfg_listen, (int)cfg_contexts, (int)cfg_threads, cfg_redis_host,
                             (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS};
     if (pres_server_open(&srv, &scfg, &env) != 0)
@@ -95,6 +118,8 @@ int main(int argc, char **argv)
 out:
     pres_sweeper_stop(sweeper);
     pres_server_close(srv);
+    pres_notifier_stop(notifier); /* after the last one that could push */
+    chat_rpc_client_close(message);
     chat_rpc_client_close(match);
     chat_pub_close(pub);
     if (exit_code == 0)

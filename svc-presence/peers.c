@@ -1,9 +1,13 @@
 /* The outside world of svc-presence in production: svc-match over nng
- * request/reply (the pres_env callback). */
+ * request/reply (the pres_env callback), svc-message's contacts and the
+ * event publisher (the notifier's). */
 #include "presence.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "message.pb-c.h"
 
 #include <nng/nng.h>
 
@@ -41,4 +45,48 @@ bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms)
         nanosleep(&ts, NULL);
     }
     return true;
+}
+
+int pres_peers_contacts(void *ctx, const char *user, char ***ids, size_t *n)
+{
+    const pres_peers *p = ctx;
+    Chat__ContactsReq q = CHAT__CONTACTS_REQ__INIT;
+    q.user_id = (char *)user;
+    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.body_case = CHAT__MESSAGE_REQUEST__BODY_CONTACTS;
+    req.contacts = &q;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rv = chat_rpc_call(p->message, &req.base, &buf, &len);
+    if (rv != 0) {
+        chat_debug("pres_message_rpc_failed", "req=contacts err=\"%s\"", nng_strerror(rv));
+        return -1;
+    }
+    Chat__MessageReply *rep = chat__message_reply__unpack(NULL, len, buf);
+    free(buf);
+    if (rep == NULL || rep->code != CHAT__CODE__OK) {
+        chat_debug("pres_contacts_failed", "user=%s code=%d", user, rep ? (int)rep->code : -1);
+        chat__message_reply__free_unpacked(rep, NULL);
+        return -1;
+    }
+    size_t k = rep->n_contact_ids;
+    char **out = calloc(k + 1, sizeof *out);
+    for (size_t i = 0; out != NULL && i < k; i++) {
+        if ((out[i] = strdup(rep->contact_ids[i])) == NULL) {
+            pres_ids_free(out, i);
+            out = NULL;
+        }
+    }
+    chat__message_reply__free_unpacked(rep, NULL);
+    if (out == NULL)
+        return -1;
+    *ids = out;
+    *n = k;
+    return 0;
+}
+
+int pres_peers_publish(void *ctx, const Chat__Event *ev)
+{
+    const pres_peers *p = ctx;
+    return chat_pub_send(p->pub, &ev->base) == 0 ? 0 : -1;
 }

@@ -28,6 +28,7 @@
 #include "chat/redis.h"
 #include "chat/rpc.h"
 #include "chat/util.h"
+#include "events.pb-c.h"
 #include "match.pb-c.h"
 #include "presence.pb-c.h"
 
@@ -54,6 +55,11 @@ typedef struct pres_env {
     void *ctx;
     int64_t grace_ms;  /* CHAT_RECONNECT_GRACE_MS */
     int64_t gw_ttl_ms; /* CHAT_GATEWAY_TTL_MS */
+    /* A user came online (first connection) or went offline (last one
+     * closed, also by a dead gateway) at unix ms `at`: its contacts are to
+     * be told. Must not block (it queues). NULL: nobody is told. */
+    void (*notify)(void *nctx, const char *user, bool online, int64_t at);
+    void *nctx;
 } pres_env;
 
 /* ---- the reply ---- */
@@ -126,6 +132,46 @@ void pres_query(chat_redis *r, const Chat__QueryReq *q, int64_t now, pres_out *o
  * (0 when unknown). Returns 0, or -1 when the reply has another shape. */
 int pres_parse_query(const redisReply *rep, size_t n, bool *online, int64_t *seen);
 
+/* Online state and last seen (0: unknown) of one user. Returns 0, or -1
+ * when Redis is unreachable. */
+int pres_status_of(chat_redis *r, const char *user, bool *online, int64_t *seen);
+
+/* ---- notify.c: presence pushes to a user's contacts ---- */
+
+/* The notifier's outside world, injectable for tests. */
+typedef struct pres_notify_deps {
+    /* The user's contacts (other members of its DMs and open random chat),
+     * from svc-message. Returns 0 with *ids (malloc'd array of malloc'd
+     * strings, freed with pres_ids_free) and *n, or -1 (nothing written). */
+    int (*contacts)(void *ctx, const char *user, char ***ids, size_t *n);
+    /* Publishes an event; returns 0 or -1. */
+    int (*publish)(void *ctx, const Chat__Event *ev);
+    void *ctx;
+} pres_notify_deps;
+
+void pres_ids_free(char **ids, size_t n);
+/* One push, on a notifier thread at unix ms now: asks for the contacts,
+ * then reads the user's state again and publishes only if it still is the
+ * one this push is about (a user who left a moment after coming online is
+ * not announced online after its offline). `at` is when it happened.
+ * Returns 1 published, 0 nothing to do (no contacts, state moved on), -1
+ * failed (svc-message or the publisher unavailable). */
+int pres_notify_run(const pres_notify_deps *d, chat_redis *r, const char *user, bool online,
+                    int64_t at, int64_t now);
+
+typedef struct pres_notifier pres_notifier;
+/* Starts `threads` threads (a user always goes to the same one, so its
+ * pushes keep their order), each with its own Redis connection and a queue
+ * of at most queue_max pushes (more are dropped, logged). deps must
+ * outlive the notifier. Returns 0 (*out is the caller's) or -1. */
+int pres_notifier_start(pres_notifier **out, const pres_notify_deps *deps,
+                        const char *redis_host, int redis_port, int redis_timeout_ms,
+                        int threads, int queue_max);
+/* pres_env.notify: queues a push (nctx: the notifier). Never blocks. */
+void pres_notifier_push(void *nctx, const char *user, bool online, int64_t at);
+/* Drops what is queued, joins the threads, frees everything. NULL is fine. */
+void pres_notifier_stop(pres_notifier *n);
+
 /* ---- sweeper.c: the sweeper thread ---- */
 
 typedef struct pres_sweeper pres_sweeper;
@@ -141,6 +187,16 @@ void pres_sweeper_stop(pres_sweeper *s);
 
 /* pres_env.match_call over a chat_rpc_client (ctx). */
 int pres_peers_match_call(void *ctx, const Chat__MatchRequest *req, Chat__MatchReply **reply);
+/* The production notifier: contacts from svc-message and the event
+ * publisher. */
+typedef struct pres_peers {
+    chat_rpc_client *message;
+    chat_pub *pub;
+} pres_peers;
+/* pres_notify_deps.contacts over pres_peers.message (ctx: the pres_peers). */
+int pres_peers_contacts(void *ctx, const char *user, char ***ids, size_t *n);
+/* pres_notify_deps.publish over pres_peers.pub. */
+int pres_peers_publish(void *ctx, const Chat__Event *ev);
 /* Waits (at most max_ms, less when stopping) until c is connected to a
  * server. Returns true when it is; false is logged and not fatal. */
 bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms);

@@ -93,3 +93,9 @@ done:
     free(online);
     free(seen);
 }
+
+int pres_status_of(chat_redis *r, const char *user, bool *online, int64_t *seen)
+{
+    char *ids[] = {(char *)user};
+    return query_chunk(r, ids, 1, online, seen);
+}

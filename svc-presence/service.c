@@ -137,10 +137,14 @@ void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest
     case CHAT__PRESENCE_REQUEST__BODY_CONNECT:
         if (conn_valid(req->connect->user_id, req->connect->conn, out))
             pres_connect(r, req->connect, out);
+        if (out->reply.code == CHAT__CODE__OK && out->reply.first && env->notify != NULL)
+            env->notify(env->nctx, req->connect->user_id, true, now);
         break;
     case CHAT__PRESENCE_REQUEST__BODY_DISCONNECT:
         if (conn_valid(req->disconnect->user_id, req->disconnect->conn, out))
             pres_disconnect(env, r, req->disconnect, now, out);
+        if (out->reply.code == CHAT__CODE__OK && out->reply.last && env->notify != NULL)
+            env->notify(env->nctx, req->disconnect->user_id, false, now);
         break;
     case CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT:
         if (!gateway_id_valid(req->heartbeat->gateway_id))

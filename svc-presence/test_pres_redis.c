@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "presence.h"
 
@@ -439,6 +440,194 @@ static void dead_gateway_bounded_per_tick(void **state)
     assert_int_equal(rnum("ZCARD p:grace"), N);
 }
 
+/* ---- presence pushes ---- */
+
+typedef struct notified {
+    char user[CHAT_UUID_LEN + 1];
+    bool online;
+    int64_t at;
+} notified;
+
+static pthread_mutex_t nmu = PTHREAD_MUTEX_INITIALIZER;
+static notified nlist[64];
+static int n_notified;
+
+static void record_notify(void *nctx, const char *user, bool online, int64_t at)
+{
+    pthread_mutex_lock(&nmu);
+    if (n_notified < 64) {
+        snprintf(nlist[n_notified].user, sizeof nlist[0].user, "%s", user);
+        nlist[n_notified].online = online;
+        nlist[n_notified].at = at;
+        n_notified++;
+    }
+    pthread_mutex_unlock(&nmu);
+}
+
+static void notify_hooks(void **state)
+{
+    n_notified = 0;
+    env.notify = record_notify;
+    CONNECT(A, "gw1", 1, T0);           /* first: online */
+    CONNECT(A, "gw2", 2, T0 + 1);       /* second: nothing */
+    DISCONNECT(A, "gw1", 1, T0 + 2);    /* not the last: nothing */
+    DISCONNECT(A, "gw2", 2, T0 + 3);    /* last: offline */
+    heartbeat("gw3", 1, T0);
+    CONNECT(B, "gw3", 3, T0);           /* online */
+    pres_sweep_gateways(&env, R, T0 + TTL + 1); /* gw3 dead: B offline */
+    env.notify = NULL;
+    assert_int_equal(n_notified, 4);
+    const notified want[] = {{"", true, T0}, {"", false, T0 + 3}, {"", true, T0},
+                             {"", false, T0 + TTL + 1}};
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(nlist[i].user, i < 2 ? A : B);
+        assert_int_equal(nlist[i].online, want[i].online);
+        assert_int_equal(nlist[i].at, want[i].at);
+    }
+}
+
+/* A fake svc-message (contacts) and publisher. */
+typedef struct fake_deps {
+    pthread_mutex_t mu;
+    bool contacts_down, publish_down;
+    int n_contacts;                  /* contacts handed out per call */
+    int calls;
+    int published;
+    Chat__PresenceEvt last;          /* strings not kept */
+    char last_user[CHAT_UUID_LEN + 1];
+    size_t last_n;
+    char last_to0[CHAT_UUID_LEN + 1];
+} fake_deps;
+
+static fake_deps FD = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static int fake_contacts(void *ctx, const char *user, char ***ids, size_t *n)
+{
+    fake_deps *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->calls++;
+    bool down = f->contacts_down;
+    int k = f->n_contacts;
+    pthread_mutex_unlock(&f->mu);
+    if (down)
+        return -1;
+    char **out = calloc((size_t)k + 1, sizeof *out);
+    for (int i = 0; i < k; i++) {
+        out[i] = malloc(CHAT_UUID_LEN + 1);
+        snprintf(out[i], CHAT_UUID_LEN + 1, "%s", users[3 + i % 4]);
+    }
+    *ids = out;
+    *n = (size_t)k;
+    return 0;
+}
+
+static int fake_publish(void *ctx, const Chat__Event *ev)
+{
+    fake_deps *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    int rv = -1;
+    if (!f->publish_down && ev->body_case == CHAT__EVENT__BODY_PRESENCE) {
+        f->published++;
+        f->last = *ev->presence;
+        snprintf(f->last_user, sizeof f->last_user, "%s", ev->presence->user_id);
+        f->last_n = ev->n_user_ids;
+        snprintf(f->last_to0, sizeof f->last_to0, "%s", ev->n_user_ids ? ev->user_ids[0] : "");
+        rv = 0;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return rv;
+}
+
+static void fake_deps_reset(int n_contacts)
+{
+    pthread_mutex_lock(&FD.mu);
+    FD.contacts_down = FD.publish_down = false;
+    FD.n_contacts = n_contacts;
+    FD.calls = FD.published = 0;
+    FD.last_n = 0;
+    pthread_mutex_unlock(&FD.mu);
+}
+
+static const pres_notify_deps fdeps = {fake_contacts, fake_publish, &FD};
+
+static void notify_run_rechecks_state(void **state)
+{
+    fake_deps_reset(2);
+    CONNECT(A, "gw1", 1, T0);
+    /* Online and still online: published with last_seen = now, to both. */
+    assert_int_equal(pres_notify_run(&fdeps, R, A, true, T0, T0 + 50), 1);
+    assert_string_equal(FD.last_user, A);
+    assert_true(FD.last.online);
+    assert_int_equal(FD.last.last_seen, T0 + 50);
+    assert_int_equal(FD.last_n, 2);
+    assert_string_equal(FD.last_to0, users[3]);
+    /* An offline push while the user is online again: dropped (the online
+     * one is the truth and comes, or came, by itself). */
+    assert_int_equal(pres_notify_run(&fdeps, R, A, false, T0, T0 + 60), 0);
+    DISCONNECT(A, "gw1", 1, T0 + 100);
+    /* And the other way round; the offline push carries the close time. */
+    assert_int_equal(pres_notify_run(&fdeps, R, A, true, T0, T0 + 150), 0);
+    assert_int_equal(pres_notify_run(&fdeps, R, A, false, T0 + 100, T0 + 200), 1);
+    assert_false(FD.last.online);
+    assert_int_equal(FD.last.last_seen, T0 + 100);
+    assert_int_equal(FD.published, 2);
+    /* No contacts: nothing published (and nothing read). */
+    fake_deps_reset(0);
+    assert_int_equal(pres_notify_run(&fdeps, R, A, false, T0 + 100, T0 + 200), 0);
+    assert_int_equal(FD.published, 0);
+    /* svc-message or the publisher down: failed, nothing published. */
+    fake_deps_reset(1);
+    FD.contacts_down = true;
+    assert_int_equal(pres_notify_run(&fdeps, R, A, false, T0 + 100, T0 + 200), -1);
+    FD.contacts_down = false;
+    FD.publish_down = true;
+    assert_int_equal(pres_notify_run(&fdeps, R, A, false, T0 + 100, T0 + 200), -1);
+    assert_int_equal(FD.published, 0);
+    /* Redis down: the push is published as it came. */
+    FD.publish_down = false;
+    chat_redis *dead = chat_redis_new("127.0.0.1", 1, 200);
+    assert_int_equal(pres_notify_run(&fdeps, dead, B, true, T0, T0 + 7), 1);
+    assert_true(FD.last.online);
+    assert_int_equal(FD.last.last_seen, T0 + 7);
+    assert_int_equal(pres_notify_run(&fdeps, dead, B, false, T0 + 3, T0 + 7), 1);
+    assert_int_equal(FD.last.last_seen, T0 + 3);
+    chat_redis_free(dead);
+}
+
+static void notifier_threads(void **state)
+{
+    fake_deps_reset(1);
+    pres_notifier *nt = NULL;
+    /* Database 0 of the test Redis: nobody is connected there, so offline
+     * pushes pass the re-check and online ones are dropped. */
+    assert_int_equal(pres_notifier_start(&nt, &fdeps, "127.0.0.1", redis_port, 1000, 2, 4), 0);
+    char u[10][CHAT_UUID_LEN + 1];
+    for (int i = 0; i < 10; i++) {
+        chat_uuid_new(u[i]);
+        pres_notifier_push(nt, u[i], false, T0 + i);
+    }
+    pres_notifier_push(nt, u[0], true, T0);
+    pres_notifier_push(nt, "not-a-user", false, T0); /* ignored */
+    int calls = 0;
+    for (int i = 0; i < 300; i++) {
+        pthread_mutex_lock(&FD.mu);
+        calls = FD.calls;
+        pthread_mutex_unlock(&FD.mu);
+        if (calls >= 11)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    pres_notifier_stop(nt);
+    /* Queues of 4 on 2 threads: some pushes may have been dropped when
+     * they came faster than the fake answered, never more than that. */
+    assert_true(FD.calls >= 1 && FD.calls <= 11);
+    assert_true(FD.published <= FD.calls);
+    assert_true(FD.published >= 1);
+    print_message("notifier: %d contacts calls, %d published\n", FD.calls, FD.published);
+    pres_notifier_stop(NULL);
+}
+
 static void redis_down_is_unavailable(void **state)
 {
     chat_redis *dead = chat_redis_new("127.0.0.1", 1, 200);
@@ -471,7 +660,7 @@ int main(void)
     redis_port = atoi(port);
     pres_scripts_init();
     F = calloc(1, sizeof *F);
-    env = (pres_env){fake_match_call, F, GRACE, TTL};
+    env = (pres_env){fake_match_call, F, GRACE, TTL, NULL, NULL};
     R = connect_db();
 
     const struct CMUnitTest tests[] = {
@@ -487,6 +676,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(dead_gateway_keeps_resynced_connections, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(dead_gateway_bounded_per_tick, setup, teardown),
+        cmocka_unit_test_setup_teardown(notify_hooks, setup, teardown),
+        cmocka_unit_test_setup_teardown(notify_run_rechecks_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(notifier_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(redis_down_is_unavailable, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
