@@ -161,7 +161,6 @@ class ConversationsTest(cluster.ClusterTestCase):
             await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state=state)
         await a.no_frame(0.2)
 
-    @unittest.skip("not built yet: presence pushes (svc-presence contacts + PresenceEvt)")
     async def test_presence(self):
         a = await self.connect(skip_presence=False)
         b = await self.connect()
