@@ -8,4 +8,11 @@
 /* Packs msg into a new nng message. Returns 0 (caller owns *out) or an nng error. */
 int chat_pb_to_nng(const ProtobufCMessage *msg, nng_msg **out);
 
+/* nng_close() with a deadline. nng 1.5.2 can block forever in nng_close()
+ * when peers keep sending while a socket closes (seen with REQ and REP
+ * contexts). Returns 0 once closed, or -1 after ms: the close goes on in a
+ * detached thread, and the caller must then leave alone (leak) everything
+ * the socket's callbacks might still touch. Only used at shutdown. */
+int chat_nng_close_bounded(nng_socket s, int ms);
+
 #endif

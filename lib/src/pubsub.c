@@ -55,7 +55,8 @@ void chat_pub_close(chat_pub *p)
 {
     if (p == NULL)
         return;
-    nng_close(p->sock);
+    if (chat_nng_close_bounded(p->sock, 2000) != 0)
+        return;
     free(p);
 }
 
@@ -136,7 +137,8 @@ void chat_sub_close(chat_sub *s)
 {
     if (s == NULL)
         return;
-    nng_close(s->sock);
+    if (chat_nng_close_bounded(s->sock, 2000) != 0)
+        return; /* the receive callback may still run: keep s */
     nng_aio_stop(s->aio);
     nng_aio_free(s->aio);
     free(s);

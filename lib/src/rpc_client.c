@@ -194,6 +194,8 @@ void chat_rpc_client_close(chat_rpc_client *c)
 {
     if (c == NULL)
         return;
-    nng_close(c->sock);
+    /* Stuck: the pipe callbacks may still touch c, so it stays allocated. */
+    if (chat_nng_close_bounded(c->sock, 2000) != 0)
+        return;
     free(c);
 }

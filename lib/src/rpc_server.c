@@ -161,7 +161,8 @@ void chat_rpc_server_close(chat_rpc_server *srv)
         nanosleep(&ts, NULL);
     }
     bool leak = server_busy(srv);
-    nng_close(srv->sock);
+    if (chat_nng_close_bounded(srv->sock, 2000) != 0)
+        return; /* nng may still call into the jobs: leave them be */
     if (leak) {
         chat_log(CHAT_LOG_WARN, "rpc_close_busy", "jobs still at work; not freed");
         return;
