@@ -161,6 +161,115 @@ class ConversationsTest(cluster.ClusterTestCase):
             await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state=state)
         await a.no_frame(0.2)
 
+    async def test_typing_errors(self):
+        a, b, c = await self.connect(), await self.connect(), await self.connect()
+        conv = await pair(a, b)
+        req = c.next_req()
+        await c.send({"type": "typing", "conversation_id": conv, "state": "start", "req": req})
+        await c.expect_error("not_member", req=req)
+        await c.send({"type": "typing", "conversation_id": str(uuid.uuid4()), "state": "start"})
+        await c.expect_error("not_found")
+        await c.send({"type": "typing", "conversation_id": "not-a-conversation", "state": "stop"})
+        await c.expect_error("not_found")
+        await a.send({"type": "end_chat", "conversation_id": conv})
+        await a.expect("chat_ended", exact=True, conversation_id=conv, by="you")
+        await b.expect("chat_ended", exact=True, conversation_id=conv, by="partner")
+        req = b.next_req()
+        await b.send({"type": "typing", "conversation_id": conv, "state": "start", "req": req})
+        await b.expect_error("conversation_closed", req=req)
+        await a.no_frame(0.2)
+        # Still usable afterwards.
+        await c.request({"type": "presence", "user_ids": []}, "presence", exact=True, statuses=[])
+
+    async def test_typing_in_room(self):
+        a, b, c = await self.connect(), await self.connect(), await self.connect()
+        room = room_name()
+        conv = None
+        for x in (a, b, c):
+            f = await x.request({"type": "join_room", "room": room}, "conversation", exact=True,
+                                conversation_id=is_id, kind="room", room=room)
+            conv = f["conversation_id"]
+        for state in ("start", "stop"):
+            await b.send({"type": "typing", "conversation_id": conv, "state": state})
+            for x in (a, c):
+                await x.expect("typing", exact=True, conversation_id=conv, user_id=b.user_id, state=state)
+        await b.no_frame(0.2)
+
+    async def test_history_of_ended_random_chat(self):
+        a, b = await self.connect(), await self.connect()
+        conv = await pair(a, b)
+        ack = await self.send_ok(a, conv, "before the end", 1, b)
+        await a.send({"type": "end_chat", "conversation_id": conv})
+        await a.expect("chat_ended", exact=True, conversation_id=conv, by="you")
+        await b.expect("chat_ended", exact=True, conversation_id=conv, by="partner")
+        page = {"msg_id": ack["msg_id"], "seq": 1, "from": a.user_id, "text": "before the end", "ts": ack["ts"]}
+        for x in (a, b):
+            await x.request({"type": "history", "conversation_id": conv, "before": 1000}, "history",
+                            exact=True, conversation_id=conv, messages=[page], next_before=None)
+        await a.request({"type": "history", "conversation_id": conv, "before": 1}, "history",
+                        exact=True, conversation_id=conv, messages=[], next_before=None)
+        status, body, _ = http_get(self.cluster.http_url(0), f"/api/conversations/{conv}/messages",
+                                   headers={"Authorization": "bearer " + b.session})
+        self.assertEqual((status, json.loads(body)), (200, {"messages": [page], "next_before": None}))
+
+    async def test_rest_paths_and_args(self):
+        a, b = await self.connect(), await self.connect()
+        conv = await self.dm(a, b)
+        base = self.cluster.http_url(0)
+        auth = {"Authorization": "Bearer " + a.session}
+        status, body, headers = http_get(base, f"/api/conversations/{conv}/messages?x=1&limit=5", headers=auth)
+        self.assertEqual((status, json.loads(body)), (200, {"messages": [], "next_before": None}))
+        self.assertTrue(headers.get("content-type", headers.get("Content-Type", "")).startswith("application/json"))
+        for path in ("/api/conversations", f"/api/conversations/{conv}", f"/api/conversations/{conv}/messages/x",
+                     "/api/nope"):
+            status, body, _ = http_get(base, path, headers=auth)
+            self.assertEqual((path, status, json.loads(body)), (path, 404, {"error": "not_found"}))
+        for hdr in ("Basic " + a.session, a.session, "Bearer", "Bearer " + a.session[:-1]):
+            status, body, _ = http_get(base, f"/api/conversations/{conv}/messages",
+                                       headers={"Authorization": hdr})
+            self.assertEqual((hdr, status, json.loads(body)), (hdr, 401, {"error": "unauthorized"}))
+        # Bad parameters are checked before membership: 400 even for a stranger's request.
+        status, body, _ = http_get(base, f"/api/conversations/{uuid.uuid4()}/messages?limit=1000", headers=auth)
+        self.assertEqual((status, json.loads(body)), (400, {"error": "bad_request"}))
+        # The socket stays usable for the next request (keep-alive) and the WebSocket side is unaffected.
+        await a.request({"type": "presence", "user_ids": []}, "presence", exact=True, statuses=[])
+
+    async def test_open_dm_to_a_user_just_connected(self):
+        a = await self.connect()
+        for _ in range(5):
+            b = await self.connect()
+            # b's id is known from its `connected` frame on: a DM to it never says not_found.
+            conv = await self.dm(a, b)
+            await self.send_ok(a, conv, "hi new one", 1, b)
+        await a.send({"type": "open_dm", "user_id": "not-a-uuid"})
+        await a.expect_error("bad_request")
+        await a.send({"type": "open_dm", "user_id": a.user_id.upper()})   # oneself, other case
+        await a.expect_error("bad_request")
+
+    async def test_presence_contacts(self):
+        # Pushes go to the members of the user's DMs and open random chat only.
+        a = await self.connect(skip_presence=False)
+        b = await self.connect()
+        c = await self.connect(skip_presence=False)
+        d = await self.connect(skip_presence=False)
+        conv = await pair(a, b)
+        room = room_name()
+        for x in (b, c):
+            await x.request({"type": "join_room", "room": room}, "conversation", exact=True,
+                            conversation_id=is_id, kind="room", room=room)
+        await b.close()
+        await a.expect("presence", exact=True, user_id=b.user_id, status="offline", last_seen=is_now_ms)
+        b2 = await self.connect(session=b.session)
+        await a.expect("presence", exact=True, user_id=b.user_id, status="online", last_seen=is_now_ms)
+        # An ended random chat: no more pushes.
+        await a.send({"type": "end_chat", "conversation_id": conv})
+        await a.expect("chat_ended", exact=True, conversation_id=conv, by="you")
+        await b2.expect("chat_ended", exact=True, conversation_id=conv, by="partner")
+        await b2.close()
+        await a.no_frame(0.5)
+        await c.no_frame(0.05)     # a room is no DM
+        await d.no_frame(0.05)     # a stranger
+
     async def test_presence(self):
         a = await self.connect(skip_presence=False)
         b = await self.connect()

@@ -90,6 +90,29 @@ class GraceTest(cluster.ClusterTestCase):
         await b.no_frame(0.3)
         await a.no_frame(0.05)
 
+    async def test_typing_refresh_and_stop(self):
+        a, b = await self.connect(), await self.connect()
+        conv = await pair(a, b)
+        # A refreshed start postpones the automatic stop...
+        await a.send({"type": "typing", "conversation_id": conv, "state": "start"})
+        await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state="start")
+        await b.no_frame(0.6)
+        await a.send({"type": "typing", "conversation_id": conv, "state": "start"})
+        await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state="start")
+        await b.no_frame(0.5)      # past the first start's 1 s
+        await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state="stop", timeout=5)
+        # ...and an explicit stop settles it: no second stop later.
+        await a.send({"type": "typing", "conversation_id": conv, "state": "start"})
+        await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state="start")
+        await a.send({"type": "typing", "conversation_id": conv, "state": "stop"})
+        await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state="stop")
+        await b.no_frame(1.5)
+        # The typist's connection closing does not keep the other side waiting.
+        await a.send({"type": "typing", "conversation_id": conv, "state": "start"})
+        await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state="start")
+        await a.close()
+        await b.expect("typing", exact=True, conversation_id=conv, user_id=a.user_id, state="stop", timeout=5)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -74,6 +74,18 @@ class MalformedTest(cluster.ClusterTestCase):
             {"type": "join_room", "room": ""},
             {"type": "join_room", "room": "r" * 65},
             {"type": "open_dm", "user_id": a.user_id},      # oneself
+            {"type": "open_dm", "user_id": "nope"},
+            {"type": "open_dm"},
+            {"type": "join_room"},
+            {"type": "join_room", "room": 5},
+            {"type": "leave_room", "room": "Bad/Name"},
+            {"type": "leave_room"},
+            {"type": "history"},
+            {"type": "history", "conversation_id": conv, "before": "3"},
+            {"type": "history", "conversation_id": conv, "before": 1.5},
+            {"type": "history", "conversation_id": conv, "limit": None},
+            {"type": "typing", "conversation_id": conv},
+            {"type": "typing", "state": "start"},
         ]
         for obj in cases:
             with self.subTest(obj=json.dumps(obj)[:120]):
