@@ -1,7 +1,12 @@
 """Direct messages, rooms, history (WebSocket and REST), receipts, typing and presence."""
 
+import asyncio
 import json
+import signal
+import socket
 import unittest
+import urllib.error
+import urllib.request
 import uuid
 
 import cluster
@@ -10,6 +15,17 @@ from cluster import http_get
 
 CLUSTER = cluster.Cluster(gateways=1, name="conversations")
 setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
+
+
+def _get_or_timeout(url, headers, timeout):
+    """GET that gives up (closing its socket) after `timeout` s; returns the status or "timeout"."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (socket.timeout, TimeoutError, urllib.error.URLError):
+        return "timeout"
 
 
 def room_name():
@@ -233,6 +249,33 @@ class ConversationsTest(cluster.ClusterTestCase):
         self.assertEqual((status, json.loads(body)), (400, {"error": "bad_request"}))
         # The socket stays usable for the next request (keep-alive) and the WebSocket side is unaffected.
         await a.request({"type": "presence", "user_ids": []}, "presence", exact=True, statuses=[])
+
+    async def test_rest_waits_for_a_hung_backend(self):
+        # svc-message stopped (SIGSTOP): the REST call waits for the request timeout and
+        # answers 503; a client that hangs up meanwhile costs nothing; the WebSocket side
+        # keeps answering other requests the whole time (the HTTP handler never blocks).
+        self.cluster.skip_unless_local("stops svc-message")
+        a, b = await self.connect(), await self.connect()
+        conv = await self.dm(a, b)
+        base = self.cluster.http_url(0)
+        path = f"/api/conversations/{conv}/messages"
+        auth = {"Authorization": "Bearer " + a.session}
+        loop = asyncio.get_running_loop()
+        msg = self.cluster.procs["svc-message"].popen
+        msg.send_signal(signal.SIGSTOP)
+        try:
+            # One that gives up after 0.3 s, one that waits for the answer.
+            quitter = loop.run_in_executor(None, lambda: _get_or_timeout(base + path, auth, 0.3))
+            waiter = loop.run_in_executor(None, lambda: http_get(base, path, timeout=10, headers=auth))
+            for _ in range(3):
+                await a.request({"type": "presence", "user_ids": []}, "presence", exact=True, statuses=[])
+            self.assertEqual(await quitter, "timeout")
+            status, body, _ = await waiter
+            self.assertEqual((status, json.loads(body)), (503, {"error": "unavailable"}))
+        finally:
+            msg.send_signal(signal.SIGCONT)
+        status, body, _ = http_get(base, path, headers=auth)
+        self.assertEqual((status, json.loads(body)), (200, {"messages": [], "next_before": None}))
 
     async def test_open_dm_to_a_user_just_connected(self):
         a = await self.connect()
