@@ -111,8 +111,7 @@ int gw_api_request(gw_server *s, gw_conn *c, struct lws *wsi, const char *path)
 {
     char conv[GW_ID_MAX + 1], user[CHAT_UUID_LEN + 1];
     if (!gw_api_history_path(path, conv))
-        return gw_http_respond(c, wsi, 404, "application/json", "{\"error\":\"not_found\"}",
-                               21, true);
+        return api_error_now(c, wsi, GW_E_NOT_FOUND);
     if (!api_user(s, wsi, user))
         return api_error_now(c, wsi, GW_E_UNAUTHORIZED);
     uint64_t before = 0, limit = 0;
