@@ -13,7 +13,7 @@ import cluster
 from client import ANY, is_id, is_int, is_now_ms, new_id, pair
 from cluster import http_get
 
-CLUSTER = cluster.Cluster(gateways=1, name="conversations")
+CLUSTER = cluster.Cluster(gateways=2, name="conversations")
 setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
 
 
@@ -312,6 +312,30 @@ class ConversationsTest(cluster.ClusterTestCase):
         await a.no_frame(0.5)
         await c.no_frame(0.05)     # a room is no DM
         await d.no_frame(0.05)     # a stranger
+
+    async def test_across_gateways(self):
+        if self.cluster.external:
+            self.skipTest("external cluster: one gateway")
+        a = await self.connect(gw=0, skip_presence=False)
+        b = await self.connect(gw=1)
+        conv = await self.dm(a, b)          # b registered through gateway 2, found from gateway 1
+        await self.send_ok(b, conv, "over there", 1, a)
+        await b.send({"type": "typing", "conversation_id": conv, "state": "start"})
+        await a.expect("typing", exact=True, conversation_id=conv, user_id=b.user_id, state="start")
+        room = room_name()
+        ids = set()
+        for x in (a, b):
+            f = await x.request({"type": "join_room", "room": room}, "conversation", exact=True,
+                                conversation_id=is_id, kind="room", room=room)
+            ids.add(f["conversation_id"])
+        self.assertEqual(len(ids), 1)
+        await self.send_ok(a, ids.pop(), "room hello", 1, b)
+        status, body, _ = http_get(self.cluster.http_url(1), f"/api/conversations/{conv}/messages",
+                                   headers={"Authorization": "Bearer " + a.session})
+        self.assertEqual(status, 200, body)
+        self.assertEqual([m["text"] for m in json.loads(body)["messages"]], ["over there"])
+        await b.close()
+        await a.expect("presence", exact=True, user_id=b.user_id, status="offline", last_seen=is_now_ms)
 
     async def test_presence(self):
         a = await self.connect(skip_presence=False)
