@@ -134,7 +134,7 @@ def targets(run, out):
     p5k = None
     for n in chat_points(run):
         j = run.point(n)
-        if j and abs(j.get("offered_per_s", 0) - 5000) < 1 and "2gw" not in n:
+        if j and abs(j.get("offered_per_s", 0) - 5000) < 1 and n.startswith("chat_r"):
             p5k = (n, j)
             break
     if p5k:
@@ -199,6 +199,7 @@ def section_machine(run, out, args):
                      ("postgresql", "PostgreSQL"), ("pg_settings", "PostgreSQL settings"),
                      ("redis", "Redis"), ("libwebsockets", "libwebsockets"), ("nng", "nng"),
                      ("protobuf_c", "protobuf-c"), ("hiredis", "hiredis"), ("cc", "compiler"),
+                     ("env_overrides", "CHAT_* settings changed from their defaults (besides CHAT_RATE_PER_MIN=0)"),
                      ("load_before", "load average before the run"),
                      ("load_after", "load average after the run")):
         if m.get(k) not in (None, ""):

@@ -37,6 +37,8 @@ Flags:
 Environment:
   CHAT_BENCH_BUILD_DIR   build directory [build-bench/ at the repo root]
   CHAT_BENCH_STATE       state dir [a new /tmp/chat-bench.XXXXXX]
+  CHAT_BENCH_COMMIT      commit to name in the report when the tree is not a git
+                         checkout (e.g. built from \`git archive\`) [git rev-parse HEAD]
 Ports (loopback): PostgreSQL 19432, Redis 19379, svc-message 19201/19202,
 svc-match 19301/19302, svc-presence 19401/19402, gateways 19080-19083.
 EOF
@@ -315,11 +317,27 @@ print(json.dumps(out))
 EOF
 }
 
+# Waits (at most 60 s) until the cluster is nearly idle: the previous
+# point's closing connections can keep svc-presence and the gateways busy
+# for a while, and that work must not be charged to the next point.
+settle() {
+    local i a b busy
+    for ((i = 0; i < 60; i++)); do
+        a=$(cpu_snapshot | awk '{ s += $2 } END { print s }')
+        sleep 1
+        b=$(cpu_snapshot | awk '{ s += $2 } END { print s }')
+        busy=$(( (b - a) * 100 / HZ ))   # % of one core over that second
+        ((busy < 10)) && return 0
+    done
+    say "the cluster is still busy (${busy}% of a core) after 60 s; going on"
+}
+
 # ---- one chat-bench point -----------------------------------------------------------
 # point NAME TITLE chat-bench-args... : runs it with --json, saves JSON, CPU, command.
 point() {
     local name=$1 title=$2; shift 2
     check_all_alive
+    settle
     say "point $name: $title"
     local cmd=("$BIN/chat-bench" "$@" --json)
     printf '%s\t%s\n' "$name" "chat-bench ${*} --json" >>"$COMMANDS"
@@ -340,7 +358,6 @@ EOF
     if [[ $rc -ne 0 ]]; then
         say "point $name: chat-bench exited $rc: $(tail -3 "$POINTS/$name.log" | tr '\n' ' ')"
     fi
-    sleep 2  # let presence and the gateways settle between points
 }
 
 # ---- the ceiling ----------------------------------------------------------------------
@@ -400,8 +417,8 @@ facts = {
   "nproc": os.cpu_count(), "cpu_model": model, "mem_total": mem.get("MemTotal", ""),
   "kernel": platform.release(), "os": sh(". /etc/os-release && echo \$PRETTY_NAME"),
   "open_files": sh("ulimit -n"),
-  "git_commit": sh("git -C '$ROOT' rev-parse --short HEAD"),
-  "git_dirty": sh("git -C '$ROOT' status --porcelain --untracked-files=no | wc -l"),
+  "git_commit": os.environ.get("CHAT_BENCH_COMMIT") or sh("git -C '$ROOT' rev-parse --short HEAD 2>/dev/null") or "unknown",
+  "git_dirty": "0" if os.environ.get("CHAT_BENCH_COMMIT") else sh("git -C '$ROOT' status --porcelain --untracked-files=no 2>/dev/null | wc -l"),
   "postgresql": sh("'$PG_BIN/postgres' --version"),
   "redis": sh("redis-server --version"),
   "libwebsockets": sh("pkg-config --modversion libwebsockets"),
@@ -411,6 +428,10 @@ facts = {
   "cc": sh("cc --version | head -1"),
   "pg_settings": sh("psql -X -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -tAc \"SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','wal_sync_method','shared_buffers','max_connections','full_page_writes','commit_delay')\""),
   "date": sh("date -u +%Y-%m-%dT%H:%MZ"),
+  "env_overrides": " ".join(sorted(k + "=" + v for k, v in os.environ.items() if k.startswith("CHAT_")
+      and k not in ("CHAT_SESSION_SECRET", "CHAT_RATE_PER_MIN", "CHAT_LOG_LEVEL", "CHAT_PG_DSN", "CHAT_REDIS_HOST",
+                    "CHAT_REDIS_PORT", "CHAT_GATEWAY_BIND") and not k.endswith(("_LISTEN", "_ADDRS"))
+      and not k.startswith("CHAT_BENCH_") and k != "CHAT_PG_BIN")) or "none",
   "load_before": " ".join(open("/proc/loadavg").read().split()[0:3]),
 }
 json.dump(facts, open(sys.argv[1], "w"), indent=1)
@@ -461,6 +482,9 @@ for r in "${RATES[@]}"; do
     point "chat_r$r" "chat, $PAIRS pairs x 2 senders x $r msg/s, one gateway" \
         chat --url "$GW1" --pairs "$PAIRS" --rate "$r" --duration "$CHAT_S" --drain 10 --ramp 2000 -q
 done
+point chat_dm "chat over DMs (open_dm), $PAIRS pairs x 2 senders x ${RATES[0]} msg/s, one gateway" \
+    chat --url "$GW1" --conv dm --pairs "$PAIRS" --rate "${RATES[0]}" --duration "$CHAT_S" --drain 10 \
+    --ramp 2000 -q
 use_gateways 2
 point chat_2gw "chat, $PAIRS pairs x 2 senders x ${RATES[0]} msg/s, each pair across two gateways" \
     chat --url "$GW1,ws://127.0.0.1:$((GW_PORT + 1))/ws" --pairs "$PAIRS" --rate "${RATES[0]}" \
