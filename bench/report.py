@@ -84,7 +84,7 @@ class Run:
         p = self.points.get(name)
         return (p or {}).get("json")
 
-    def cpu_row(self, name, cpu, wall, bench_cpu):
+    def cpu_row(self, name, cpu, wall, bench_cpu, load1=None):
         cells = []
         total = 0.0
         for proc in PROCS:
@@ -100,7 +100,10 @@ class Run:
             total += pct
         else:
             cells.append("–")
-        return f"| {name} | {wall:.1f} | " + " | ".join(cells) + f" | **{total:.0f}** |"
+        machine = cpu.get("machine", {}).get("pct")
+        others = f"{max(0.0, machine - total):.0f}" if machine is not None else "–"
+        load = f"{load1:.1f}" if load1 is not None else "–"
+        return f"| {name} | {wall:.1f} | " + " | ".join(cells) + f" | **{total:.0f}** | {others} | {load} |"
 
 
 def chat_points(run):
@@ -292,9 +295,12 @@ def section_match_idle_storm(run, out):
 def section_cpu(run, out):
     out.append("### CPU per process during each point\n")
     out.append("% of one core over the point's wall time (from /proc/PID/stat utime+stime; PostgreSQL = "
-               "postmaster and every backend; chat-bench = its own getrusage). Two cores = 200 %.\n")
-    out.append("| point | wall s | " + " | ".join(PROCS) + " | chat-bench | total |")
-    out.append("|---|---|" + "---|" * (len(PROCS) + 2))
+               "postmaster and every backend; chat-bench = its own getrusage). Two cores = 200 %. "
+               "*others* = the machine's busy time (/proc/stat) minus all of these: processes outside "
+               "the benchmark (e.g. other test runs on a shared machine); *load* = 1-minute load average "
+               "when the point started.\n")
+    out.append("| point | wall s | " + " | ".join(PROCS) + " | chat-bench | total | others | load |")
+    out.append("|---|---|" + "---|" * (len(PROCS) + 4))
     for name in ("ceiling_single", "ceiling_multi"):
         c = run.ceil.get(name)
         if c:
@@ -303,7 +309,7 @@ def section_cpu(run, out):
         p = run.points[n]
         j = p["json"] or {}
         bench = (j.get("bench") or {}).get("cpu_s")
-        out.append(run.cpu_row(n, p["cpu"], p["meta"].get("wall_s", 0), bench))
+        out.append(run.cpu_row(n, p["cpu"], p["meta"].get("wall_s", 0), bench, p["meta"].get("load1")))
     out.append("")
 
 

@@ -300,6 +300,9 @@ cpu_snapshot() {  # -> "name ticks" lines
         echo "$n $(ticks "${PID[$n]}")"
     done
     echo "postgresql $(pg_ticks)"
+    # Every CPU's busy time (user nice system irq softirq steal): what the
+    # machine did in all, so work of processes outside the cluster shows.
+    awk '$1 == "cpu" { print "machine", $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 }
 
 # cpu_json BEFORE AFTER WALL_S -> {"name": {"cpu_s": x, "pct": y}, ...}
@@ -323,9 +326,9 @@ EOF
 settle() {
     local i a b busy
     for ((i = 0; i < 60; i++)); do
-        a=$(cpu_snapshot | awk '{ s += $2 } END { print s }')
+        a=$(cpu_snapshot | awk '$1 != "machine" { s += $2 } END { print s }')
         sleep 1
-        b=$(cpu_snapshot | awk '{ s += $2 } END { print s }')
+        b=$(cpu_snapshot | awk '$1 != "machine" { s += $2 } END { print s }')
         busy=$(( (b - a) * 100 / HZ ))   # % of one core over that second
         ((busy < 10)) && return 0
     done
@@ -341,6 +344,8 @@ point() {
     say "point $name: $title"
     local cmd=("$BIN/chat-bench" "$@" --json)
     printf '%s\t%s\n' "$name" "chat-bench ${*} --json" >>"$COMMANDS"
+    local load
+    load=$(cut -d' ' -f1 /proc/loadavg)
     cpu_snapshot >"$POINTS/$name.cpu0"
     local t0=$EPOCHREALTIME rc=0
     timeout 300 "${cmd[@]}" >"$POINTS/$name.json" 2>"$POINTS/$name.log" || rc=$?
@@ -350,10 +355,11 @@ point() {
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     cpu_json "$POINTS/$name.cpu0" "$POINTS/$name.cpu1" "$wall" >"$POINTS/$name.cpu.json"
     POINT_N=$((POINT_N + 1))
-    "$PY" - "$POINTS/$name.meta.json" "$name" "$title" "$wall" "$rc" "$POINT_N" <<'EOF'
+    "$PY" - "$POINTS/$name.meta.json" "$name" "$title" "$wall" "$rc" "$POINT_N" "$load" <<'EOF'
 import json, sys
 json.dump({"name": sys.argv[2], "title": sys.argv[3], "wall_s": float(sys.argv[4]),
-           "rc": int(sys.argv[5]), "order": int(sys.argv[6])}, open(sys.argv[1], "w"))
+           "rc": int(sys.argv[5]), "order": int(sys.argv[6]), "load1": float(sys.argv[7])},
+          open(sys.argv[1], "w"))
 EOF
     if [[ $rc -ne 0 ]]; then
         say "point $name: chat-bench exited $rc: $(tail -3 "$POINTS/$name.log" | tr '\n' ' ')"
@@ -421,7 +427,7 @@ facts = {
   "git_dirty": "0" if os.environ.get("CHAT_BENCH_COMMIT") else sh("git -C '$ROOT' status --porcelain --untracked-files=no 2>/dev/null | wc -l"),
   "postgresql": sh("'$PG_BIN/postgres' --version"),
   "redis": sh("redis-server --version"),
-  "libwebsockets": sh("pkg-config --modversion libwebsockets"),
+  "libwebsockets": sh("dpkg-query -W -f='\${Version}' libwebsockets-dev 2>/dev/null"),
   "nng": sh("dpkg-query -W -f='\${Version}' libnng-dev 2>/dev/null"),
   "protobuf_c": sh("pkg-config --modversion libprotobuf-c"),
   "hiredis": sh("pkg-config --modversion hiredis"),
