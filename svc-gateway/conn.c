@@ -139,6 +139,7 @@ int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi)
     c->wsi = wsi;
     c->ws = true;
     c->id = s->next_conn_id++;
+    c->opened_ms = chat_now_ms();
     HASH_ADD(hh, s->conns, id, sizeof c->id, c);
     s->n_conns++;
     s->m.conns_total++;

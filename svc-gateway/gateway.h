@@ -348,6 +348,7 @@ struct gw_conn {
     gw_resume *resume;       /* non-NULL while a resume runs */
     gw_replayed *replayed;   /* after a resume: replayed seqs, until live ones pass them */
     gw_http_resp *http;      /* plain HTTP: the response being written */
+    int64_t opened_ms;       /* unix ms when accepted (presence pushes' reference) */
     uint16_t close_code;     /* with closing */
     uint16_t inflight;       /* client requests awaiting a backend reply (0 or 1) */
     uint16_t n_waiting;      /* requests queued behind the one in flight */

@@ -22,6 +22,7 @@ void gw_presence_connect(gw_server *s, gw_conn *c)
     Chat__ConnectReq req = CHAT__CONNECT_REQ__INIT;
     req.user_id = c->user->id;
     req.conn = &conn;
+    req.opened_at = c->opened_ms;
     Chat__PresenceRequest pr = CHAT__PRESENCE_REQUEST__INIT;
     pr.body_case = CHAT__PRESENCE_REQUEST__BODY_CONNECT;
     pr.connect = &req;

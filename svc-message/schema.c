@@ -279,13 +279,16 @@ static const char sql_typing[] =
     " array_to_string(ARRAY(SELECT user_id::text FROM members"
     "  WHERE conversation_id = $2::uuid AND user_id <> $1::uuid ORDER BY user_id), ',')";
 
-/* $1 user, $2 cap. The other members of the user's DMs and open random
- * chats: who sees this user's presence. */
+/* $1 user, $2 cap, $3 joined before (unix ms, 0: any time). The other
+ * members of the user's DMs and open random chats: who sees this user's
+ * presence. A DM opened after the user came online is left out: its other
+ * member was no contact when that happened. */
 static const char sql_contacts[] =
     "SELECT DISTINCT o.user_id::text FROM members me"
     " JOIN conversations c ON c.id = me.conversation_id"
     " JOIN members o ON o.conversation_id = me.conversation_id AND o.user_id <> me.user_id"
     " WHERE me.user_id = $1::uuid AND (c.kind = 2 OR (c.kind = 1 AND c.closed_at IS NULL))"
+    "  AND ($3::bigint = 0 OR me.joined_at <= to_timestamp($3::bigint / 1000.0))"
     " LIMIT $2::int";
 
 int msg_schema_prepare(PGconn *c)
@@ -300,7 +303,7 @@ int msg_schema_prepare(PGconn *c)
         {MSG_SQL_RECEIPT, sql_receipt, 4}, {MSG_SQL_REGISTER, sql_register, 1},
         {MSG_SQL_OPEN_DM, sql_open_dm, 3}, {MSG_SQL_JOIN, sql_join, 2},
         {MSG_SQL_LEAVE, sql_leave, 2},     {MSG_SQL_HISTORY, sql_history, 4},
-        {MSG_SQL_TYPING, sql_typing, 2},   {MSG_SQL_CONTACTS, sql_contacts, 2},
+        {MSG_SQL_TYPING, sql_typing, 2},   {MSG_SQL_CONTACTS, sql_contacts, 3},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);

@@ -347,11 +347,17 @@ static int typing_code(inst *in, const char *user, const char *conv, bool start)
     return code;
 }
 
-static Chat__MessageReply *do_contacts(inst *in, const char *user)
+static Chat__MessageReply *do_contacts_before(inst *in, const char *user, int64_t before)
 {
     Chat__ContactsReq q = CHAT__CONTACTS_REQ__INIT;
     q.user_id = (char *)user;
+    q.joined_before = before;
     return call_body(in, CHAT__MESSAGE_REQUEST__BODY_CONTACTS, &q);
+}
+
+static Chat__MessageReply *do_contacts(inst *in, const char *user)
+{
+    return do_contacts_before(in, user, 0);
 }
 
 static void upper(char *s)
@@ -1102,6 +1108,27 @@ static void test_contacts(void **state)
     done(r);
     r = do_contacts(&free_i, "x");
     assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    done(r);
+
+    /* As of a time: a DM opened later is left out. */
+    char late[37];
+    uid(late);
+    assert_int_equal(register_code(&free_i, late), CHAT__CODE__OK);
+    int64_t t0 = chat_now_ms() - 1;
+    sleep_ms(5);
+    r = do_open_dm(&free_i, late, u);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    done(r);
+    r = do_contacts_before(&free_i, u, t0);
+    assert_int_equal(r->n_contact_ids, 2);
+    assert_false(has_id(r, late));
+    done(r);
+    r = do_contacts_before(&free_i, u, chat_now_ms() + 1000);
+    assert_int_equal(r->n_contact_ids, 3);
+    assert_true(has_id(r, late));
+    done(r);
+    r = do_contacts(&free_i, u);
+    assert_int_equal(r->n_contact_ids, 3);
     done(r);
 }
 

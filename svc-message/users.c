@@ -20,10 +20,13 @@ void msg_users_register(msg_job *job, msg_pg *pg)
 
 void msg_users_contacts(msg_job *job, msg_pg *pg)
 {
-    char cap[16];
+    const Chat__ContactsReq *r = job->req->contacts;
+    char cap[16], before[24];
     snprintf(cap, sizeof cap, "%d", MSG_CONTACTS_MAX);
-    const char *v[] = {job->req->contacts->user_id, cap};
-    PGresult *res = msg_pg_query(pg, MSG_SQL_CONTACTS, 2, v);
+    snprintf(before, sizeof before, "%lld",
+             r->joined_before > 0 ? (long long)r->joined_before : 0LL);
+    const char *v[] = {r->user_id, cap, before};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_CONTACTS, 3, v);
     if (!msg_store_usable(job, res, "contacts")) {
         PQclear(res);
         return;

@@ -31,7 +31,7 @@ int pres_notify_run(const pres_notify_deps *d, chat_redis *r, const char *user, 
 {
     char **ids = NULL;
     size_t n = 0;
-    if (d->contacts(d->ctx, user, &ids, &n) != 0) {
+    if (d->contacts(d->ctx, user, at, &ids, &n) != 0) {
         chat_debug("pres_notify_failed", "user=%s reason=contacts", user);
         return -1;
     }

@@ -47,11 +47,12 @@ bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms)
     return true;
 }
 
-int pres_peers_contacts(void *ctx, const char *user, char ***ids, size_t *n)
+int pres_peers_contacts(void *ctx, const char *user, int64_t at, char ***ids, size_t *n)
 {
     const pres_peers *p = ctx;
     Chat__ContactsReq q = CHAT__CONTACTS_REQ__INIT;
     q.user_id = (char *)user;
+    q.joined_before = at;
     Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
     req.body_case = CHAT__MESSAGE_REQUEST__BODY_CONTACTS;
     req.contacts = &q;

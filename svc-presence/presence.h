@@ -55,9 +55,10 @@ typedef struct pres_env {
     void *ctx;
     int64_t grace_ms;  /* CHAT_RECONNECT_GRACE_MS */
     int64_t gw_ttl_ms; /* CHAT_GATEWAY_TTL_MS */
-    /* A user came online (first connection) or went offline (last one
-     * closed, also by a dead gateway) at unix ms `at`: its contacts are to
-     * be told. Must not block (it queues). NULL: nobody is told. */
+    /* A user came online (first connection; `at` is when the gateway
+     * opened it) or went offline (last one closed, also by a dead gateway;
+     * `at` is now) at unix ms `at`: its contacts are to be told. Must not
+     * block (it queues). NULL: nobody is told. */
     void (*notify)(void *nctx, const char *user, bool online, int64_t at);
     void *nctx;
 } pres_env;
@@ -140,10 +141,11 @@ int pres_status_of(chat_redis *r, const char *user, bool *online, int64_t *seen)
 
 /* The notifier's outside world, injectable for tests. */
 typedef struct pres_notify_deps {
-    /* The user's contacts (other members of its DMs and open random chat),
-     * from svc-message. Returns 0 with *ids (malloc'd array of malloc'd
-     * strings, freed with pres_ids_free) and *n, or -1 (nothing written). */
-    int (*contacts)(void *ctx, const char *user, char ***ids, size_t *n);
+    /* The user's contacts (other members of its DMs and open random chat
+     * that it was in by unix ms `at`), from svc-message. Returns 0 with
+     * *ids (malloc'd array of malloc'd strings, freed with pres_ids_free)
+     * and *n, or -1 (nothing written). */
+    int (*contacts)(void *ctx, const char *user, int64_t at, char ***ids, size_t *n);
     /* Publishes an event; returns 0 or -1. */
     int (*publish)(void *ctx, const Chat__Event *ev);
     void *ctx;
@@ -194,7 +196,7 @@ typedef struct pres_peers {
     chat_pub *pub;
 } pres_peers;
 /* pres_notify_deps.contacts over pres_peers.message (ctx: the pres_peers). */
-int pres_peers_contacts(void *ctx, const char *user, char ***ids, size_t *n);
+int pres_peers_contacts(void *ctx, const char *user, int64_t at, char ***ids, size_t *n);
 /* pres_notify_deps.publish over pres_peers.pub. */
 int pres_peers_publish(void *ctx, const Chat__Event *ev);
 /* Waits (at most max_ms, less when stopping) until c is connected to a

@@ -138,7 +138,8 @@ void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest
         if (conn_valid(req->connect->user_id, req->connect->conn, out))
             pres_connect(r, req->connect, out);
         if (out->reply.code == CHAT__CODE__OK && out->reply.first && env->notify != NULL)
-            env->notify(env->nctx, req->connect->user_id, true, now);
+            env->notify(env->nctx, req->connect->user_id, true,
+                        req->connect->opened_at > 0 ? req->connect->opened_at : now);
         break;
     case CHAT__PRESENCE_REQUEST__BODY_DISCONNECT:
         if (conn_valid(req->disconnect->user_id, req->disconnect->conn, out))

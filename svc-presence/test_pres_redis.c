@@ -497,15 +497,17 @@ typedef struct fake_deps {
     char last_user[CHAT_UUID_LEN + 1];
     size_t last_n;
     char last_to0[CHAT_UUID_LEN + 1];
+    int64_t last_at;                 /* contacts: joined before */
 } fake_deps;
 
 static fake_deps FD = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static int fake_contacts(void *ctx, const char *user, char ***ids, size_t *n)
+static int fake_contacts(void *ctx, const char *user, int64_t at, char ***ids, size_t *n)
 {
     fake_deps *f = ctx;
     pthread_mutex_lock(&f->mu);
     f->calls++;
+    f->last_at = at;
     bool down = f->contacts_down;
     int k = f->n_contacts;
     pthread_mutex_unlock(&f->mu);
@@ -561,6 +563,7 @@ static void notify_run_rechecks_state(void **state)
     assert_int_equal(FD.last.last_seen, T0 + 50);
     assert_int_equal(FD.last_n, 2);
     assert_string_equal(FD.last_to0, users[3]);
+    assert_int_equal(FD.last_at, T0); /* contacts as of when it happened */
     /* An offline push while the user is online again: dropped (the online
      * one is the truth and comes, or came, by itself). */
     assert_int_equal(pres_notify_run(&fdeps, R, A, false, T0, T0 + 60), 0);
