@@ -1,61 +1,29 @@
-/* The REP socket and the worker threads. A request is received on an nng
- * thread and handed to a worker (Redis and svc-match calls block); the
- * worker decodes it, runs pres_handle() with its own Redis connection and
- * replies. */
+/* Serving requests: libchat's rpc pool (REP socket + worker threads, each
+ * with its own Redis connection; svc-match calls block too). A worker
+ * decodes the request, runs pres_handle() and replies. */
 #include "presence.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 
-#include <nng/nng.h>
-
 #include "chat/log.h"
-#include "chat/workq.h"
+#include "chat/rpc_pool.h"
 
 struct pres_server {
-    const pres_env *env;
-    pres_server_cfg cfg;
-    chat_rpc_server *rpc;
-    /* The gate: on_request pushes only while wq is set; close clears it
-     * under mu before draining, so nobody pushes into a closed pool. */
-    pthread_mutex_t mu;
-    chat_workq *wq;
+    chat_rpc_pool *pool;
 };
 
-/* One request on its way through a worker; owned by the worker once pushed. */
-typedef struct pres_work {
-    pres_server *srv;
-    chat_rpc_job *job;
-    const uint8_t *data; /* valid until the job is replied to */
-    size_t len;
-} pres_work;
-
-static void reply_code(chat_rpc_job *job, Chat__Code code, const char *detail)
+static void refuse(chat_rpc_job *job, void *arg)
 {
     Chat__PresenceReply rep = CHAT__PRESENCE_REPLY__INIT;
-    rep.code = code;
-    rep.detail = (char *)detail;
+    rep.code = CHAT__CODE__UNAVAILABLE;
+    rep.detail = "not accepting requests";
     chat_rpc_job_reply_pb(job, &rep.base);
 }
 
-static void *worker_init(void *ctx)
+static void work(chat_rpc_job *job, const uint8_t *data, size_t len, chat_redis *r, void *arg)
 {
-    const pres_server *s = ctx;
-    /* Connects lazily and reconnects by itself: a Redis that is down now
-     * only makes requests fail with UNAVAILABLE until it is back. */
-    return chat_redis_new(s->cfg.redis_host, s->cfg.redis_port, s->cfg.redis_timeout_ms);
-}
-
-static void worker_fini(void *state)
-{
-    chat_redis_free(state);
-}
-
-static void work_run(void *arg, void *state)
-{
-    pres_work *w = arg;
-    chat_redis *r = state;
-    Chat__PresenceRequest *req = chat__presence_request__unpack(NULL, w->len, w->data);
+    const pres_env *env = arg;
+    Chat__PresenceRequest *req = chat__presence_request__unpack(NULL, len, data);
     pres_out out;
     pres_out_init(&out);
     if (req == NULL)
@@ -63,31 +31,13 @@ static void work_run(void *arg, void *state)
     else if (r == NULL)
         pres_out_err(&out, CHAT__CODE__UNAVAILABLE, "out of memory");
     else
-        pres_handle(w->srv->env, r, req, chat_now_ms(), &out);
+        pres_handle(env, r, req, chat_now_ms(), &out);
     if (out.reply.code != CHAT__CODE__OK)
         chat_debug("pres_request_failed", "req=%d code=%d detail=\"%s\"",
                    req ? (int)req->body_case : -1, (int)out.reply.code, out.detail);
-    chat_rpc_job_reply_pb(w->job, &out.reply.base);
+    chat_rpc_job_reply_pb(job, &out.reply.base);
     pres_out_free(&out);
     chat__presence_request__free_unpacked(req, NULL);
-    free(w);
-}
-
-static void on_request(chat_rpc_job *job, const uint8_t *data, size_t len, void *arg)
-{
-    pres_server *s = arg;
-    pres_work *w = malloc(sizeof *w);
-    int rv = -1;
-    if (w != NULL) {
-        *w = (pres_work){s, job, data, len};
-        pthread_mutex_lock(&s->mu);
-        rv = s->wq != NULL ? chat_workq_push(s->wq, work_run, w) : -1;
-        pthread_mutex_unlock(&s->mu);
-    }
-    if (rv != 0) {
-        free(w);
-        reply_code(job, CHAT__CODE__UNAVAILABLE, "not accepting requests");
-    }
 }
 
 int pres_server_open(pres_server **out, const pres_server_cfg *cfg, const pres_env *env)
@@ -95,25 +45,13 @@ int pres_server_open(pres_server **out, const pres_server_cfg *cfg, const pres_e
     pres_server *s = calloc(1, sizeof *s);
     if (s == NULL)
         return -1;
-    s->env = env;
-    s->cfg = *cfg;
-    pthread_mutex_init(&s->mu, NULL);
-    if (chat_workq_open(&s->wq, cfg->threads, worker_init, worker_fini, s) != 0) {
-        chat_error("pres_workers_failed", "threads=%d", cfg->threads);
-        pthread_mutex_destroy(&s->mu);
+    chat_rpc_pool_cfg pc = {"presence", cfg->listen, cfg->contexts, cfg->threads,
+                            cfg->redis_host, cfg->redis_port, cfg->redis_timeout_ms};
+    /* env is const for the handlers; the pool's arg is not. */
+    if (chat_rpc_pool_open(&s->pool, &pc, work, refuse, (void *)env) != 0) {
         free(s);
         return -1;
     }
-    int rv = chat_rpc_server_open(&s->rpc, cfg->listen, cfg->contexts, on_request, s);
-    if (rv != 0) {
-        chat_error("pres_listen_failed", "url=%s err=\"%s\"", cfg->listen, nng_strerror(rv));
-        chat_workq_close(s->wq);
-        pthread_mutex_destroy(&s->mu);
-        free(s);
-        return -1;
-    }
-    chat_info("pres_listening", "url=%s contexts=%d threads=%d", cfg->listen, cfg->contexts,
-              cfg->threads);
     *out = s;
     return 0;
 }
@@ -122,12 +60,6 @@ void pres_server_close(pres_server *s)
 {
     if (s == NULL)
         return;
-    pthread_mutex_lock(&s->mu);
-    chat_workq *wq = s->wq;
-    s->wq = NULL;
-    pthread_mutex_unlock(&s->mu);
-    chat_workq_close(wq); /* runs what was queued: every job gets its reply */
-    chat_rpc_server_close(s->rpc);
-    pthread_mutex_destroy(&s->mu);
+    chat_rpc_pool_close(s->pool);
     free(s);
 }

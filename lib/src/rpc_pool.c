@@ -1,0 +1,112 @@
+/* REP server + worker pool with a Redis connection per worker (see rpc_pool.h). */
+#include "chat/rpc_pool.h"
+
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "chat/log.h"
+#include "chat/workq.h"
+
+struct chat_rpc_pool {
+    chat_rpc_pool_cfg cfg;
+    chat_rpc_pool_work work;
+    chat_rpc_pool_refuse refuse;
+    void *arg;
+    chat_rpc_server *rpc;
+    /* The gate: requests are queued only while wq is set; close clears it
+     * under mu before draining, so nobody pushes into a closed pool. */
+    pthread_mutex_t mu;
+    chat_workq *wq;
+};
+
+/* One request on its way through a worker; owned by the worker once queued. */
+typedef struct pool_item {
+    chat_rpc_pool *pool;
+    chat_rpc_job *job;
+    const uint8_t *data; /* valid until the job is replied to */
+    size_t len;
+} pool_item;
+
+static void *pool_worker_init(void *ctx)
+{
+    const chat_rpc_pool *p = ctx;
+    /* Connects lazily and reconnects by itself: a Redis that is down now
+     * only makes requests fail until it is back. */
+    return chat_redis_new(p->cfg.redis_host, p->cfg.redis_port, p->cfg.redis_timeout_ms);
+}
+
+static void pool_worker_fini(void *state)
+{
+    chat_redis_free(state);
+}
+
+static void pool_run(void *arg, void *state)
+{
+    pool_item *it = arg;
+    it->pool->work(it->job, it->data, it->len, state, it->pool->arg);
+    free(it);
+}
+
+static void pool_on_request(chat_rpc_job *job, const uint8_t *data, size_t len, void *arg)
+{
+    chat_rpc_pool *p = arg;
+    pool_item *it = malloc(sizeof *it);
+    int rv = -1;
+    if (it != NULL) {
+        *it = (pool_item){p, job, data, len};
+        pthread_mutex_lock(&p->mu);
+        rv = p->wq != NULL ? chat_workq_push(p->wq, pool_run, it) : -1;
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (rv != 0) {
+        free(it);
+        p->refuse(job, p->arg);
+    }
+}
+
+int chat_rpc_pool_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg,
+                       chat_rpc_pool_work work, chat_rpc_pool_refuse refuse, void *arg)
+{
+    chat_rpc_pool *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return -1;
+    p->cfg = *cfg;
+    p->work = work;
+    p->refuse = refuse;
+    p->arg = arg;
+    pthread_mutex_init(&p->mu, NULL);
+    if (chat_workq_open(&p->wq, cfg->threads, pool_worker_init, pool_worker_fini, p) != 0) {
+        chat_error("rpc_pool_workers_failed", "svc=%s threads=%d", cfg->name, cfg->threads);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return -1;
+    }
+    int rv = chat_rpc_server_open(&p->rpc, cfg->listen, cfg->contexts, pool_on_request, p);
+    if (rv != 0) {
+        chat_error("rpc_pool_listen_failed", "svc=%s url=%s err=\"%s\"", cfg->name, cfg->listen,
+                   nng_strerror(rv));
+        chat_workq_close(p->wq);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return -1;
+    }
+    chat_info("rpc_pool_listening", "svc=%s url=%s contexts=%d threads=%d", cfg->name,
+              cfg->listen, cfg->contexts, cfg->threads);
+    *out = p;
+    return 0;
+}
+
+void chat_rpc_pool_close(chat_rpc_pool *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    chat_workq *wq = p->wq;
+    p->wq = NULL;
+    pthread_mutex_unlock(&p->mu);
+    chat_workq_close(wq); /* runs what was queued: every job gets its reply */
+    chat_rpc_server_close(p->rpc);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
