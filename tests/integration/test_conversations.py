@@ -4,13 +4,14 @@ import asyncio
 import json
 import signal
 import socket
+import time
 import unittest
 import urllib.error
 import urllib.request
 import uuid
 
 import cluster
-from client import ANY, is_id, is_int, is_now_ms, new_id, pair
+from client import ANY, is_id, is_int, is_now_ms, is_uuid4, new_id, pair
 from cluster import http_get
 
 CLUSTER = cluster.Cluster(gateways=2, name="conversations")
@@ -276,6 +277,31 @@ class ConversationsTest(cluster.ClusterTestCase):
             msg.send_signal(signal.SIGCONT)
         status, body, _ = http_get(base, path, headers=auth)
         self.assertEqual((status, json.loads(body)), (200, {"messages": [], "next_before": None}))
+
+    async def test_connect_while_message_service_hangs(self):
+        # A new user's `connected` waits for its registration; with svc-message hung it comes
+        # after the request timeout all the same, still first, and the frames the client sent
+        # meanwhile are answered after it, in order.
+        self.cluster.skip_unless_local("stops svc-message")
+        msg = self.cluster.procs["svc-message"].popen
+        msg.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            b = await self.connect(wait_connected=False)
+            await b.send({"type": "presence", "user_ids": [], "req": "early-1"})
+            await b.send({"type": "stop_search", "req": "early-2"})
+            f = await b.expect("connected", exact=True, user_id=is_uuid4, session=ANY, resumed=False, timeout=10)
+            b.user_id, b.session = f["user_id"], f["session"]
+            self.assertLess(time.monotonic() - t0, 8)
+            await b.expect("presence", exact=True, statuses=[], req="early-1")
+            await b.expect("search_stopped", exact=True, req="early-2")
+        finally:
+            msg.send_signal(signal.SIGCONT)
+        # Opening a DM registers the requester too, so b is known from then on.
+        a = await self.connect()
+        conv = await b.request({"type": "open_dm", "user_id": a.user_id}, "conversation", exact=True,
+                               conversation_id=is_id, kind="dm", members=ANY)
+        self.assertEqual(await self.dm(a, b), conv["conversation_id"])
 
     async def test_open_dm_to_a_user_just_connected(self):
         a = await self.connect()
