@@ -66,6 +66,7 @@ MATCH_REP=tcp://127.0.0.1:19301 MATCH_PUB=tcp://127.0.0.1:19302
 PRES_REP=tcp://127.0.0.1:19401 PRES_PUB=tcp://127.0.0.1:19402
 HZ=$(getconf CLK_TCK)
 POINT_N=0
+BUDGET_S=840   # the whole run stays under 15 minutes: later points are skipped
 T_START=$SECONDS
 
 say() { printf '[bench] %s\n' "$*" >&2; }
@@ -341,6 +342,13 @@ point() {
     local name=$1 title=$2; shift 2
     check_all_alive
     settle
+    local left=$((BUDGET_S - (SECONDS - T_START)))
+    if ((left < 30)); then
+        say "point $name skipped: the run's time budget is spent"
+        printf '%s\t%s\n' "$name" "SKIPPED (time budget): chat-bench ${*} --json" >>"$COMMANDS"
+        return 0
+    fi
+    ((left > 300)) && left=300
     say "point $name: $title"
     local cmd=("$BIN/chat-bench" "$@" --json)
     printf '%s\t%s\n' "$name" "chat-bench ${*} --json" >>"$COMMANDS"
@@ -348,7 +356,7 @@ point() {
     load=$(cut -d' ' -f1 /proc/loadavg)
     cpu_snapshot >"$POINTS/$name.cpu0"
     local t0=$EPOCHREALTIME rc=0
-    timeout 300 "${cmd[@]}" >"$POINTS/$name.json" 2>"$POINTS/$name.log" || rc=$?
+    timeout "$left" "${cmd[@]}" >"$POINTS/$name.json" 2>"$POINTS/$name.log" || rc=$?
     local t1=$EPOCHREALTIME
     cpu_snapshot >"$POINTS/$name.cpu1"
     local wall
@@ -505,11 +513,12 @@ point match "match, $MATCH_USERS users searching and ending chats, one gateway" 
 use_gateways 1
 point idle_1gw "idle, $IDLE1 connections on one gateway (2 chat-bench processes)" \
     idle --url "$GW1" --conns "$IDLE1" --procs 2 --ramp 2000 --duration "$IDLE_HOLD" \
-    --gateway-pid "$(gw_pids 1)" -q
+    --connect-timeout 30 --setup-timeout 150 --gateway-pid "$(gw_pids 1)" -q
 use_gateways 4
 point idle_4gw "idle, $IDLE4 connections over 4 gateways, 4 chat-bench processes, 4 source addresses" \
     idle --url "$ALL_GW" --conns "$IDLE4" --procs 4 --bind 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5 \
-    --ramp 2000 --connect-timeout 30 --duration "$IDLE_HOLD" --gateway-pid "$(gw_pids 4)" -q
+    --ramp 2000 --connect-timeout 30 --setup-timeout 240 --duration "$IDLE_HOLD" \
+    --gateway-pid "$(gw_pids 4)" -q
 
 # 5. storm: drop them all at once, resume with backoff and jitter
 use_gateways 1

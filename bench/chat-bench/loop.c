@@ -112,10 +112,11 @@ static void ramp_tick(cb_worker *w, int64_t now)
     if (w->next_open >= w->ramp_end)
         return;
     if (now > w->setup_deadline_ns || cb_stopping(w)) {
-        /* Never attempted: counted as failed so the totals add up. */
+        /* Never attempted (out of setup time): counted as failed so the
+         * totals add up, under a reason of their own. */
         uint32_t left = w->ramp_end - w->next_open;
         w->res.c[CB_C_CONN_FAIL] += left;
-        w->res.c[CB_C_FAIL_TIMEOUT] += left;
+        w->res.c[CB_C_NOT_ATTEMPTED] += left;
         w->next_open = w->ramp_end;
         return;
     }

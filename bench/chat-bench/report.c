@@ -25,7 +25,7 @@ static void add_u(cJSON *o, const char *name, uint64_t v)
 static cJSON *failures(const cb_result *r)
 {
     cJSON *f = cJSON_CreateObject();
-    for (int i = CB_C_FAIL_REFUSED; i <= CB_C_FAIL_OTHER; i++)
+    for (int i = CB_C_FAIL_REFUSED; i <= CB_C_NOT_ATTEMPTED; i++)
         if (r->c[i])
             add_u(f, cb_counter_names[i], r->c[i]);
     return f;
