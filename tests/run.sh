@@ -30,6 +30,8 @@ fi
 # ---- builds and tests ----------------------------------------------------------
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Known leaks inside nng, narrowly: see the file.
+export LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0
 export CTEST_OUTPUT_ON_FAILURE=1
 
 # ---- scratch PostgreSQL + Redis for the unit tests that need real backends --
