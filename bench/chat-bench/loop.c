@@ -248,9 +248,17 @@ void cb_worker_run(cb_worker *w)
         }
         cb_flush(w, now);
     }
-    for (uint32_t i = 0; i < w->n_conns; i++)
-        if (w->conns[i].fd >= 0)
-            cb_conn_close(w, &w->conns[i], false);
+    for (uint32_t i = 0; i < w->n_conns; i++) {
+        cb_conn *c = &w->conns[i];
+        if (c->st != CB_CS_IDLE && c->st != CB_CS_READY) {
+            /* Still connecting when the run ended: a failure of its own kind,
+             * so ok + failed adds up to what was attempted. */
+            w->res.c[CB_C_CONN_FAIL]++;
+            w->res.c[CB_C_UNFINISHED]++;
+        }
+        if (c->fd >= 0 || c->st != CB_CS_IDLE)
+            cb_conn_close(w, c, false);
+    }
 }
 
 void cb_worker_free(cb_worker *w)

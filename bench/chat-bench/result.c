@@ -10,7 +10,7 @@
 const char *const cb_counter_names[CB_C__N] = {
     "conn_ok", "conn_fail",
     "refused", "reset", "timeout", "http", "unauthorized", "protocol", "no_address",
-    "no_files", "other", "not_attempted", "dropped",
+    "no_files", "other", "unfinished", "not_attempted", "dropped",
     "pairs", "pair_fail",
     "sent", "acked", "delivered", "lost", "duplicates", "reordered",
     "unanswered", "delivered_unacked", "foreign", "shed", "send_errors",
