@@ -11,7 +11,7 @@
  * process sends its merged result to the coordinator as JSON over a pipe.
  *
  * Our own WebSocket client (ws.c + conn.c) rather than libwebsockets': a
- * connection costs a ~300-byte struct plus buffers only while bytes are
+ * connection costs a ~220-byte struct plus buffers only while bytes are
  * pending, so one process holds ~19,900 connections (the open-files cap)
  * in a few MiB. */
 #ifndef BENCH_CHAT_BENCH_BENCH_H
