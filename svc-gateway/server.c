@@ -160,7 +160,10 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 static struct lws_protocols server_protocols[] = {
     /* name, callback, per-session size, rx buffer (large messages come in
      * pieces), id, user, tx packet size (a whole frame per send) */
-    {"chat", server_callback, sizeof(gw_conn), 4096, 0, NULL, GW_MAX_MESSAGE + 64},
+    /* rx buffer: lws allocates it per connection, so it is most of an idle
+     * connection's memory; bigger messages arrive in pieces and are
+     * reassembled (conn.c). 1 KiB holds a typical chat frame whole. */
+    {"chat", server_callback, sizeof(gw_conn), 1024, 0, NULL, GW_MAX_MESSAGE + 64},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
