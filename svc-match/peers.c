@@ -2,9 +2,6 @@
  * request/reply and the event PUB socket (the match_env callbacks). */
 #include "match.h"
 
-#include <stdlib.h>
-#include <time.h>
-
 #include <nng/nng.h>
 
 #include "chat/log.h"
@@ -13,21 +10,14 @@ int match_peers_message_call(void *ctx, const Chat__MessageRequest *req,
                              Chat__MessageReply **reply)
 {
     match_peers *p = ctx;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rv = chat_rpc_call(p->message, &req->base, &buf, &len);
+    ProtobufCMessage *rep = NULL;
+    int rv = chat_rpc_call_decode(p->message, &req->base, &chat__message_reply__descriptor, &rep);
     if (rv != 0) {
         chat_warn("match_message_call_failed", "req=%d err=\"%s\"", (int)req->body_case,
                   nng_strerror(rv));
         return -1;
     }
-    Chat__MessageReply *rep = chat__message_reply__unpack(NULL, len, buf);
-    free(buf);
-    if (rep == NULL) {
-        chat_error("match_message_bad_reply", "req=%d len=%zu", (int)req->body_case, len);
-        return -1;
-    }
-    *reply = rep;
+    *reply = (Chat__MessageReply *)rep;
     return 0;
 }
 
@@ -42,13 +32,8 @@ void match_peers_publish(void *ctx, const Chat__Event *ev)
 
 bool match_peers_wait(chat_rpc_client *c, const char *name, int max_ms)
 {
-    for (int waited = 0; chat_rpc_client_peers(c) == 0; waited += 20) {
-        if (waited >= max_ms || chat_stopping()) {
-            chat_warn("match_peer_missing", "peer=%s waited_ms=%d", name, waited);
-            return false;
-        }
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return true;
+    if (chat_rpc_client_wait_peers(c, max_ms))
+        return true;
+    chat_warn("match_peer_missing", "peer=%s waited_ms=%d", name, max_ms);
+    return false;
 }

@@ -5,7 +5,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "message.pb-c.h"
 
@@ -16,35 +15,23 @@
 int pres_peers_match_call(void *ctx, const Chat__MatchRequest *req, Chat__MatchReply **reply)
 {
     chat_rpc_client *match = ctx;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rv = chat_rpc_call(match, &req->base, &buf, &len);
+    ProtobufCMessage *rep = NULL;
+    int rv = chat_rpc_call_decode(match, &req->base, &chat__match_reply__descriptor, &rep);
     if (rv != 0) {
         chat_debug("pres_match_rpc_failed", "req=%d err=\"%s\"", (int)req->body_case,
                    nng_strerror(rv));
         return -1;
     }
-    Chat__MatchReply *rep = chat__match_reply__unpack(NULL, len, buf);
-    free(buf);
-    if (rep == NULL) {
-        chat_error("pres_match_bad_reply", "req=%d len=%zu", (int)req->body_case, len);
-        return -1;
-    }
-    *reply = rep;
+    *reply = (Chat__MatchReply *)rep;
     return 0;
 }
 
 bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms)
 {
-    for (int waited = 0; chat_rpc_client_peers(c) == 0; waited += 20) {
-        if (waited >= max_ms || chat_stopping()) {
-            chat_warn("pres_peer_missing", "peer=%s waited_ms=%d", name, waited);
-            return false;
-        }
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return true;
+    if (chat_rpc_client_wait_peers(c, max_ms))
+        return true;
+    chat_warn("pres_peer_missing", "peer=%s waited_ms=%d", name, max_ms);
+    return false;
 }
 
 int pres_peers_contacts(void *ctx, const char *user, int64_t at, char ***ids, size_t *n)
@@ -56,17 +43,15 @@ int pres_peers_contacts(void *ctx, const char *user, int64_t at, char ***ids, si
     Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
     req.body_case = CHAT__MESSAGE_REQUEST__BODY_CONTACTS;
     req.contacts = &q;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rv = chat_rpc_call(p->message, &req.base, &buf, &len);
+    ProtobufCMessage *m = NULL;
+    int rv = chat_rpc_call_decode(p->message, &req.base, &chat__message_reply__descriptor, &m);
     if (rv != 0) {
         chat_debug("pres_message_rpc_failed", "req=contacts err=\"%s\"", nng_strerror(rv));
         return -1;
     }
-    Chat__MessageReply *rep = chat__message_reply__unpack(NULL, len, buf);
-    free(buf);
-    if (rep == NULL || rep->code != CHAT__CODE__OK) {
-        chat_debug("pres_contacts_failed", "user=%s code=%d", user, rep ? (int)rep->code : -1);
+    Chat__MessageReply *rep = (Chat__MessageReply *)m;
+    if (rep->code != CHAT__CODE__OK) {
+        chat_debug("pres_contacts_failed", "user=%s code=%d", user, (int)rep->code);
         chat__message_reply__free_unpacked(rep, NULL);
         return -1;
     }

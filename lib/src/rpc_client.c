@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chat/util.h"
 
@@ -188,6 +189,34 @@ out:
     nng_ctx_close(ctx);
     nng_aio_free(aio);
     return rv;
+}
+
+int chat_rpc_call_decode(chat_rpc_client *c, const ProtobufCMessage *req,
+                         const ProtobufCMessageDescriptor *reply_desc,
+                         ProtobufCMessage **reply)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rv = chat_rpc_call(c, req, &buf, &len);
+    if (rv != 0)
+        return rv;
+    ProtobufCMessage *m = protobuf_c_message_unpack(reply_desc, NULL, len, buf);
+    free(buf);
+    if (m == NULL)
+        return NNG_EPROTO;
+    *reply = m;
+    return 0;
+}
+
+bool chat_rpc_client_wait_peers(chat_rpc_client *c, int max_ms)
+{
+    for (int waited = 0; chat_rpc_client_peers(c) == 0; waited += 20) {
+        if (waited >= max_ms || chat_stopping())
+            return false;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
 }
 
 void chat_rpc_client_close(chat_rpc_client *c)

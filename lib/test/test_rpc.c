@@ -73,6 +73,22 @@ static void test_sync_call(void **st)
     assert_string_equal(rep->detail, "alice");
     chat__match_reply__free_unpacked(rep, NULL);
     free(buf);
+    ProtobufCMessage *m = NULL;
+    assert_int_equal(chat_rpc_call_decode(cli, &r.base, &chat__match_reply__descriptor, &m), 0);
+    assert_string_equal(((Chat__MatchReply *)m)->detail, "alice");
+    protobuf_c_message_free_unpacked(m, NULL);
+    chat_rpc_client_close(cli);
+    chat_rpc_server_close(srv);
+}
+
+static void test_wait_peers(void **st)
+{
+    chat_rpc_client *cli;
+    assert_int_equal(chat_rpc_client_open(&cli, "inproc://later", 2000), 0);
+    assert_false(chat_rpc_client_wait_peers(cli, 60)); /* nobody there: bounded */
+    chat_rpc_server *srv;
+    assert_int_equal(chat_rpc_server_open(&srv, "inproc://later", 2, echo_handler, NULL), 0);
+    assert_true(chat_rpc_client_wait_peers(cli, 5000));
     chat_rpc_client_close(cli);
     chat_rpc_server_close(srv);
 }
@@ -234,6 +250,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sync_call),
+        cmocka_unit_test(test_wait_peers),
         cmocka_unit_test(test_many_async_calls),
         cmocka_unit_test(test_no_peer_fails_at_once),
         cmocka_unit_test(test_timeout),

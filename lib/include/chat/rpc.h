@@ -13,6 +13,7 @@
 #ifndef CHAT_RPC_H
 #define CHAT_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
@@ -51,6 +52,16 @@ void chat_rpc_call_async(chat_rpc_client *c, const ProtobufCMessage *req,
  * with *reply_len; otherwise an nng error and nothing is written. */
 int chat_rpc_call(chat_rpc_client *c, const ProtobufCMessage *req, uint8_t **reply,
                   size_t *reply_len);
+/* chat_rpc_call() plus decoding: on success returns 0 and *reply, a
+ * reply_desc message (the caller frees it with
+ * protobuf_c_message_free_unpacked); NNG_EPROTO when the reply does not
+ * decode; otherwise chat_rpc_call()'s error. Nothing is written on failure. */
+int chat_rpc_call_decode(chat_rpc_client *c, const ProtobufCMessage *req,
+                         const ProtobufCMessageDescriptor *reply_desc,
+                         ProtobufCMessage **reply);
+/* Waits until at least one server is connected, at most max_ms (less if a
+ * stop signal came: chat_stopping()). True when one is. */
+bool chat_rpc_client_wait_peers(chat_rpc_client *c, int max_ms);
 /* Number of servers currently connected (0: every call fails at once). */
 int chat_rpc_client_peers(chat_rpc_client *c);
 void chat_rpc_client_close(chat_rpc_client *c);
