@@ -73,6 +73,8 @@ Chat__Code msg_validate(const Chat__MessageRequest *req, long long max_text,
 /* Writer index for a conversation id (case-insensitive), in [0, writers). */
 unsigned msg_route(const char *conversation_id, unsigned writers);
 Chat__Code msg_status_code(msg_status st);
+/* The human detail of a failed status ("" for stored/duplicate). */
+const char *msg_status_detail(msg_status st);
 /* Replay page size from the request's limit (0: default, clamped to max). */
 int msg_replay_limit(uint32_t limit);
 /* History page size: 0 is the default; validation refuses > max. */

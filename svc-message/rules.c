@@ -282,6 +282,27 @@ unsigned msg_route(const char *conversation_id, unsigned writers)
     return writers ? h % writers : 0;
 }
 
+const char *msg_status_detail(msg_status st)
+{
+    switch (st) {
+    case MSG_ST_STORED:
+    case MSG_ST_DUPLICATE:
+        return "";
+    case MSG_ST_NOT_FOUND:
+        return "unknown conversation";
+    case MSG_ST_NOT_MEMBER:
+        return "not a member";
+    case MSG_ST_CLOSED:
+        return "conversation closed";
+    case MSG_ST_RATE_LIMITED:
+        return "rate limited";
+    case MSG_ST_UNAVAILABLE:
+        return "storage unavailable";
+    default:
+        return "internal error";
+    }
+}
+
 Chat__Code msg_status_code(msg_status st)
 {
     switch (st) {

@@ -227,17 +227,11 @@ static void do_receipt(msg_job *job, msg_pg *pg)
         msg_job_free(job);
         break;
     }
-    case MSG_ST_NOT_FOUND:
-        msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
-        break;
-    case MSG_ST_NOT_MEMBER:
-        msg_job_fail(job, CHAT__CODE__NOT_MEMBER, "not a member");
-        break;
     case RECEIPT_SEQ_RANGE:
         msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "seq beyond the last message");
         break;
     default:
-        msg_job_fail(job, CHAT__CODE__INTERNAL, "internal error");
+        msg_job_fail(job, msg_status_code(st), msg_status_detail(st));
         break;
     }
     PQclear(res);

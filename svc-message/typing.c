@@ -35,17 +35,8 @@ void msg_typing(msg_job *job, msg_pg *pg)
         msg_job_free(job);
         break;
     }
-    case MSG_ST_NOT_FOUND:
-        msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
-        break;
-    case MSG_ST_NOT_MEMBER:
-        msg_job_fail(job, CHAT__CODE__NOT_MEMBER, "not a member");
-        break;
-    case MSG_ST_CLOSED:
-        msg_job_fail(job, CHAT__CODE__CONVERSATION_CLOSED, "conversation closed");
-        break;
     default:
-        msg_job_fail(job, CHAT__CODE__INTERNAL, "internal error");
+        msg_job_fail(job, msg_status_code(st), msg_status_detail(st));
         break;
     }
     PQclear(res);

@@ -227,26 +227,6 @@ static void refund_step(const msg_config *cfg, chat_redis *redis, msg_job **jobs
 
 /* ---- step 4: reply and publish ---- */
 
-static const char *status_detail(msg_status st)
-{
-    switch (st) {
-    case MSG_ST_NOT_FOUND:
-        return "unknown conversation";
-    case MSG_ST_NOT_MEMBER:
-        return "not a member";
-    case MSG_ST_CLOSED:
-        return "conversation closed";
-    case MSG_ST_RATE_LIMITED:
-        return "rate limited";
-    case MSG_ST_UNAVAILABLE:
-        return "storage unavailable";
-    case MSG_ST_INTERNAL:
-        return "internal error";
-    default:
-        return "";
-    }
-}
-
 static void publish(chat_pub *pub, Chat__StoredMessage *sm, char *others)
 {
     size_t cap = 1;
@@ -272,7 +252,7 @@ static void finish(chat_pub *pub, msg_job *j)
     Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
     Chat__StoredMessage sm = CHAT__STORED_MESSAGE__INIT;
     rep.code = msg_status_code(res->status);
-    rep.detail = (char *)status_detail(res->status);
+    rep.detail = (char *)msg_status_detail(res->status);
     if (res->status == MSG_ST_STORED || res->status == MSG_ST_DUPLICATE) {
         sm.conversation_id = (char *)res->conversation_id;
         sm.msg_id = (char *)res->msg_id;
