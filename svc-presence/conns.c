@@ -8,13 +8,18 @@
 
 #include "chat/log.h"
 
-/* KEYS: p:conns:{user} p:gw:{gw} p:grace; ARGV: gw/conn user/conn user.
+/* KEYS: p:conns:{user} p:gw:{gw} p:grace p:gwalive; ARGV: gw/conn user/conn user gw.
  * Returns 1 when the user had no connection before. */
 static const char CONNECT_SRC[] =
     "local n = redis.call('SCARD', KEYS[1])\n"
     "redis.call('SADD', KEYS[1], ARGV[1])\n"
     "redis.call('SADD', KEYS[2], ARGV[2])\n"
     "redis.call('ZREM', KEYS[3], ARGV[3])\n"
+    /* The gateway is watched from its first connection on, not only from
+     * its first heartbeat: one killed before that would otherwise leave its
+     * users online for good. NX: a heartbeat's time is not moved back. */
+    "local t = redis.call('TIME')\n"
+    "redis.call('ZADD', KEYS[4], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[4])\n"
     "if n == 0 then return 1 end\n"
     "return 0\n";
 
@@ -81,8 +86,9 @@ void pres_connect(chat_redis *r, const Chat__ConnectReq *q, pres_out *out)
         pres_out_err(out, CHAT__CODE__BAD_REQUEST, "gateway id too long");
         return;
     }
-    const char *args[] = {k.conns, k.gw, "p:grace", k.gwconn, k.userconn, q->user_id};
-    redisReply *rep = pres_eval(r, &connect_script, 3, 6, args);
+    const char *args[] = {k.conns,    k.gw,        "p:grace",          "p:gwalive",
+                          k.gwconn,   k.userconn,  q->user_id,         q->conn->gateway_id};
+    redisReply *rep = pres_eval(r, &connect_script, 4, 8, args);
     if (rep == NULL) {
         pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");
         return;

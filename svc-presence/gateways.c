@@ -9,13 +9,15 @@
 
 #include "chat/log.h"
 
-/* KEYS: p:gwalive; ARGV: now gw connections. Returns 1 (resync) when the
- * gateway was unknown (new, declared dead, or Redis lost its data) and says
- * it holds connections: it then sends connect again for each. */
+/* KEYS: p:gwalive p:gwhb; ARGV: now gw connections. Returns 1 (resync) when
+ * the gateway had not heartbeated yet (new, declared dead, or Redis lost its
+ * data) and says it holds connections: it then sends connect again for each.
+ * p:gwhb, not p:gwalive, says "heard before": a connect also enters the
+ * gateway in p:gwalive (see conns.c). */
 static const char HEARTBEAT_SRC[] =
-    "local old = redis.call('ZSCORE', KEYS[1], ARGV[2])\n"
+    "local known = redis.call('SADD', KEYS[2], ARGV[2]) == 0\n"
     "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
-    "if not old and tonumber(ARGV[3]) > 0 then return 1 end\n"
+    "if not known and tonumber(ARGV[3]) > 0 then return 1 end\n"
     "return 0\n";
 
 /* KEYS: p:gwalive p:gw:{gw} p:dead:{gw} p:deadgws; ARGV: gw cutoff.
@@ -26,6 +28,7 @@ static const char GW_CLAIM_SRC[] =
     "local s = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
     "if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end\n"
     "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "redis.call('SREM', 'p:gwhb', ARGV[1])\n"
     "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
     "  redis.call('SUNIONSTORE', KEYS[3], KEYS[3], KEYS[2])\n"
     "  redis.call('DEL', KEYS[2])\n"
@@ -74,8 +77,8 @@ void pres_heartbeat(chat_redis *r, const Chat__HeartbeatReq *q, int64_t now, pre
     char now_s[24], conns[16];
     snprintf(now_s, sizeof now_s, "%" PRId64, now);
     snprintf(conns, sizeof conns, "%" PRIu32, q->connections);
-    const char *args[] = {"p:gwalive", now_s, q->gateway_id, conns};
-    redisReply *rep = pres_eval(r, &heartbeat_script, 1, 4, args);
+    const char *args[] = {"p:gwalive", "p:gwhb", now_s, q->gateway_id, conns};
+    redisReply *rep = pres_eval(r, &heartbeat_script, 2, 5, args);
     if (rep == NULL) {
         pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");
         return;

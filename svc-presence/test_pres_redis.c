@@ -370,6 +370,27 @@ static void grace_race_between_replicas(void **state)
     print_message("grace race: %d + %d claims\n", got[0], got[1]);
 }
 
+static void gateway_watched_from_first_connect(void **state)
+{
+    /* A gateway killed before its first heartbeat: its connection alone
+     * makes it watched, so its users still go offline after the TTL. */
+    int64_t now = chat_now_ms();
+    CONNECT(A, "gw9", 1, now);
+    assert_true(rnum("ZSCORE p:gwalive gw9") > 0);
+    assert_int_equal(pres_sweep_gateways(&env, R, now + TTL + 5000), 1);
+    assert_int_equal(calls_of(OFFLINE, A), 1);
+    assert_int_equal(rnum("SCARD p:conns:%s", A), 0);
+    /* Its first heartbeat after that asks for a resync. */
+    pres_out out;
+    pres_out_init(&out);
+    Chat__HeartbeatReq hb = CHAT__HEARTBEAT_REQ__INIT;
+    hb.gateway_id = "gw9";
+    hb.connections = 1;
+    pres_heartbeat(R, &hb, now + TTL + 6000, &out);
+    assert_true(out.reply.resync);
+    pres_out_free(&out);
+}
+
 static void dead_gateway_sweep(void **state)
 {
     heartbeat("gw1", 3, T0);
@@ -675,6 +696,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(grace_claimed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(grace_retried_when_match_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(grace_race_between_replicas, setup, teardown),
+        cmocka_unit_test_setup_teardown(gateway_watched_from_first_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_gateway_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_gateway_keeps_resynced_connections, setup,
                                         teardown),
