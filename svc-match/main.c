@@ -77,10 +77,7 @@ int main(int argc, char **argv)
 
     chat_info("match_started", "listen=%s pub=%s message=%s redis=%s:%lld", cfg_listen,
               cfg_pub_listen, cfg_message_addrs, cfg_redis_host, cfg_redis_port);
-    while (!chat_stopping()) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    chat_wait_for_stop();
     chat_info("match_stopping", "reason=signal");
     exit_code = 0;
 out:

@@ -69,10 +69,7 @@ int main(int argc, char **argv)
     msg_service svc;
     if (msg_service_start(&svc, &cfg) != 0)
         return 1;
-    while (!chat_stopping()) {
-        struct timespec tick = {0, 100 * 1000 * 1000};
-        nanosleep(&tick, NULL);
-    }
+    chat_wait_for_stop();
     chat_info("stopping", "signal=1");
     pthread_t wd;
     if (pthread_create(&wd, NULL, stop_watchdog, NULL) == 0)

@@ -109,10 +109,7 @@ int main(int argc, char **argv)
     chat_info("pres_started", "listen=%s pub=%s match=%s redis=%s:%lld grace_ms=%lld "
               "gateway_ttl_ms=%lld", cfg_listen, cfg_pub_listen, cfg_match_addrs,
               cfg_redis_host, cfg_redis_port, cfg_grace_ms, cfg_gw_ttl_ms);
-    while (!chat_stopping()) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    chat_wait_for_stop();
     chat_info("pres_stopping", "reason=signal");
     exit_code = 0;
 out:

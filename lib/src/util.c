@@ -2,6 +2,8 @@
 #include "chat/util.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -44,6 +46,7 @@ bool chat_uuid_valid(const char *s)
 }
 
 static atomic_int sig_stop;
+static sem_t sig_sem; /* posted by the handler: sem_post is async-signal-safe */
 
 static void on_signal(int sig)
 {
@@ -51,10 +54,12 @@ static void on_signal(int sig)
     if (sig == SIGINT && atomic_load(&sig_stop))
         _exit(130);
     atomic_store(&sig_stop, 1);
+    sem_post(&sig_sem);
 }
 
 void chat_signals_install(void)
 {
+    sem_init(&sig_sem, 0, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -67,6 +72,13 @@ void chat_signals_install(void)
 bool chat_stopping(void)
 {
     return atomic_load(&sig_stop) != 0;
+}
+
+void chat_wait_for_stop(void)
+{
+    while (!chat_stopping())
+        if (sem_wait(&sig_sem) != 0 && errno != EINTR)
+            break;
 }
 
 int chat_split_list(const char *list, int (*fn)(const char *item, void *arg), void *arg)

@@ -20,6 +20,8 @@ bool chat_uuid_valid(const char *s);
  * ignored. chat_stopping() reads the flag. */
 void chat_signals_install(void);
 bool chat_stopping(void);
+/* Blocks until a stop signal came (no polling). Needs chat_signals_install(). */
+void chat_wait_for_stop(void);
 
 /* Splits a comma-separated list in place-safe way: calls fn for every
  * non-empty trimmed item. Returns the first non-zero fn result, or 0. */
