@@ -10,50 +10,9 @@
 #include <cmocka.h>
 
 #include "match.h"
+#include "fake_reply.h"
 
 #define UA "11111111-1111-4111-8111-111111111111"
-
-/* ---- tiny redisReply builders (freed with free_rep) ---- */
-
-static redisReply *rep_str(const char *s)
-{
-    redisReply *r = calloc(1, sizeof *r);
-    r->type = REDIS_REPLY_STRING;
-    r->str = strdup(s);
-    r->len = strlen(s);
-    return r;
-}
-
-static redisReply *rep_type(int type)
-{
-    redisReply *r = calloc(1, sizeof *r);
-    r->type = type;
-    return r;
-}
-
-static redisReply *rep_arr(size_t n, ...)
-{
-    redisReply *r = rep_type(REDIS_REPLY_ARRAY);
-    r->elements = n;
-    r->element = calloc(n ? n : 1, sizeof *r->element);
-    va_list ap;
-    va_start(ap, n);
-    for (size_t i = 0; i < n; i++)
-        r->element[i] = va_arg(ap, redisReply *);
-    va_end(ap);
-    return r;
-}
-
-static void free_rep(redisReply *r)
-{
-    if (r == NULL)
-        return;
-    for (size_t i = 0; i < r->elements; i++)
-        free_rep(r->element[i]);
-    free(r->element);
-    free(r->str);
-    free(r);
-}
 
 /* ---- match_parse_pair ---- */
 
@@ -63,19 +22,19 @@ static void parse_pair_states(void **state)
     redisReply *r = rep_arr(1, rep_str("in_chat"));
     assert_int_equal(match_parse_pair(r, &p), 0);
     assert_int_equal(p.status, MATCH_PAIR_IN_CHAT);
-    free_rep(r);
+    rep_free(r);
 
     r = rep_arr(1, rep_str("searching"));
     assert_int_equal(match_parse_pair(r, &p), 0);
     assert_int_equal(p.status, MATCH_PAIR_SEARCHING);
-    free_rep(r);
+    rep_free(r);
 
     r = rep_arr(3, rep_str("paired"), rep_str(UA), rep_str("42"));
     assert_int_equal(match_parse_pair(r, &p), 0);
     assert_int_equal(p.status, MATCH_PAIR_PAIRED);
     assert_string_equal(p.partner, UA);
     assert_string_equal(p.ticket, "42");
-    free_rep(r);
+    rep_free(r);
 }
 
 static void parse_pair_rejects_garbage(void **state)
@@ -84,20 +43,20 @@ static void parse_pair_rejects_garbage(void **state)
     memset(&p, 0x5a, sizeof p);
     match_pair before = p;
     redisReply *bad[] = {
-        rep_type(REDIS_REPLY_NIL),
+        rep_new(REDIS_REPLY_NIL),
         rep_arr(0),
         rep_arr(1, rep_str("paired")),
         rep_arr(3, rep_str("paired"), rep_str("not-a-uuid"), rep_str("1")),
         rep_arr(3, rep_str("paired"), rep_str(UA), rep_str("")),
         rep_arr(3, rep_str("paired"), rep_str(UA), rep_str("123456789012345678901234567890")),
-        rep_arr(3, rep_str("paired"), rep_type(REDIS_REPLY_INTEGER), rep_str("1")),
+        rep_arr(3, rep_str("paired"), rep_new(REDIS_REPLY_INTEGER), rep_str("1")),
         rep_arr(1, rep_str("what")),
-        rep_arr(1, rep_type(REDIS_REPLY_INTEGER)),
+        rep_arr(1, rep_new(REDIS_REPLY_INTEGER)),
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(match_parse_pair(bad[i], &p), -1);
         assert_memory_equal(&p, &before, sizeof p); /* untouched on failure */
-        free_rep(bad[i]);
+        rep_free(bad[i]);
     }
     assert_int_equal(match_parse_pair(NULL, &p), -1);
 }
@@ -107,20 +66,20 @@ static void parse_pair_rejects_garbage(void **state)
 static void parse_gone(void **state)
 {
     match_gone g;
-    redisReply *r = rep_type(REDIS_REPLY_NIL);
+    redisReply *r = rep_new(REDIS_REPLY_NIL);
     assert_int_equal(match_parse_gone(r, &g), 0);
-    free_rep(r);
+    rep_free(r);
 
     r = rep_arr(2, rep_str("conv-1"), rep_str(UA));
     assert_int_equal(match_parse_gone(r, &g), 1);
     assert_string_equal(g.conv, "conv-1");
     assert_string_equal(g.partner, UA);
-    free_rep(r);
+    rep_free(r);
 
     r = rep_arr(2, rep_str("conv-1"), rep_str(""));
     assert_int_equal(match_parse_gone(r, &g), 1);
     assert_string_equal(g.partner, "");
-    free_rep(r);
+    rep_free(r);
 
     char longid[MATCH_ID_MAX + 2];
     memset(longid, 'x', sizeof longid - 1);
@@ -130,11 +89,11 @@ static void parse_gone(void **state)
         rep_arr(2, rep_str(""), rep_str(UA)),
         rep_arr(2, rep_str(longid), rep_str(UA)),
         rep_arr(2, rep_str("c"), rep_str(UA "x")),
-        rep_type(REDIS_REPLY_INTEGER),
+        rep_new(REDIS_REPLY_INTEGER),
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(match_parse_gone(bad[i], &g), -1);
-        free_rep(bad[i]);
+        rep_free(bad[i]);
     }
 }
 

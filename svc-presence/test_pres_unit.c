@@ -10,54 +10,9 @@
 #include <cmocka.h>
 
 #include "presence.h"
+#include "fake_reply.h"
 
 #define UA "11111111-1111-4111-8111-111111111111"
-
-static redisReply *rep_new(int type)
-{
-    redisReply *r = calloc(1, sizeof *r);
-    r->type = type;
-    return r;
-}
-
-static redisReply *rep_str(const char *s)
-{
-    redisReply *r = rep_new(REDIS_REPLY_STRING);
-    r->str = strdup(s);
-    r->len = strlen(s);
-    return r;
-}
-
-static redisReply *rep_int(long long v)
-{
-    redisReply *r = rep_new(REDIS_REPLY_INTEGER);
-    r->integer = v;
-    return r;
-}
-
-static redisReply *rep_arr(size_t n, ...)
-{
-    redisReply *r = rep_new(REDIS_REPLY_ARRAY);
-    r->elements = n;
-    r->element = calloc(n ? n : 1, sizeof *r->element);
-    va_list ap;
-    va_start(ap, n);
-    for (size_t i = 0; i < n; i++)
-        r->element[i] = va_arg(ap, redisReply *);
-    va_end(ap);
-    return r;
-}
-
-static void rep_free(redisReply *r)
-{
-    if (r == NULL)
-        return;
-    for (size_t i = 0; i < r->elements; i++)
-        rep_free(r->element[i]);
-    free(r->element);
-    free(r->str);
-    free(r);
-}
 
 static void members(void **state)
 {
