@@ -50,12 +50,17 @@ static const char PAIR_SRC[] =
 /* KEYS: m:chat:{user} m:chat:{partner} m:conv:{id}; ARGV: id partner user.
  * Turns both reservations into the conversation. Returns 0 without a change
  * if either user is already in another chat (a reservation outlived its TTL
- * and was reused: should never happen, but must not pair anyone twice). */
+ * and was reused: should never happen, but must not pair anyone twice); 2
+ * when the partner, 3 when the user, stopped searching or went offline while
+ * the conversation was being created ("pending:left"): their search_stopped
+ * is final, and nobody is matched with a user who is gone. */
 static const char COMMIT_SRC[] =
     "for i = 1, 2 do\n"
     "  local v = redis.call('GET', KEYS[i])\n"
     "  if v and string.sub(v, 1, 7) ~= 'pending' then return 0 end\n"
     "end\n"
+    "if redis.call('GET', KEYS[2]) == 'pending:left' then return 2 end\n"
+    "if redis.call('GET', KEYS[1]) == 'pending:left' then return 3 end\n"
     "redis.call('SET', KEYS[1], ARGV[1])\n"
     "redis.call('SET', KEYS[2], ARGV[1])\n"
     "redis.call('HSET', KEYS[3], 'a', ARGV[2], 'b', ARGV[3])\n"
@@ -170,7 +175,8 @@ static int pair_create_conversation(const match_env *env, const char *user,
     return rv;
 }
 
-/* Returns 1 committed, 0 conflict, -1 Redis unreachable. */
+/* Returns 1 committed, 0 conflict, 2 partner left, 3 user left, -1 Redis
+ * unreachable. */
 static int pair_commit(chat_redis *r, const char *user, const match_pair *p, const char *conv)
 {
     char kchat[64], kpchat[64], kconv[80];
@@ -181,7 +187,8 @@ static int pair_commit(chat_redis *r, const char *user, const match_pair *p, con
     redisReply *rep = match_eval(r, &commit_script, 3, 6, args);
     if (rep == NULL)
         return -1;
-    int rv = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? 1 : 0;
+    int rv = rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1 && rep->integer <= 3
+                 ? (int)rep->integer : 0;
     freeReplyObject(rep);
     return rv;
 }
@@ -201,17 +208,29 @@ static void pair_publish(const match_env *env, const char *user, const char *par
     env->publish(env->ctx, &ev);
 }
 
-/* Both users are reserved: make the conversation, then make it theirs. */
-static void pair_finish(const match_env *env, chat_redis *r, const char *user,
+/* Both users are reserved: make the conversation, then make it theirs.
+ * Returns true when the user should search again (the partner left while the
+ * conversation was being made: the next one in the queue may be there). */
+static bool pair_finish(const match_env *env, chat_redis *r, const char *user,
                         const match_pair *p, const Chat__ConnRef *conn, match_out *out)
 {
     char conv[MATCH_ID_MAX + 1];
     if (pair_create_conversation(env, user, p, conv) != 0) {
         pair_abort(r, user, p);
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "cannot create the conversation");
-        return;
+        return false;
     }
     int c = pair_commit(r, user, p, conv);
+    if (c == 2 || c == 3) {
+        /* A left: the conversation is never used. pair_abort drops both
+         * reservations and requeues the partner only if it is still
+         * searching (c == 3: the user left, so it answers plain OK). */
+        chat_info("match_pair_left", "user=%s partner=%s conv=%s left=%s", user, p->partner,
+                  conv, c == 2 ? "partner" : "user");
+        match_close_conversation(env, conv, user);
+        pair_abort(r, user, p);
+        return c == 2;
+    }
     if (c != 1) {
         /* Nobody will ever use this conversation: close it, undo the rest. */
         chat_warn("match_commit_failed", "user=%s partner=%s conv=%s redis=%s", user,
@@ -219,7 +238,7 @@ static void pair_finish(const match_env *env, chat_redis *r, const char *user,
         match_close_conversation(env, conv, user);
         pair_abort(r, user, p);
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "cannot record the match");
-        return;
+        return false;
     }
     chat_info("match_paired", "conv=%s a=%s b=%s", conv, p->partner, user);
     snprintf(out->conv, sizeof out->conv, "%s", conv);
@@ -227,7 +246,13 @@ static void pair_finish(const match_env *env, chat_redis *r, const char *user,
     out->reply.matched_conversation_id = out->conv;
     out->reply.partner_id = out->partner;
     pair_publish(env, user, p->partner, conv, conn);
+    return false;
 }
+
+#define MATCH_PAIR_ATTEMPTS 3
+
+static bool start_search_once(const match_env *env, chat_redis *r,
+                              const Chat__StartSearchReq *q, const char **args, match_out *out);
 
 void match_start_search(const match_env *env, chat_redis *r, const Chat__StartSearchReq *q,
                         match_out *out)
@@ -238,10 +263,23 @@ void match_start_search(const match_env *env, chat_redis *r, const Chat__StartSe
     snprintf(kq, sizeof kq, "m:q:%s", user);
     snprintf(ttl, sizeof ttl, "%d", env->pending_ttl_s > 0 ? env->pending_ttl_s : 60);
     const char *args[] = {kchat, kq, "m:queue", "m:ticket", user, ttl};
+    /* Bounded: each retry follows a partner that left mid-pairing. */
+    for (int attempt = 0; attempt < MATCH_PAIR_ATTEMPTS; attempt++) {
+        if (!start_search_once(env, r, q, args, out))
+            return;
+    }
+    /* Not queued, not matched: say so rather than "searching". */
+    match_out_err(out, CHAT__CODE__UNAVAILABLE, "partners kept leaving; search again");
+}
+
+static bool start_search_once(const match_env *env, chat_redis *r,
+                              const Chat__StartSearchReq *q, const char **args, match_out *out)
+{
+    const char *user = q->user_id;
     redisReply *rep = match_eval(r, &pair_script, 4, 6, args);
     if (rep == NULL) {
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "queue unavailable");
-        return;
+        return false;
     }
     match_pair p;
     int rv = match_parse_pair(rep, &p);
@@ -249,19 +287,19 @@ void match_start_search(const match_env *env, chat_redis *r, const Chat__StartSe
     if (rv != 0) {
         chat_error("match_bad_script_reply", "script=pair user=%s", user);
         match_out_err(out, CHAT__CODE__INTERNAL, "unexpected queue state");
-        return;
+        return false;
     }
     switch (p.status) {
     case MATCH_PAIR_IN_CHAT:
         match_out_err(out, CHAT__CODE__ALREADY_IN_CHAT, "already in a random chat");
-        return;
+        return false;
     case MATCH_PAIR_SEARCHING:
         chat_debug("match_searching", "user=%s", user);
-        return;
+        return false;
     case MATCH_PAIR_PAIRED:
-        pair_finish(env, r, user, &p, q->conn, out);
-        return;
+        return pair_finish(env, r, user, &p, q->conn, out);
     }
+    return false;
 }
 
 void match_leave_queue(chat_redis *r, const char *user_id, match_out *out)
