@@ -5,7 +5,12 @@
  * Callbacks run on nng threads. They decode the protobuf there, append one
  * item under the lock and wake lws with lws_cancel_service() only when the
  * queue goes from empty to non-empty (one wake-up per batch); the lws thread
- * takes the whole list in LWS_CALLBACK_EVENT_WAIT_CANCELLED. */
+ * takes the whole list in LWS_CALLBACK_EVENT_WAIT_CANCELLED.
+ *
+ * Quick requests are queued in the rpc clients and flushed by a timer due
+ * at once, which lws runs when the current pass over the ready sockets is
+ * done: the requests of one pass travel as one nng message per service
+ * (see proto/envelope.proto), whatever the number of connections. */
 #include "gateway.h"
 
 #include <pthread.h>
@@ -29,6 +34,8 @@ struct gw_backend {
     size_t qlen;                 /* under mu */
     struct lws_context *ctx;     /* under mu: woken on new items; NULL: nobody */
     atomic_int inflight;         /* calls whose callback has not run yet */
+    lws_sorted_usec_list_t sul_flush; /* lws thread only */
+    bool flush_armed;                 /* lws thread only */
 };
 
 static const char *const svc_names[GW_SVC_COUNT] = {"match", "message", "presence", "events"};
@@ -161,8 +168,31 @@ int gw_backend_open(gw_backend **out, const gw_config *cfg)
     return 0;
 }
 
+static void backend_flush_all(gw_backend *be)
+{
+    be->flush_armed = false;
+    for (int i = 0; i < GW_SVC_EVENTS; i++)
+        chat_rpc_client_flush(be->rpc[i]);
+}
+
+static void backend_flush(lws_sorted_usec_list_t *sul)
+{
+    backend_flush_all(lws_container_of(sul, gw_backend, sul_flush));
+}
+
+/* Replays and history pages can be large and slow: they go alone, so they
+ * neither hold back the quick requests of a batch nor make it huge. */
+static bool backend_op_batched(gw_op op)
+{
+    return op != GW_OP_REPLAY && op != GW_OP_HISTORY && op != GW_OP_API_HISTORY;
+}
+
 void gw_backend_set_context(gw_backend *be, struct lws_context *ctx)
 {
+    if (ctx == NULL && be->flush_armed) {
+        lws_sul_cancel(&be->sul_flush);
+        backend_flush_all(be);
+    }
     pthread_mutex_lock(&be->mu);
     be->ctx = ctx;
     if (ctx != NULL && be->head != NULL)
@@ -184,7 +214,17 @@ void gw_backend_call(gw_backend *be, gw_op op, uint64_t conn_id, gw_request *rq,
     it->conn_id = conn_id;
     it->rq = rq;
     atomic_fetch_add(&be->inflight, 1);
-    chat_rpc_call_async(be->rpc[gw_op_service(op)], req, backend_done, it);
+    chat_rpc_client *rpc = be->rpc[gw_op_service(op)];
+    /* be->ctx is only written on this (the lws) thread: no lock to read it. */
+    if (be->ctx == NULL || !backend_op_batched(op)) {
+        chat_rpc_call_async(rpc, req, backend_done, it);
+        return;
+    }
+    chat_rpc_call_queued(rpc, req, backend_done, it);
+    if (!be->flush_armed) {
+        be->flush_armed = true;
+        lws_sul_schedule(be->ctx, 0, &be->sul_flush, backend_flush, 1);
+    }
 }
 
 gw_item *gw_backend_take(gw_backend *be)

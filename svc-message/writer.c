@@ -8,7 +8,8 @@
  *   2. one pipelined transaction stores them (BEGIN, one statement per
  *      send, COMMIT); a refused send looks up its original instead;
  *   3. tokens of sends that were not stored go back;
- *   4. after the commit: reply to each in order, publish the stored ones. */
+ *   4. after the commit: reply to each in order, then publish the stored
+ *      ones as one batch of events. */
 #include "message.h"
 
 #include "chat/log.h"
@@ -227,26 +228,82 @@ static void refund_step(const msg_config *cfg, chat_redis *redis, msg_job **jobs
 
 /* ---- step 4: reply and publish ---- */
 
-static void publish(chat_pub *pub, Chat__StoredMessage *sm, char *others)
+/* The events of one batch, published together as one nng message. */
+typedef struct batch_events {
+    int n;
+    Chat__Event *ev;          /* [batch size] */
+    Chat__StoredMessage *sm;  /* [batch size] */
+    char **ids;               /* recipients of every event, one block */
+    size_t ids_used, ids_cap;
+} batch_events;
+
+static size_t count_ids(const char *others)
 {
-    size_t cap = 1;
+    size_t n = 1;
     for (const char *p = others; *p; p++)
-        cap += *p == ',';
-    char **ids = malloc(cap * sizeof *ids);
-    if (ids == NULL)
-        return;
-    Chat__Event ev = CHAT__EVENT__INIT;
-    ev.n_user_ids = msg_split_ids(others, ids, cap);
-    ev.user_ids = ids;
-    ev.body_case = CHAT__EVENT__BODY_MESSAGE;
-    ev.message = sm;
-    int rv = ev.n_user_ids > 0 ? chat_pub_send(pub, &ev.base) : 0;
-    if (rv != 0)
-        chat_warn("publish_failed", "err=%d", rv);
-    free(ids);
+        n += *p == ',';
+    return n;
 }
 
-static void finish(chat_pub *pub, msg_job *j)
+/* Room for the events of the batch's stored sends. False: no memory (the
+ * messages stay stored; recipients get them when they resume). */
+static bool events_alloc(batch_events *be, msg_job **jobs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (jobs[i]->res.status == MSG_ST_STORED && jobs[i]->res.others != NULL)
+            be->ids_cap += count_ids(jobs[i]->res.others);
+    be->ev = calloc((size_t)n, sizeof *be->ev);
+    be->sm = calloc((size_t)n, sizeof *be->sm);
+    be->ids = calloc(be->ids_cap + 1, sizeof *be->ids);
+    if (be->ev != NULL && be->sm != NULL && be->ids != NULL)
+        return true;
+    free(be->ev);
+    free(be->sm);
+    free(be->ids);
+    memset(be, 0, sizeof *be);
+    chat_warn("publish_failed", "err=\"out of memory\" sends=%d", n);
+    return false;
+}
+
+/* Adds the message event of a stored send (others: its recipients,
+ * comma-separated, split in place). */
+static void events_add(batch_events *be, const Chat__StoredMessage *sm, char *others)
+{
+    Chat__Event *ev = &be->ev[be->n];
+    chat__event__init(ev);
+    ev->user_ids = be->ids + be->ids_used;
+    ev->n_user_ids = msg_split_ids(others, ev->user_ids, be->ids_cap - be->ids_used);
+    if (ev->n_user_ids == 0)
+        return;
+    be->ids_used += ev->n_user_ids;
+    be->sm[be->n] = *sm;
+    ev->body_case = CHAT__EVENT__BODY_MESSAGE;
+    ev->message = &be->sm[be->n];
+    be->n++;
+}
+
+static void events_publish(chat_pub *pub, batch_events *be)
+{
+    if (be->n == 0)
+        return;
+    const ProtobufCMessage *msgs[be->n];
+    for (int i = 0; i < be->n; i++)
+        msgs[i] = &be->ev[i].base;
+    int rv = chat_pub_send_many(pub, msgs, (size_t)be->n);
+    if (rv != 0)
+        chat_warn("publish_failed", "err=%d events=%d", rv, be->n);
+}
+
+static void events_free(batch_events *be)
+{
+    free(be->ev);
+    free(be->sm);
+    free(be->ids);
+}
+
+/* Replies to j and adds its event. j stays alive (its text and others are
+ * the event's) until the batch is published. */
+static void finish(msg_job *j, batch_events *be)
 {
     const msg_send_result *res = &j->res;
     Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
@@ -266,9 +323,8 @@ static void finish(chat_pub *pub, msg_job *j)
         rep.retry_after_ms = res->retry_after_ms;
     }
     msg_job_reply(j, &rep);
-    if (res->status == MSG_ST_STORED && res->others != NULL)
-        publish(pub, &sm, res->others);
-    msg_job_free(j);
+    if (res->status == MSG_ST_STORED && res->others != NULL && be->ev != NULL)
+        events_add(be, &sm, res->others);
 }
 
 void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_redis *redis,
@@ -289,10 +345,18 @@ void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_red
     if (limit)
         refund_step(cfg, redis, jobs, n);
     int stored = 0;
+    batch_events be = {0};
+    events_alloc(&be, jobs, n);
     for (int i = 0; i < n; i++) {
         stored += jobs[i]->res.status == MSG_ST_STORED;
-        finish(pub, jobs[i]);
+        finish(jobs[i], &be);
     }
+    /* Published after every reply of the batch, in the batch's order (per
+     * conversation: seq order), as one message to every gateway. */
+    events_publish(pub, &be);
+    for (int i = 0; i < n; i++)
+        msg_job_free(jobs[i]);
+    events_free(&be);
     chat_debug("send_batch", "sends=%d stored=%d ms=%lld", n, stored,
                (long long)(chat_mono_ms() - t0));
 }

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "chat/log.h"
+#include "envelope.pb-c.h"
 
 int chat_pb_to_nng(const ProtobufCMessage *msg, nng_msg **out)
 {
@@ -17,6 +18,26 @@ int chat_pb_to_nng(const ProtobufCMessage *msg, nng_msg **out)
     protobuf_c_message_pack(msg, nng_msg_body(m));
     *out = m;
     return 0;
+}
+
+int chat_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(n > 0 ? n : 1);
+    if (buf == NULL)
+        return NNG_ENOMEM;
+    protobuf_c_message_pack(msg, buf);
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+int chat_batch_to_nng(const ProtobufCBinaryData *items, size_t n, nng_msg **out)
+{
+    Chat__Batch b = CHAT__BATCH__INIT;
+    b.n_items = n;
+    b.items = (ProtobufCBinaryData *)items; /* only read by pack */
+    return chat_pb_to_nng(&b.base, out);
 }
 
 struct close_job {

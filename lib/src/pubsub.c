@@ -3,11 +3,13 @@
 #include "chat/rpc.h"
 #include "chat/util.h"
 #include "pb.h"
+#include "envelope.pb-c.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 /* nng's upper bound for socket buffers, in messages: a gateway that falls
@@ -40,15 +42,28 @@ int chat_pub_open(chat_pub **out, const char *url)
     return 0;
 }
 
+int chat_pub_send_many(chat_pub *p, const ProtobufCMessage *const *msgs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    ProtobufCBinaryData items[n];
+    size_t packed = 0;
+    int rv = 0;
+    nng_msg *m = NULL;
+    for (; packed < n && rv == 0; packed++)
+        if ((rv = chat_pb_pack(msgs[packed], &items[packed].data, &items[packed].len)) != 0)
+            break;
+    if (rv == 0 && (rv = chat_batch_to_nng(items, n, &m)) == 0 &&
+        (rv = nng_sendmsg(p->sock, m, 0)) != 0)
+        nng_msg_free(m);
+    for (size_t i = 0; i < packed; i++)
+        free(items[i].data);
+    return rv;
+}
+
 int chat_pub_send(chat_pub *p, const ProtobufCMessage *msg)
 {
-    nng_msg *m;
-    int rv = chat_pb_to_nng(msg, &m);
-    if (rv != 0)
-        return rv;
-    if ((rv = nng_sendmsg(p->sock, m, 0)) != 0)
-        nng_msg_free(m);
-    return rv;
+    return chat_pub_send_many(p, &msg, 1);
 }
 
 void chat_pub_close(chat_pub *p)
@@ -76,8 +91,13 @@ static void sub_recv_cb(void *arg)
         return;
     if (rv == 0) {
         nng_msg *m = nng_aio_get_msg(s->aio);
-        s->cb(nng_msg_body(m), nng_msg_len(m), s->arg);
+        Chat__Batch *b = chat__batch__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
         nng_msg_free(m);
+        if (b == NULL)
+            chat_log(CHAT_LOG_WARN, "sub_bad_batch", "dropped an event that is not a batch");
+        for (size_t i = 0; b != NULL && i < b->n_items; i++)
+            s->cb(b->items[i].data, b->items[i].len, s->arg);
+        chat__batch__free_unpacked(b, NULL);
     }
     nng_recv_aio(s->sock, s->aio);
 }

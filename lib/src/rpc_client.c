@@ -1,29 +1,47 @@
-/* REQ client: one context per call, fast failure without peers (see rpc.h). */
+/* REQ client: one context per batch of calls, fast failure without peers
+ * (see rpc.h). */
 #include "chat/rpc.h"
 #include "pb.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "chat/util.h"
+#include "envelope.pb-c.h"
+
+/* Calls queued by chat_rpc_call_queued() are sent together by
+ * chat_rpc_client_flush(), or at once when this many are waiting. */
+#define RPC_BATCH_MAX 128
+
+/* One call inside a batch: its packed request and who gets the reply. */
+struct rpc_item {
+    chat_rpc_done cb;
+    void *arg;
+    ProtobufCBinaryData req;
+};
 
 struct chat_rpc_client {
     nng_socket sock;
     int timeout_ms;
     atomic_int peers;
+    pthread_mutex_t mu;
+    struct rpc_item queue[RPC_BATCH_MAX]; /* under mu */
+    size_t queued;                        /* under mu */
 };
 
+/* One nng request (a context and an aio) carrying n calls. */
 struct rpc_call {
     chat_rpc_client *client;
     nng_aio *aio;
     nng_ctx ctx;
-    chat_rpc_done cb;
-    void *arg;
     bool sent;
+    size_t n;
+    struct rpc_item items[];
 };
 
 static void client_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
@@ -53,16 +71,18 @@ int chat_rpc_client_open(chat_rpc_client **out, const char *urls, int timeout_ms
         free(c);
         return rv;
     }
+    pthread_mutex_init(&c->mu, NULL);
     /* A request is resent only when its server goes away, never because it
      * is slow: a resend of a slow request would only add load. */
     nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, 3600 * 1000);
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 50);
     nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 1000);
-    nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 16 << 20);
+    nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 64 << 20);
     nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, client_pipe_cb, c);
     nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, client_pipe_cb, c);
     if ((rv = chat_split_list(urls, client_dial, c)) != 0) {
         nng_close(c->sock);
+        pthread_mutex_destroy(&c->mu);
         free(c);
         return rv;
     }
@@ -75,12 +95,27 @@ int chat_rpc_client_peers(chat_rpc_client *c)
     return atomic_load(&c->peers);
 }
 
+/* Answers every call of items[0..n) with err, or with its reply item. */
+static void items_finish(struct rpc_item *items, size_t n, int err, const Chat__Batch *rep)
+{
+    if (err == 0 && (rep == NULL || rep->n_items != n))
+        err = NNG_EPROTO;
+    for (size_t i = 0; i < n; i++) {
+        if (err == 0)
+            items[i].cb(0, rep->items[i].data, rep->items[i].len, items[i].arg);
+        else
+            items[i].cb(err, NULL, 0, items[i].arg);
+        free(items[i].req.data);
+    }
+}
+
 static void call_finish(struct rpc_call *call, int err, nng_msg *reply)
 {
+    Chat__Batch *rep = NULL;
     if (reply != NULL)
-        call->cb(0, nng_msg_body(reply), nng_msg_len(reply), call->arg);
-    else
-        call->cb(err, NULL, 0, call->arg);
+        rep = chat__batch__unpack(NULL, nng_msg_len(reply), nng_msg_body(reply));
+    items_finish(call->items, call->n, err, rep);
+    chat__batch__free_unpacked(rep, NULL);
     nng_msg_free(reply);
     nng_ctx_close(call->ctx);
     /* We are inside the aio's own callback: it must be freed elsewhere. */
@@ -109,21 +144,24 @@ static void call_cb(void *arg)
     call_finish(call, 0, nng_aio_get_msg(call->aio));
 }
 
-void chat_rpc_call_async(chat_rpc_client *c, const ProtobufCMessage *req, chat_rpc_done cb,
-                         void *arg)
+/* Sends items[0..n) (taken: copied into the call) as one request. */
+static void batch_send(chat_rpc_client *c, struct rpc_item *items, size_t n)
 {
     if (atomic_load(&c->peers) == 0) {
-        cb(NNG_ECONNREFUSED, NULL, 0, arg);
+        items_finish(items, n, NNG_ECONNREFUSED, NULL);
         return;
     }
-    struct rpc_call *call = calloc(1, sizeof *call);
+    struct rpc_call *call = calloc(1, sizeof *call + n * sizeof call->items[0]);
+    ProtobufCBinaryData reqs[n];
     nng_msg *m = NULL;
     int rv = NNG_ENOMEM;
-    if (call == NULL || (rv = chat_pb_to_nng(req, &m)) != 0)
+    for (size_t i = 0; i < n; i++)
+        reqs[i] = items[i].req;
+    if (call == NULL || (rv = chat_batch_to_nng(reqs, n, &m)) != 0)
         goto fail;
     call->client = c;
-    call->cb = cb;
-    call->arg = arg;
+    call->n = n;
+    memcpy(call->items, items, n * sizeof items[0]);
     if ((rv = nng_aio_alloc(&call->aio, call_cb, call)) != 0)
         goto fail;
     if ((rv = nng_ctx_open(&call->ctx, c->sock)) != 0) {
@@ -138,20 +176,76 @@ void chat_rpc_call_async(chat_rpc_client *c, const ProtobufCMessage *req, chat_r
 fail:
     nng_msg_free(m);
     free(call);
-    cb(rv, NULL, 0, arg);
+    items_finish(items, n, rv, NULL);
 }
 
-int chat_rpc_call(chat_rpc_client *c, const ProtobufCMessage *req, uint8_t **reply,
-                  size_t *reply_len)
+/* Packs req into an item; on failure answers cb at once and returns false. */
+static bool item_make(struct rpc_item *it, const ProtobufCMessage *req, chat_rpc_done cb,
+                      void *arg)
 {
-    if (atomic_load(&c->peers) == 0)
-        return NNG_ECONNREFUSED;
+    it->cb = cb;
+    it->arg = arg;
+    if (chat_pb_pack(req, &it->req.data, &it->req.len) != 0) {
+        cb(NNG_ENOMEM, NULL, 0, arg);
+        return false;
+    }
+    return true;
+}
+
+void chat_rpc_call_async(chat_rpc_client *c, const ProtobufCMessage *req, chat_rpc_done cb,
+                         void *arg)
+{
+    if (atomic_load(&c->peers) == 0) {
+        cb(NNG_ECONNREFUSED, NULL, 0, arg);
+        return;
+    }
+    struct rpc_item it;
+    if (item_make(&it, req, cb, arg))
+        batch_send(c, &it, 1);
+}
+
+void chat_rpc_call_queued(chat_rpc_client *c, const ProtobufCMessage *req, chat_rpc_done cb,
+                          void *arg)
+{
+    if (atomic_load(&c->peers) == 0) {
+        cb(NNG_ECONNREFUSED, NULL, 0, arg);
+        return;
+    }
+    struct rpc_item it;
+    if (!item_make(&it, req, cb, arg))
+        return;
+    struct rpc_item full[RPC_BATCH_MAX];
+    size_t n = 0;
+    pthread_mutex_lock(&c->mu);
+    c->queue[c->queued++] = it;
+    if (c->queued == RPC_BATCH_MAX) {
+        n = c->queued;
+        memcpy(full, c->queue, n * sizeof full[0]);
+        c->queued = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (n > 0)
+        batch_send(c, full, n);
+}
+
+void chat_rpc_client_flush(chat_rpc_client *c)
+{
+    struct rpc_item items[RPC_BATCH_MAX];
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->queued;
+    memcpy(items, c->queue, n * sizeof items[0]);
+    c->queued = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (n > 0)
+        batch_send(c, items, n);
+}
+
+/* Blocking round trip of one packed request; the reply item is copied. */
+static int call_sync(chat_rpc_client *c, nng_msg *m, uint8_t **reply, size_t *reply_len)
+{
     nng_ctx ctx;
     nng_aio *aio;
-    nng_msg *m;
     int rv;
-    if ((rv = chat_pb_to_nng(req, &m)) != 0)
-        return rv;
     if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
         nng_msg_free(m);
         return rv;
@@ -175,20 +269,44 @@ int chat_rpc_call(chat_rpc_client *c, const ProtobufCMessage *req, uint8_t **rep
     if ((rv = nng_aio_result(aio)) != 0)
         goto out;
     m = nng_aio_get_msg(aio);
-    size_t len = nng_msg_len(m);
-    uint8_t *buf = malloc(len > 0 ? len : 1);
-    if (buf == NULL) {
-        rv = NNG_ENOMEM;
+    Chat__Batch *rep = chat__batch__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+    if (rep == NULL || rep->n_items != 1) {
+        rv = NNG_EPROTO;
     } else {
-        memcpy(buf, nng_msg_body(m), len);
-        *reply = buf;
-        *reply_len = len;
+        size_t len = rep->items[0].len;
+        uint8_t *buf = malloc(len > 0 ? len : 1);
+        if (buf == NULL) {
+            rv = NNG_ENOMEM;
+        } else {
+            if (len > 0)
+                memcpy(buf, rep->items[0].data, len);
+            *reply = buf;
+            *reply_len = len;
+        }
     }
+    chat__batch__free_unpacked(rep, NULL);
     nng_msg_free(m);
 out:
     nng_ctx_close(ctx);
     nng_aio_free(aio);
     return rv;
+}
+
+int chat_rpc_call(chat_rpc_client *c, const ProtobufCMessage *req, uint8_t **reply,
+                  size_t *reply_len)
+{
+    if (atomic_load(&c->peers) == 0)
+        return NNG_ECONNREFUSED;
+    ProtobufCBinaryData item;
+    nng_msg *m;
+    int rv = chat_pb_pack(req, &item.data, &item.len);
+    if (rv != 0)
+        return rv;
+    rv = chat_batch_to_nng(&item, 1, &m);
+    free(item.data);
+    if (rv != 0)
+        return rv;
+    return call_sync(c, m, reply, reply_len);
 }
 
 int chat_rpc_call_decode(chat_rpc_client *c, const ProtobufCMessage *req,
@@ -223,8 +341,10 @@ void chat_rpc_client_close(chat_rpc_client *c)
 {
     if (c == NULL)
         return;
+    chat_rpc_client_flush(c); /* nobody should queue now; answer what did */
     /* Stuck: the pipe callbacks may still touch c, so it stays allocated. */
     if (chat_nng_close_bounded(c->sock, 2000) != 0)
         return;
+    pthread_mutex_destroy(&c->mu);
     free(c);
 }

@@ -1,8 +1,9 @@
-/* REP server: N contexts, each cycling RECV -> handler -> SEND (see rpc.h).
- * Modelled on nng's demo/async server. */
+/* REP server: N contexts, each cycling RECV -> handler per batch item ->
+ * SEND (see rpc.h). Modelled on nng's demo/async server. */
 #include "chat/rpc.h"
 #include "chat/log.h"
 #include "pb.h"
+#include "envelope.pb-c.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -11,88 +12,165 @@
 #include <string.h>
 #include <time.h>
 
-enum job_state { JOB_IDLE, JOB_RECV, JOB_WORK, JOB_SEND };
+enum ctx_state { CTX_IDLE, CTX_RECV, CTX_WORK, CTX_SEND };
 
-struct chat_rpc_job {
+/* One nng context: receives a batch, runs the handler on each item, sends
+ * the reply batch once every item is answered. */
+struct rpc_ctx {
     chat_rpc_server *srv;
     nng_aio *aio;
     nng_ctx ctx;
-    nng_msg *req;             /* the request being worked on */
     _Atomic int state;
+    /* CTX_WORK: the batch being answered */
+    Chat__Batch *req;
+    chat_rpc_job *jobs;          /* one per item */
+    ProtobufCBinaryData *replies; /* one per item, malloc'd bytes */
+    atomic_size_t left;          /* items not answered yet */
+    atomic_bool failed;          /* an answer could not be kept */
+};
+
+struct chat_rpc_job {
+    struct rpc_ctx *rc;
+    size_t index;
 };
 
 struct chat_rpc_server {
     nng_socket sock;
     chat_rpc_handler handler;
     void *arg;
-    int njobs;
-    chat_rpc_job *jobs;
+    int nctx;
+    struct rpc_ctx *ctxs;
     atomic_bool closing;
 };
 
-static void job_recv(chat_rpc_job *job)
+static void ctx_recv(struct rpc_ctx *rc)
 {
-    if (atomic_load(&job->srv->closing)) {
-        atomic_store(&job->state, JOB_IDLE);
+    if (atomic_load(&rc->srv->closing)) {
+        atomic_store(&rc->state, CTX_IDLE);
         return;
     }
-    atomic_store(&job->state, JOB_RECV);
-    nng_ctx_recv(job->ctx, job->aio);
+    atomic_store(&rc->state, CTX_RECV);
+    nng_ctx_recv(rc->ctx, rc->aio);
 }
 
-static void job_cb(void *arg)
+static void ctx_send(struct rpc_ctx *rc, nng_msg *reply)
 {
-    chat_rpc_job *job = arg;
-    int rv = nng_aio_result(job->aio);
-
-    if (atomic_load(&job->state) == JOB_SEND) {
-        if (rv != 0)
-            nng_msg_free(nng_aio_get_msg(job->aio));
-        job_recv(job);
-        return;
-    }
-    /* JOB_RECV */
-    if (rv != 0) {
-        if (rv == NNG_ECLOSED) {
-            atomic_store(&job->state, JOB_IDLE);
-            return;
-        }
-        job_recv(job);
-        return;
-    }
-    job->req = nng_aio_get_msg(job->aio);
-    atomic_store(&job->state, JOB_WORK);
-    job->srv->handler(job, nng_msg_body(job->req), nng_msg_len(job->req), job->srv->arg);
-}
-
-static void job_send(chat_rpc_job *job, nng_msg *reply)
-{
-    nng_msg_free(job->req);
-    job->req = NULL;
     if (reply == NULL) {
         /* Out of memory: no reply; the client times out. Keep serving. */
-        job_recv(job);
+        ctx_recv(rc);
         return;
     }
-    atomic_store(&job->state, JOB_SEND);
-    nng_aio_set_msg(job->aio, reply);
-    nng_ctx_send(job->ctx, job->aio);
+    atomic_store(&rc->state, CTX_SEND);
+    nng_aio_set_msg(rc->aio, reply);
+    nng_ctx_send(rc->ctx, rc->aio);
+}
+
+/* The last item was answered: free the batch, send the replies. */
+static void ctx_complete(struct rpc_ctx *rc)
+{
+    size_t n = rc->req->n_items;
+    nng_msg *m = NULL;
+    if (atomic_load(&rc->failed) || chat_batch_to_nng(rc->replies, n, &m) != 0)
+        m = NULL;
+    for (size_t i = 0; i < n; i++)
+        free(rc->replies[i].data);
+    free(rc->replies);
+    free(rc->jobs);
+    chat__batch__free_unpacked(rc->req, NULL);
+    rc->req = NULL;
+    rc->replies = NULL;
+    rc->jobs = NULL;
+    ctx_send(rc, m);
+}
+
+/* Runs the handler on every item of a received batch. */
+static void ctx_dispatch(struct rpc_ctx *rc, nng_msg *msg)
+{
+    Chat__Batch *req = chat__batch__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+    nng_msg_free(msg);
+    size_t n = req != NULL ? req->n_items : 0;
+    rc->jobs = n > 0 ? calloc(n, sizeof *rc->jobs) : NULL;
+    rc->replies = n > 0 ? calloc(n, sizeof *rc->replies) : NULL;
+    if (n == 0 || rc->jobs == NULL || rc->replies == NULL) {
+        /* Not a batch (or no memory): an empty reply, which the client
+         * reports as a protocol error. */
+        free(rc->jobs);
+        free(rc->replies);
+        rc->jobs = NULL;
+        rc->replies = NULL;
+        chat__batch__free_unpacked(req, NULL);
+        nng_msg *m = NULL;
+        if (chat_batch_to_nng(NULL, 0, &m) != 0)
+            m = NULL;
+        ctx_send(rc, m);
+        return;
+    }
+    rc->req = req;
+    atomic_store(&rc->left, n);
+    atomic_store(&rc->failed, false);
+    chat_rpc_job *jobs = rc->jobs;
+    chat_rpc_handler handler = rc->srv->handler;
+    void *arg = rc->srv->arg;
+    /* Once the last handler has been called the batch may already be
+     * answered and rc reused: only locals are read in the loop's test. */
+    for (size_t i = 0; i < n; i++) {
+        jobs[i].rc = rc;
+        jobs[i].index = i;
+        handler(&jobs[i], req->items[i].data, req->items[i].len, arg);
+    }
+}
+
+static void ctx_cb(void *arg)
+{
+    struct rpc_ctx *rc = arg;
+    int rv = nng_aio_result(rc->aio);
+
+    if (atomic_load(&rc->state) == CTX_SEND) {
+        if (rv != 0)
+            nng_msg_free(nng_aio_get_msg(rc->aio));
+        ctx_recv(rc);
+        return;
+    }
+    /* CTX_RECV */
+    if (rv != 0) {
+        if (rv == NNG_ECLOSED) {
+            atomic_store(&rc->state, CTX_IDLE);
+            return;
+        }
+        ctx_recv(rc);
+        return;
+    }
+    atomic_store(&rc->state, CTX_WORK);
+    ctx_dispatch(rc, nng_aio_get_msg(rc->aio));
+}
+
+/* Keeps buf (malloc'd, or NULL when it could not be made) as the job's answer. */
+static void job_answer(chat_rpc_job *job, uint8_t *buf, size_t len)
+{
+    struct rpc_ctx *rc = job->rc;
+    if (buf == NULL)
+        atomic_store(&rc->failed, true);
+    rc->replies[job->index].data = buf;
+    rc->replies[job->index].len = buf != NULL ? len : 0;
+    if (atomic_fetch_sub(&rc->left, 1) == 1)
+        ctx_complete(rc);
 }
 
 void chat_rpc_job_reply(chat_rpc_job *job, const uint8_t *data, size_t len)
 {
-    nng_msg *m = NULL;
-    if (nng_msg_alloc(&m, len) == 0 && len > 0)
-        memcpy(nng_msg_body(m), data, len);
-    job_send(job, m);
+    uint8_t *buf = malloc(len > 0 ? len : 1);
+    if (buf != NULL && len > 0)
+        memcpy(buf, data, len);
+    job_answer(job, buf, len);
 }
 
 void chat_rpc_job_reply_pb(chat_rpc_job *job, const ProtobufCMessage *msg)
 {
-    nng_msg *m = NULL;
-    if (chat_pb_to_nng(msg, &m) != 0)
-        m = NULL;
-    job_send(job, m);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (chat_pb_pack(msg, &buf, &len) != 0)
+        buf = NULL;
+    job_answer(job, buf, len);
 }
 
 int chat_rpc_server_open(chat_rpc_server **out, const char *url, int contexts,
@@ -108,22 +186,22 @@ int chat_rpc_server_open(chat_rpc_server **out, const char *url, int contexts,
         free(srv);
         return rv;
     }
-    srv->jobs = calloc((size_t)contexts, sizeof *srv->jobs);
-    if (srv->jobs == NULL) {
+    srv->ctxs = calloc((size_t)contexts, sizeof *srv->ctxs);
+    if (srv->ctxs == NULL) {
         nng_close(srv->sock);
         free(srv);
         return NNG_ENOMEM;
     }
     for (int i = 0; i < contexts; i++) {
-        chat_rpc_job *job = &srv->jobs[i];
-        job->srv = srv;
-        if ((rv = nng_aio_alloc(&job->aio, job_cb, job)) != 0 ||
-            (rv = nng_ctx_open(&job->ctx, srv->sock)) != 0) {
-            srv->njobs = i + (job->aio != NULL);
+        struct rpc_ctx *rc = &srv->ctxs[i];
+        rc->srv = srv;
+        if ((rv = nng_aio_alloc(&rc->aio, ctx_cb, rc)) != 0 ||
+            (rv = nng_ctx_open(&rc->ctx, srv->sock)) != 0) {
+            srv->nctx = i + (rc->aio != NULL);
             chat_rpc_server_close(srv);
             return rv;
         }
-        srv->njobs = i + 1;
+        srv->nctx = i + 1;
     }
     nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, 1 << 20);
     if ((rv = nng_listen(srv->sock, url, NULL, 0)) != 0) {
@@ -132,17 +210,17 @@ int chat_rpc_server_open(chat_rpc_server **out, const char *url, int contexts,
         chat_rpc_server_close(srv);
         return rv;
     }
-    for (int i = 0; i < srv->njobs; i++)
-        job_recv(&srv->jobs[i]);
+    for (int i = 0; i < srv->nctx; i++)
+        ctx_recv(&srv->ctxs[i]);
     *out = srv;
     return 0;
 }
 
 static bool server_busy(chat_rpc_server *srv)
 {
-    for (int i = 0; i < srv->njobs; i++) {
-        int st = atomic_load(&srv->jobs[i].state);
-        if (st == JOB_WORK || st == JOB_SEND)
+    for (int i = 0; i < srv->nctx; i++) {
+        int st = atomic_load(&srv->ctxs[i].state);
+        if (st == CTX_WORK || st == CTX_SEND)
             return true;
     }
     return false;
@@ -167,10 +245,10 @@ void chat_rpc_server_close(chat_rpc_server *srv)
         chat_log(CHAT_LOG_WARN, "rpc_close_busy", "jobs still at work; not freed");
         return;
     }
-    for (int i = 0; i < srv->njobs; i++) {
-        nng_aio_stop(srv->jobs[i].aio);
-        nng_aio_free(srv->jobs[i].aio);
+    for (int i = 0; i < srv->nctx; i++) {
+        nng_aio_stop(srv->ctxs[i].aio);
+        nng_aio_free(srv->ctxs[i].aio);
     }
-    free(srv->jobs);
+    free(srv->ctxs);
     free(srv);
 }

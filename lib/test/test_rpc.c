@@ -14,7 +14,9 @@
 
 #include "chat/rpc.h"
 #include "chat/util.h"
+#include "envelope.pb-c.h"
 #include "events.pb-c.h"
+#include <nng/protocol/reqrep0/req.h>
 #include "match.pb-c.h"
 
 /* Echo server: replies with detail = the request's user id; a user id of
@@ -191,9 +193,96 @@ static void test_timeout(void **st)
     chat_rpc_server_close(srv);
 }
 
+/* Queued calls travel as one request: the server answers the batch only
+ * when its last item is answered, and each caller gets its own item even
+ * when the items are answered out of order. */
+static void test_queued_calls_share_one_request(void **st)
+{
+    chat_rpc_server *srv;
+    chat_rpc_client *cli;
+    assert_int_equal(chat_rpc_server_open(&srv, "inproc://batch", 4, echo_handler, NULL), 0);
+    assert_int_equal(chat_rpc_client_open(&cli, "inproc://batch", 5000), 0);
+    wait_peers(cli);
+    const char *names[3] = {"first", "hold", "third"};
+    struct async_result res[3];
+    for (int i = 0; i < 3; i++) {
+        sem_init(&res[i].done, 0, 0);
+        memset(res[i].detail, 0, sizeof res[i].detail);
+        Chat__MatchRequest r;
+        Chat__StartSearchReq s;
+        make_req(&r, &s, names[i]);
+        chat_rpc_call_queued(cli, &r.base, on_done, &res[i]);
+    }
+    chat_rpc_client_flush(cli);
+    /* The held item keeps the whole batch: nobody is answered yet. */
+    for (int i = 0; i < 500 && held == NULL; i++) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_non_null(held);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    assert_int_not_equal(sem_timedwait(&res[0].done, &ts), 0);
+    Chat__MatchReply rep = CHAT__MATCH_REPLY__INIT;
+    rep.detail = "late";
+    chat_rpc_job_reply_pb(held, &rep.base);
+    held = NULL;
+    const char *want[3] = {"first", "late", "third"};
+    for (int i = 0; i < 3; i++) {
+        sem_wait_bounded(&res[i].done);
+        assert_int_equal(res[i].err, 0);
+        assert_string_equal(res[i].detail, want[i]);
+        sem_destroy(&res[i].done);
+    }
+    chat_rpc_client_close(cli);
+    chat_rpc_server_close(srv);
+}
+
+/* A request that is not a batch gets an empty batch back, and the server
+ * keeps serving. */
+static void test_server_answers_garbage_with_empty_batch(void **st)
+{
+    chat_rpc_server *srv;
+    assert_int_equal(chat_rpc_server_open(&srv, "inproc://garbage", 2, echo_handler, NULL), 0);
+    nng_socket raw;
+    assert_int_equal(nng_req0_open(&raw), 0);
+    nng_socket_set_ms(raw, NNG_OPT_RECVTIMEO, 5000);
+    assert_int_equal(nng_dial(raw, "inproc://garbage", NULL, 0), 0);
+    const char junk[] = "\xff\xff\xff not protobuf";
+    assert_int_equal(nng_send(raw, (void *)junk, sizeof junk, 0), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(nng_recv(raw, &buf, &len, NNG_FLAG_ALLOC), 0);
+    Chat__Batch *b = chat__batch__unpack(NULL, len, (const uint8_t *)buf);
+    assert_non_null(b);
+    assert_int_equal(b->n_items, 0);
+    chat__batch__free_unpacked(b, NULL);
+    nng_free(buf, len);
+    nng_close(raw);
+    chat_rpc_client *cli;
+    assert_int_equal(chat_rpc_client_open(&cli, "inproc://garbage", 2000), 0);
+    wait_peers(cli);
+    Chat__MatchRequest r;
+    Chat__StartSearchReq s;
+    make_req(&r, &s, "still-here");
+    ProtobufCMessage *m = NULL;
+    assert_int_equal(chat_rpc_call_decode(cli, &r.base, &chat__match_reply__descriptor, &m), 0);
+    assert_string_equal(((Chat__MatchReply *)m)->detail, "still-here");
+    protobuf_c_message_free_unpacked(m, NULL);
+    chat_rpc_client_close(cli);
+    chat_rpc_server_close(srv);
+}
+
 struct sub_seen {
     sem_t got;
     char conv[32];
+    int n;               /* events seen */
+    char order[8][32];   /* their conversation ids */
 };
 
 static void on_event(const uint8_t *data, size_t len, void *arg)
@@ -202,6 +291,9 @@ static void on_event(const uint8_t *data, size_t len, void *arg)
     Chat__Event *ev = chat__event__unpack(NULL, len, data);
     if (ev && ev->body_case == CHAT__EVENT__BODY_MATCHED) {
         strncpy(seen->conv, ev->matched->conversation_id, sizeof seen->conv - 1);
+        if (seen->n < 8)
+            strncpy(seen->order[seen->n], ev->matched->conversation_id, 31);
+        seen->n++;
         sem_post(&seen->got);
     }
     chat__event__free_unpacked(ev, NULL);
@@ -242,6 +334,27 @@ static void test_pub_sub(void **st)
     }
     assert_int_equal(got, 0);
     assert_string_equal(seen.conv, "conv-7");
+    /* Now connected both ways: a batch of three arrives whole, in order. */
+    while (sem_trywait(&seen.got) == 0)
+        ;
+    int before = seen.n;
+    Chat__MatchedEvt ms[3] = {CHAT__MATCHED_EVT__INIT, CHAT__MATCHED_EVT__INIT,
+                              CHAT__MATCHED_EVT__INIT};
+    Chat__Event evs[3] = {CHAT__EVENT__INIT, CHAT__EVENT__INIT, CHAT__EVENT__INIT};
+    const ProtobufCMessage *many[3];
+    const char *ids[3] = {"b-1", "b-2", "b-3"};
+    for (int i = 0; i < 3; i++) {
+        ms[i].conversation_id = (char *)ids[i];
+        evs[i].body_case = CHAT__EVENT__BODY_MATCHED;
+        evs[i].matched = &ms[i];
+        many[i] = &evs[i].base;
+    }
+    assert_int_equal(chat_pub_send_many(pub, many, 3), 0);
+    for (int i = 0; i < 3; i++)
+        sem_wait_bounded(&seen.got);
+    assert_true(before + 3 <= 8);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(seen.order[before + i], ids[i]);
     chat_sub_close(sub);
     chat_pub_close(pub);
 }
@@ -254,6 +367,8 @@ int main(void)
         cmocka_unit_test(test_many_async_calls),
         cmocka_unit_test(test_no_peer_fails_at_once),
         cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_queued_calls_share_one_request),
+        cmocka_unit_test(test_server_answers_garbage_with_empty_batch),
         cmocka_unit_test(test_pub_sub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

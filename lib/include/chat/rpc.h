@@ -6,8 +6,15 @@
  * thread, possibly later (e.g. after a batched database commit).
  *
  * Client: a REQ socket dialing one or more servers (comma-separated URLs;
- * requests are spread over connected replicas). Each call uses its own
- * context so many are outstanding at once. A call fails at once with
+ * requests are spread over connected replicas). Each request uses its own
+ * context so many are outstanding at once.
+ *
+ * Batching (proto/envelope.proto): every nng message is a chat.Batch of
+ * packed items. chat_rpc_call_queued() calls wait in the client until
+ * chat_rpc_client_flush() sends them as one request; the server runs the
+ * handler once per item (a job each, replied in any order from any thread)
+ * and sends one reply batch when the last item is answered. So a batch is
+ * as slow as its slowest item: queue only quick calls. A call fails at once with
  * NNG_ECONNREFUSED while no server is connected, and with NNG_ETIMEDOUT after
  * the client's timeout. */
 #ifndef CHAT_RPC_H
@@ -45,9 +52,17 @@ typedef struct chat_rpc_client chat_rpc_client;
 typedef void (*chat_rpc_done)(int err, const uint8_t *data, size_t len, void *arg);
 
 int chat_rpc_client_open(chat_rpc_client **out, const char *urls, int timeout_ms);
-/* Starts a call; cb always runs exactly once (also on failure to start). */
+/* Starts a call now, alone; cb always runs exactly once (also on failure
+ * to start, then on the caller's thread). */
 void chat_rpc_call_async(chat_rpc_client *c, const ProtobufCMessage *req,
                          chat_rpc_done cb, void *arg);
+/* Like chat_rpc_call_async(), but the call waits for the next
+ * chat_rpc_client_flush() (or until 128 are waiting) and shares its
+ * request with the others queued by then. Thread-safe. */
+void chat_rpc_call_queued(chat_rpc_client *c, const ProtobufCMessage *req,
+                          chat_rpc_done cb, void *arg);
+/* Sends the queued calls as one request (nothing when none wait). */
+void chat_rpc_client_flush(chat_rpc_client *c);
 /* Blocking call. On success returns 0 and *reply (malloc'd, caller frees)
  * with *reply_len; otherwise an nng error and nothing is written. */
 int chat_rpc_call(chat_rpc_client *c, const ProtobufCMessage *req, uint8_t **reply,
@@ -74,10 +89,12 @@ int chat_pub_open(chat_pub **out, const char *url);
 /* Thread-safe. Returns 0 or an nng error. Events are best effort (a slow or
  * absent subscriber misses them). */
 int chat_pub_send(chat_pub *p, const ProtobufCMessage *msg);
+/* Publishes n messages as one batch (subscribers get them in this order). */
+int chat_pub_send_many(chat_pub *p, const ProtobufCMessage *const *msgs, size_t n);
 void chat_pub_close(chat_pub *p);
 
-/* Called on an nng thread for every published message; data is valid only
- * during the call. */
+/* Called on an nng thread for every published message (in a batch's
+ * order); data is valid only during the call. */
 typedef void (*chat_sub_cb)(const uint8_t *data, size_t len, void *arg);
 /* Dials every URL of the comma-separated list (retrying in the background)
  * and subscribes to everything. */
