@@ -16,6 +16,7 @@
 #include "chat/log.h"
 #include "chat/rpc.h"
 #include "chat/util.h"
+#include "envelope.pb-c.h"
 
 #include <hiredis.h>
 #include <nng/nng.h>
@@ -1219,20 +1220,32 @@ static void test_pg_down(void **state)
     inst_stop(&down);
 }
 
-/* Raw bytes through a plain REQ socket: the service must answer, not die. */
+/* Raw bytes as the one item of a batch (proto/envelope.proto), through a
+ * plain REQ socket: the service must answer, not die. */
 static Chat__MessageReply *raw_call(const uint8_t *data, size_t len)
 {
     nng_socket s;
     assert_int_equal(nng_req0_open(&s), 0);
     nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
     assert_int_equal(nng_dial(s, free_i.listen, NULL, 0), 0);
-    assert_int_equal(nng_send(s, (void *)data, len, 0), 0);
+    Chat__Batch b = CHAT__BATCH__INIT;
+    ProtobufCBinaryData item = {len, (uint8_t *)data};
+    b.n_items = 1;
+    b.items = &item;
+    uint8_t packed[256];
+    assert_true(protobuf_c_message_get_packed_size(&b.base) <= sizeof packed);
+    size_t plen = protobuf_c_message_pack(&b.base, packed);
+    assert_int_equal(nng_send(s, packed, plen, 0), 0);
     char *buf = NULL;
     size_t n = 0;
     assert_int_equal(nng_recv(s, &buf, &n, NNG_FLAG_ALLOC), 0);
-    Chat__MessageReply *r = chat__message_reply__unpack(NULL, n, (uint8_t *)buf);
+    Chat__Batch *rb = chat__batch__unpack(NULL, n, (uint8_t *)buf);
     nng_free(buf, n);
     nng_close(s);
+    assert_non_null(rb);
+    assert_int_equal(rb->n_items, 1);
+    Chat__MessageReply *r = chat__message_reply__unpack(NULL, rb->items[0].len, rb->items[0].data);
+    chat__batch__free_unpacked(rb, NULL);
     assert_non_null(r);
     return r;
 }
