@@ -15,6 +15,8 @@
 
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
+
+struct ev_loop;
 #include <uthash.h>
 
 #include "chat/rpc.h"
@@ -313,6 +315,7 @@ typedef struct gw_server {
     uint64_t next_conn_id;
     gw_metrics m;
     lws_sorted_usec_list_t sul_tick, sul_heartbeat;
+    struct ev_loop *loop;    /* the libev loop lws runs on; NULL: lws's poll() */
     bool stopping, done, heartbeat_inflight, heartbeat_failing;
     int64_t stop_deadline_ms;
 } gw_server;

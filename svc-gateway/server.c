@@ -4,6 +4,7 @@
  * the timers (shutdown check, presence heartbeat). */
 #include "gateway.h"
 
+#include <ev.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -186,6 +187,10 @@ static void server_tick(lws_sorted_usec_list_t *sul)
     gw_typing_sweep(s, chat_mono_ms());
     if (s->stopping && (s->n_conns == 0 || chat_mono_ms() >= s->stop_deadline_ms)) {
         s->done = true;
+        if (s->loop != NULL) {
+            ev_break(s->loop, EVBREAK_ALL);
+            return;
+        }
         /* Timers run before lws polls: without a wake-up, this same
          * lws_service() would sleep until the next timer. */
         lws_cancel_service(s->ctx);
@@ -220,6 +225,52 @@ static void server_lws_log(int level, const char *line)
         chat_warn("lws", "msg=\"%.*s\"", (int)n, line);
 }
 
+/* One lws context and vhost. loop: a libev loop for lws to run on (lws
+ * then waits with epoll, whose cost does not grow with the number of
+ * idle connections the way poll()'s does), or NULL for lws's own poll(). */
+static int server_try_context(gw_server *s, struct ev_loop *loop)
+{
+    /* lws does not listen itself: the front thread hands it the sockets. */
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    void *loops[1] = {loop};
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    if (loop != NULL) {
+        /* Our own loop ("foreign"), so lws installs no signal handler. */
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+        info.foreign_loops = loops;
+    }
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = server_protocols;
+    info.user = s;
+    info.retry_and_idle_policy = &server_keepalive;
+    info.max_http_header_data = 4096;
+    info.timeout_secs = 10;
+    s->ctx = lws_create_context(&info);
+    if (s->ctx != NULL)
+        s->vhost = lws_create_vhost(s->ctx, &info);
+    if (s->vhost != NULL)
+        return 0;
+    if (s->ctx != NULL)
+        lws_context_destroy(s->ctx);
+    s->ctx = NULL;
+    return -1;
+}
+
+static int server_create_context(gw_server *s)
+{
+    /* EVFLAG_AUTO: epoll on Linux. */
+    s->loop = ev_loop_new(EVFLAG_AUTO);
+    if (s->loop != NULL && server_try_context(s, s->loop) == 0)
+        return 0;
+    /* No libev plugin (package libwebsockets-evlib-ev): poll() still works. */
+    chat_warn("lws_libev_unavailable", "fallback=poll");
+    if (s->loop != NULL)
+        ev_loop_destroy(s->loop);
+    s->loop = NULL;
+    return server_try_context(s, NULL);
+}
+
 int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be)
 {
     memset(s, 0, sizeof *s);
@@ -233,24 +284,8 @@ int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be)
     if (gw_front_open(&s->front, cfg) != 0)
         return -1;
 
-    /* lws does not listen itself: the front thread hands it the sockets. */
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-    info.protocols = server_protocols;
-    info.user = s;
-    info.retry_and_idle_policy = &server_keepalive;
-    info.max_http_header_data = 4096;
-    info.timeout_secs = 10;
-    s->ctx = lws_create_context(&info);
-    if (s->ctx != NULL)
-        s->vhost = lws_create_vhost(s->ctx, &info);
-    if (s->vhost == NULL) {
+    if (server_create_context(s) != 0) {
         chat_error("lws_init_failed", "port=%lld", cfg->port);
-        if (s->ctx != NULL)
-            lws_context_destroy(s->ctx);
-        s->ctx = NULL;
         gw_front_close(s->front);
         s->front = NULL;
         return -1;
@@ -261,13 +296,19 @@ int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be)
     /* The first one after a period, when presence had time to connect. */
     lws_sul_schedule(s->ctx, 0, &s->sul_heartbeat, server_heartbeat,
                      SERVER_HEARTBEAT_MS * LWS_US_PER_MS);
-    chat_info("listening", "port=%lld bind=\"%s\" gateway=%s web=%s", cfg->port, cfg->bind,
-              s->gateway_id, cfg->web_dir);
+    chat_info("listening", "port=%lld bind=\"%s\" gateway=%s web=%s loop=%s", cfg->port,
+              cfg->bind, s->gateway_id, cfg->web_dir, s->loop != NULL ? "libev" : "poll");
     return 0;
 }
 
 void gw_server_run(gw_server *s)
 {
+    if (s->loop != NULL) {
+        /* libev runs lws's timers only after some I/O: the first one. */
+        lws_cancel_service(s->ctx);
+        ev_run(s->loop, 0); /* until server_tick breaks it */
+        return;
+    }
     while (!s->done)
         if (lws_service(s->ctx, 0) < 0)
             break;
@@ -285,6 +326,9 @@ void gw_server_fini(gw_server *s)
     lws_sul_cancel(&s->sul_heartbeat);
     lws_context_destroy(s->ctx); /* closes what is left (LWS_CALLBACK_CLOSED) */
     s->ctx = NULL;
+    if (s->loop != NULL)
+        ev_loop_destroy(s->loop);
+    s->loop = NULL;
     gw_typing_free_all(s);
     gw_user *u, *tmp;
     HASH_ITER(hh, s->users, u, tmp)
