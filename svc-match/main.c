@@ -30,7 +30,10 @@ static const chat_cfg_item cfg_items[] = {
     {"CHAT_REDIS_PORT", CHAT_CFG_INT, "6379", 1, 65535, "Redis port", &cfg_redis_port},
     {"CHAT_RPC_TIMEOUT_MS", CHAT_CFG_INT, "3000", 10, 60000,
      "timeout of a call to another service (ms)", &cfg_rpc_timeout_ms},
-    {"CHAT_MATCH_THREADS", CHAT_CFG_INT, "4", 1, 256,
+    /* Many: a worker waits for svc-message while a pairing's conversation
+     * is created (a commit), and those commits are grouped only when many
+     * arrive together. */
+    {"CHAT_MATCH_THREADS", CHAT_CFG_INT, "32", 1, 256,
      "worker threads (one Redis connection each)", &cfg_threads},
     {"CHAT_MATCH_CONTEXTS", CHAT_CFG_INT, "256", 1, 65536,
      "requests accepted at once", &cfg_contexts},

@@ -229,7 +229,31 @@ void msg_writers_close(msg_writers *ws);
 void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_redis *redis,
                       msg_job **jobs, int n);
 
+/* ---- meta.c: group commit of conversation creates and closes ---- */
+typedef struct msg_meta msg_meta;
+
+int msg_meta_open(msg_meta **out, const msg_config *cfg);
+/* Queues a create_conversation or close_conversation. Returns 0 (the
+ * writer owns the job) or -1 when stopping (the caller keeps it). */
+int msg_meta_push(msg_meta *m, msg_job *job);
+/* Runs what is queued, then joins the thread. NULL is fine. */
+void msg_meta_close(msg_meta *m);
+
 /* ---- store.c: every request but send, on the reader pool ---- */
+/* The parameters of MSG_SQL_CREATE for a create_conversation job. */
+typedef struct msg_create_args {
+    char kind[16];
+    char dm_key[2 * CHAT_UUID_LEN + 2];
+    char *members;           /* malloc'd uuid[] literal; the caller frees it */
+    const char *v[3];
+} msg_create_args;
+int msg_create_params(const msg_job *job, msg_create_args *a); /* 0 or -1 (memory) */
+/* Answer (and free) the job from its statement's result (NULL: down). */
+void msg_create_result(msg_job *job, PGresult *res);
+void msg_close_result(msg_job *job, PGresult *res);
+/* Each in its own transaction. */
+void msg_create_one(msg_job *job, msg_pg *pg);
+void msg_close_one(msg_job *job, msg_pg *pg);
 void *msg_store_thread_init(void *cfg);   /* returns the thread's msg_pg */
 void msg_store_thread_fini(void *pg);
 void msg_store_work(void *job, void *pg);
@@ -268,6 +292,7 @@ struct msg_service {
     const msg_config *cfg;
     chat_pub *pub;
     msg_writers *writers;
+    msg_meta *meta;
     void *readers;                /* chat_workq */
     chat_rpc_server *rpc;
     atomic_bool stopping;         /* set first by msg_service_stop */

@@ -76,9 +76,19 @@ static void on_request(chat_rpc_job *rpc, const uint8_t *data, size_t len, void 
         msg_job_fail(job, code, detail);
         return;
     }
-    int rv = job->req->body_case == CHAT__MESSAGE_REQUEST__BODY_SEND
-                 ? msg_writers_push(svc->writers, job)
-                 : chat_workq_push(svc->readers, msg_store_work, job);
+    int rv;
+    switch (job->req->body_case) {
+    case CHAT__MESSAGE_REQUEST__BODY_SEND:
+        rv = msg_writers_push(svc->writers, job);
+        break;
+    case CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION:
+    case CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION:
+        rv = msg_meta_push(svc->meta, job);
+        break;
+    default:
+        rv = chat_workq_push(svc->readers, msg_store_work, job);
+        break;
+    }
     if (rv != 0)
         msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "shutting down");
 }
@@ -113,10 +123,17 @@ int msg_service_start(msg_service *svc, const msg_config *cfg)
         chat_pub_close(svc->pub);
         return -1;
     }
+    if (msg_meta_open(&svc->meta, cfg) != 0) {
+        chat_error("start_failed", "step=meta");
+        msg_writers_close(svc->writers);
+        chat_pub_close(svc->pub);
+        return -1;
+    }
     chat_workq *readers = NULL;
     if (chat_workq_open(&readers, (int)cfg->readers, msg_store_thread_init,
                         msg_store_thread_fini, (void *)cfg) != 0) {
         chat_error("start_failed", "step=readers");
+        msg_meta_close(svc->meta);
         msg_writers_close(svc->writers);
         chat_pub_close(svc->pub);
         return -1;
@@ -126,6 +143,7 @@ int msg_service_start(msg_service *svc, const msg_config *cfg)
     if (rv != 0) {
         chat_error("start_failed", "step=rpc url=%s err=%d", cfg->listen, rv);
         chat_workq_close(readers);
+        msg_meta_close(svc->meta);
         msg_writers_close(svc->writers);
         chat_pub_close(svc->pub);
         return -1;
@@ -148,6 +166,8 @@ void msg_service_stop(msg_service *svc)
     /* 3. Nothing is queued any more; stop the threads and their backends. */
     msg_writers_close(svc->writers);
     svc->writers = NULL;
+    msg_meta_close(svc->meta);
+    svc->meta = NULL;
     chat_workq_close(svc->readers);
     svc->readers = NULL;
     chat_pub_close(svc->pub);

@@ -53,49 +53,67 @@ void msg_store_done(msg_job *job, Chat__MessageReply *rep)
     msg_job_free(job);
 }
 
-static void do_create(msg_job *job, msg_pg *pg)
+int msg_create_params(const msg_job *job, msg_create_args *a)
 {
     const Chat__CreateConversationReq *r = job->req->create_conversation;
     size_t distinct = 0;
-    char *members = msg_uuid_array(r->member_ids, r->n_member_ids, &distinct);
-    if (members == NULL) {
+    a->members = msg_uuid_array(r->member_ids, r->n_member_ids, &distinct);
+    if (a->members == NULL)
+        return -1;
+    snprintf(a->kind, sizeof a->kind, "%d", (int)r->kind);
+    a->v[0] = a->kind;
+    a->v[1] = a->members;
+    a->v[2] = NULL;
+    if (r->kind == CHAT__CONVERSATION_KIND__DM) {
+        msg_dm_key(r->member_ids[0], r->member_ids[1], a->dm_key);
+        a->v[2] = a->dm_key;
+    }
+    return 0;
+}
+
+void msg_create_result(msg_job *job, PGresult *res)
+{
+    if (!msg_store_usable(job, res, "create"))
+        return;
+    if (PQntuples(res) == 1) {
+        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+        rep.conversation_id = PQgetvalue(res, 0, 0);
+        msg_store_done(job, &rep);
+    } else {
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "no conversation created");
+    }
+}
+
+void msg_close_result(msg_job *job, PGresult *res)
+{
+    if (!msg_store_usable(job, res, "close"))
+        return;
+    if (PQntuples(res) == 0) {
+        msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
+    } else {
+        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+        msg_store_done(job, &rep);
+    }
+}
+
+void msg_create_one(msg_job *job, msg_pg *pg)
+{
+    msg_create_args a;
+    if (msg_create_params(job, &a) != 0) {
         msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
         return;
     }
-    char kind[16], dm_key[2 * CHAT_UUID_LEN + 2];
-    snprintf(kind, sizeof kind, "%d", (int)r->kind);
-    const char *dm = NULL;
-    if (r->kind == CHAT__CONVERSATION_KIND__DM) {
-        msg_dm_key(r->member_ids[0], r->member_ids[1], dm_key);
-        dm = dm_key;
-    }
-    const char *v[] = {kind, members, dm};
-    PGresult *res = msg_pg_query(pg, MSG_SQL_CREATE, 3, v);
-    free(members);
-    if (msg_store_usable(job, res, "create")) {
-        if (PQntuples(res) == 1) {
-            Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-            rep.conversation_id = PQgetvalue(res, 0, 0);
-            msg_store_done(job, &rep);
-        } else {
-            msg_job_fail(job, CHAT__CODE__INTERNAL, "no conversation created");
-        }
-    }
+    PGresult *res = msg_pg_query(pg, MSG_SQL_CREATE, 3, a.v);
+    free(a.members);
+    msg_create_result(job, res);
     PQclear(res);
 }
 
-static void do_close(msg_job *job, msg_pg *pg)
+void msg_close_one(msg_job *job, msg_pg *pg)
 {
     const char *v[] = {job->req->close_conversation->conversation_id};
     PGresult *res = msg_pg_query(pg, MSG_SQL_CLOSE, 1, v);
-    if (msg_store_usable(job, res, "close")) {
-        if (PQntuples(res) == 0) {
-            msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
-        } else {
-            Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-            msg_store_done(job, &rep);
-        }
-    }
+    msg_close_result(job, res);
     PQclear(res);
 }
 
@@ -247,10 +265,10 @@ void msg_store_work(void *arg, void *state)
     }
     switch (job->req->body_case) {
     case CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION:
-        do_create(job, pg);
+        msg_create_one(job, pg);
         break;
     case CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION:
-        do_close(job, pg);
+        msg_close_one(job, pg);
         break;
     case CHAT__MESSAGE_REQUEST__BODY_CONVERSATION_INFO:
         do_info(job, pg);
