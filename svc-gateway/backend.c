@@ -7,10 +7,13 @@
  * queue goes from empty to non-empty (one wake-up per batch); the lws thread
  * takes the whole list in LWS_CALLBACK_EVENT_WAIT_CANCELLED.
  *
- * Quick requests are queued in the rpc clients and flushed by a timer due
- * at once, which lws runs when the current pass over the ready sockets is
- * done: the requests of one pass travel as one nng message per service
- * (see proto/envelope.proto), whatever the number of connections. */
+ * Quick requests are queued in the rpc clients and flushed by a timer, which
+ * lws runs once the current pass over the ready sockets is done: the
+ * requests of one pass travel as one nng message per service (see
+ * proto/envelope.proto), whatever the number of connections. Each nng
+ * message costs several thread hand-offs in nng and the service, so under
+ * load flushes are spaced CHAT_BATCH_LINGER_US apart and batches grow; a
+ * request after a quiet spell still goes at the end of its pass. */
 #include "gateway.h"
 
 #include <pthread.h>
@@ -35,7 +38,11 @@ struct gw_backend {
     struct lws_context *ctx;     /* under mu: woken on new items; NULL: nobody */
     atomic_int inflight;         /* calls whose callback has not run yet */
     lws_sorted_usec_list_t sul_flush; /* lws thread only */
+    gw_flush_arm arm;                 /* set: arms the flush instead of sul_flush */
+    void *arm_arg;
     bool flush_armed;                 /* lws thread only */
+    int64_t last_flush_us;            /* lws thread only: lws_now_usecs() */
+    int64_t linger_us;
 };
 
 static const char *const svc_names[GW_SVC_COUNT] = {"match", "message", "presence", "events"};
@@ -147,6 +154,7 @@ int gw_backend_open(gw_backend **out, const gw_config *cfg)
         return NNG_ENOMEM;
     pthread_mutex_init(&be->mu, NULL);
     atomic_init(&be->inflight, 0);
+    be->linger_us = cfg->batch_linger_us;
     const char *addrs[GW_SVC_EVENTS] = {cfg->match_addrs, cfg->message_addrs,
                                         cfg->presence_addrs};
     int rv = 0;
@@ -168,16 +176,23 @@ int gw_backend_open(gw_backend **out, const gw_config *cfg)
     return 0;
 }
 
-static void backend_flush_all(gw_backend *be)
+void gw_backend_flush(gw_backend *be)
 {
     be->flush_armed = false;
+    be->last_flush_us = lws_now_usecs();
     for (int i = 0; i < GW_SVC_EVENTS; i++)
         chat_rpc_client_flush(be->rpc[i]);
 }
 
 static void backend_flush(lws_sorted_usec_list_t *sul)
 {
-    backend_flush_all(lws_container_of(sul, gw_backend, sul_flush));
+    gw_backend_flush(lws_container_of(sul, gw_backend, sul_flush));
+}
+
+void gw_backend_set_flusher(gw_backend *be, gw_flush_arm arm, void *arg)
+{
+    be->arm = arm;
+    be->arm_arg = arg;
 }
 
 /* Replays and history pages can be large and slow: they go alone, so they
@@ -190,8 +205,9 @@ static bool backend_op_batched(gw_op op)
 void gw_backend_set_context(gw_backend *be, struct lws_context *ctx)
 {
     if (ctx == NULL && be->flush_armed) {
-        lws_sul_cancel(&be->sul_flush);
-        backend_flush_all(be);
+        if (be->arm == NULL)
+            lws_sul_cancel(&be->sul_flush);
+        gw_backend_flush(be);
     }
     pthread_mutex_lock(&be->mu);
     be->ctx = ctx;
@@ -223,7 +239,11 @@ void gw_backend_call(gw_backend *be, gw_op op, uint64_t conn_id, gw_request *rq,
     chat_rpc_call_queued(rpc, req, backend_done, it);
     if (!be->flush_armed) {
         be->flush_armed = true;
-        lws_sul_schedule(be->ctx, 0, &be->sul_flush, backend_flush, 1);
+        int64_t wait = be->last_flush_us + be->linger_us - lws_now_usecs();
+        if (be->arm != NULL)
+            be->arm(be->arm_arg, wait);
+        else
+            lws_sul_schedule(be->ctx, 0, &be->sul_flush, backend_flush, wait > 1 ? wait : 1);
     }
 }
 

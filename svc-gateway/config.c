@@ -60,6 +60,9 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
          "event publishers to subscribe to (comma-separated)", &cfg->events_addrs},
         {"CHAT_RPC_TIMEOUT_MS", CHAT_CFG_INT, "3000", 10, 600000,
          "timeout of a request to a service, ms", &cfg->rpc_timeout_ms},
+        {"CHAT_BATCH_LINGER_US", CHAT_CFG_INT, "0", 0, 100000,
+         "requests to a service are sent together at most this often, us (0: every "
+         "event-loop pass); a request after a quiet spell goes at once", &cfg->batch_linger_us},
         {"CHAT_TYPING_TIMEOUT_MS", CHAT_CFG_INT, "6000", 100, 600000,
          "a typing start not refreshed this long becomes a stop, ms", &cfg->typing_timeout_ms},
         {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",

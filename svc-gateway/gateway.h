@@ -61,6 +61,7 @@ gw_err gw_err_from_code(int code);   /* chat.Code -> client code (INTERNAL -> un
 /* ------------------------------------------------------------------ config.c */
 typedef struct gw_config {
     long long port, session_ttl_s, max_text, max_outbuf, rpc_timeout_ms, typing_timeout_ms;
+    long long batch_linger_us;
     const char *bind, *gateway_id, *session_secret, *web_dir;
     const char *match_addrs, *message_addrs, *presence_addrs, *events_addrs;
     const char *log_level;
@@ -246,6 +247,14 @@ void gw_backend_set_context(gw_backend *be, struct lws_context *ctx);
  * item with op/conn_id/rq. Takes rq (may be NULL). */
 void gw_backend_call(gw_backend *be, gw_op op, uint64_t conn_id, gw_request *rq,
                      const ProtobufCMessage *req);
+/* Arms a flush of the queued requests wait_us from now (<= 0: when the
+ * current event-loop pass is done); the arming side then calls
+ * gw_backend_flush(). lws thread. */
+typedef void (*gw_flush_arm)(void *arg, int64_t wait_us);
+/* Without a flusher, lws timers arm it. */
+void gw_backend_set_flusher(gw_backend *be, gw_flush_arm arm, void *arg);
+/* Sends the queued quick requests (one nng message per service). */
+void gw_backend_flush(gw_backend *be);
 /* Takes every queued item, oldest first (a list linked by next). */
 gw_item *gw_backend_take(gw_backend *be);
 size_t gw_backend_queue_len(gw_backend *be);
@@ -316,6 +325,7 @@ typedef struct gw_server {
     gw_metrics m;
     lws_sorted_usec_list_t sul_tick, sul_heartbeat;
     struct ev_loop *loop;    /* the libev loop lws runs on; NULL: lws's poll() */
+    void *flush_w;           /* with loop: our libev watchers for backend flushes */
     bool stopping, done, heartbeat_inflight, heartbeat_failing;
     int64_t stop_deadline_ms;
 } gw_server;

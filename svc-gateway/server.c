@@ -6,6 +6,7 @@
 
 #include <ev.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chat/log.h"
@@ -257,6 +258,41 @@ static int server_try_context(gw_server *s, struct ev_loop *loop)
     return -1;
 }
 
+/* Backend flushes on libev. lws 4.1's libev timer cannot move a timer
+ * that is already armed to an earlier time (it ev_timer_set()s an active
+ * watcher), so a lws timer due sooner than the one armed fires late (up to
+ * the 100 ms tick): flushes use watchers of our own. */
+typedef struct server_flush_w {
+    ev_idle idle;   /* end of the current pass */
+    ev_timer timer; /* linger */
+    gw_server *s;
+} server_flush_w;
+
+static void server_flush_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    server_flush_w *f = lws_container_of(w, server_flush_w, idle);
+    ev_idle_stop(loop, w);
+    gw_backend_flush(f->s->be);
+}
+
+static void server_flush_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    server_flush_w *f = lws_container_of(w, server_flush_w, timer);
+    gw_backend_flush(f->s->be);
+}
+
+static void server_flush_arm(void *arg, int64_t wait_us)
+{
+    server_flush_w *f = arg;
+    if (wait_us <= 1) {
+        ev_idle_start(f->s->loop, &f->idle);
+        return;
+    }
+    ev_timer_stop(f->s->loop, &f->timer);
+    ev_timer_set(&f->timer, (double)wait_us / 1e6, 0.);
+    ev_timer_start(f->s->loop, &f->timer);
+}
+
 static int server_create_context(gw_server *s)
 {
     /* EVFLAG_AUTO: epoll on Linux. */
@@ -290,6 +326,16 @@ int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be)
         s->front = NULL;
         return -1;
     }
+    if (s->loop != NULL) {
+        server_flush_w *f = calloc(1, sizeof *f);
+        if (f != NULL) {
+            f->s = s;
+            ev_idle_init(&f->idle, server_flush_idle);
+            ev_timer_init(&f->timer, server_flush_timer, 0., 0.);
+            s->flush_w = f;
+            gw_backend_set_flusher(be, server_flush_arm, f);
+        }
+    }
     gw_backend_set_context(be, s->ctx);
     gw_front_set_context(s->front, s->ctx);
     lws_sul_schedule(s->ctx, 0, &s->sul_tick, server_tick, SERVER_TICK_MS * LWS_US_PER_MS);
@@ -321,7 +367,15 @@ void gw_server_fini(gw_server *s)
     /* From here on nng callbacks only queue; nobody wakes a dying context. */
     gw_front_close(s->front);
     s->front = NULL;
-    gw_backend_set_context(s->be, NULL);
+    gw_backend_set_context(s->be, NULL); /* flushes what is queued */
+    if (s->flush_w != NULL) {
+        server_flush_w *f = s->flush_w;
+        ev_idle_stop(s->loop, &f->idle);
+        ev_timer_stop(s->loop, &f->timer);
+        gw_backend_set_flusher(s->be, NULL, NULL);
+        free(f);
+        s->flush_w = NULL;
+    }
     lws_sul_cancel(&s->sul_tick);
     lws_sul_cancel(&s->sul_heartbeat);
     lws_context_destroy(s->ctx); /* closes what is left (LWS_CALLBACK_CLOSED) */
