@@ -148,6 +148,7 @@ int msg_schema_prepare(PGconn *conn);
 /* Prepared statement names (SQL in schema.c). */
 #define MSG_SQL_SEND "msg_send"
 #define MSG_SQL_LOOKUP "msg_lookup"
+#define MSG_SQL_SEND_MANY "msg_send_many"
 #define MSG_SQL_CREATE "msg_create"
 #define MSG_SQL_CLOSE "msg_close"
 #define MSG_SQL_INFO "msg_info"
@@ -189,7 +190,9 @@ typedef struct msg_send_result {
     int64_t retry_after_ms;
 } msg_send_result;
 
-typedef enum msg_op { MSG_OP_NONE, MSG_OP_SEND, MSG_OP_LOOKUP } msg_op;
+/* MSG_OP_COPY: a second send with the same sender and client_msg_id in one
+ * batch; it takes the first one's outcome (a duplicate of it when stored). */
+typedef enum msg_op { MSG_OP_NONE, MSG_OP_SEND, MSG_OP_LOOKUP, MSG_OP_COPY } msg_op;
 
 typedef struct msg_service msg_service;
 
@@ -202,6 +205,7 @@ typedef struct msg_job {
     Chat__MessageRequest *req;    /* owned; freed with the job */
     msg_service *svc;
     msg_op op;                    /* send: planned work in the batch */
+    struct msg_job *copy_of;      /* MSG_OP_COPY: the first send */
     bool token_taken;
     msg_send_result res;
 } msg_job;

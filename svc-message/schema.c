@@ -154,6 +154,50 @@ static const char sql_send[] =
     "    WHERE conversation_id = $1::uuid AND user_id <> $2::uuid ORDER BY user_id), ',') END"
     " FROM chk LEFT JOIN i ON true LEFT JOIN d ON true";
 
+/* Many sends in one statement (the group commit's common case): $1
+ * conversation uuid[], $2 sender uuid[], $3 client_msg_id text[], $4 body
+ * text[] (one element per send, in the batch's order, no two with the same
+ * sender and client_msg_id), $5 ts. Per send the checks of sql_send, in its
+ * order; each conversation's counter moves once by the number of its
+ * accepted sends, which take its next seqs in batch order. One row per
+ * send, in batch order, with sql_send's columns. The executor is set up
+ * once per batch instead of once per message (most of a single send's
+ * cost). */
+static const char sql_send_many[] =
+    "WITH inp AS ("
+    "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])"
+    "   WITH ORDINALITY AS t(conv, sender, cmid, body, ord)),"
+    " chk AS (SELECT inp.*, d.conversation_id AS d_conv, d.seq AS d_seq, d.id AS d_id,"
+    "   d.body AS d_body, d.ts AS d_ts, CASE"
+    "    WHEN d.id IS NOT NULL THEN 1"
+    "    WHEN c.id IS NULL THEN 2"
+    "    WHEN m.user_id IS NULL THEN 3"
+    "    WHEN c.closed_at IS NOT NULL THEN 4"
+    "    ELSE 0 END AS st"
+    "  FROM inp"
+    "  LEFT JOIN messages d ON d.sender = inp.sender AND d.client_msg_id = inp.cmid"
+    "  LEFT JOIN conversations c ON c.id = inp.conv"
+    "  LEFT JOIN members m ON m.conversation_id = inp.conv AND m.user_id = inp.sender),"
+    " ok AS (SELECT conv, sender, cmid, body, ord,"
+    "   row_number() OVER (PARTITION BY conv ORDER BY ord) AS k FROM chk WHERE st = 0),"
+    " cnt AS (SELECT conv, count(*) AS n FROM ok GROUP BY conv),"
+    " u AS (UPDATE conversations c SET last_seq = c.last_seq + cnt.n FROM cnt"
+    "  WHERE c.id = cnt.conv AND c.closed_at IS NULL RETURNING c.id, c.last_seq, cnt.n),"
+    " i AS (INSERT INTO messages (conversation_id, seq, sender, client_msg_id, body, ts)"
+    "  SELECT ok.conv, u.last_seq - u.n + ok.k, ok.sender, ok.cmid, ok.body, $5::bigint"
+    "  FROM ok JOIN u ON u.id = ok.conv"
+    "  RETURNING id, seq, ts, sender, client_msg_id)"
+    " SELECT CASE WHEN chk.st <> 0 THEN chk.st WHEN i.id IS NULL THEN 4 ELSE 0 END,"
+    "  coalesce(chk.d_conv, chk.conv)::text, chk.sender::text,"
+    "  coalesce(i.id, chk.d_id)::text, coalesce(i.seq, chk.d_seq), coalesce(i.ts, chk.d_ts),"
+    "  chk.d_body,"
+    "  CASE WHEN i.id IS NOT NULL THEN array_to_string(ARRAY("
+    "    SELECT mm.user_id::text FROM members mm"
+    "    WHERE mm.conversation_id = chk.conv AND mm.user_id <> chk.sender"
+    "    ORDER BY mm.user_id), ',') END"
+    " FROM chk LEFT JOIN i ON i.sender = chk.sender AND i.client_msg_id = chk.cmid"
+    " ORDER BY chk.ord";
+
 /* The original of a send refused for rate: $1 sender, $2 client_msg_id. */
 static const char sql_lookup[] =
     "SELECT 1, conversation_id::text, sender::text, id::text, seq, ts, body, NULL::text"
@@ -298,6 +342,7 @@ int msg_schema_prepare(PGconn *c)
         int nparams;
     } stmts[] = {
         {MSG_SQL_SEND, sql_send, 5},       {MSG_SQL_LOOKUP, sql_lookup, 2},
+        {MSG_SQL_SEND_MANY, sql_send_many, 5},
         {MSG_SQL_CREATE, sql_create, 3},   {MSG_SQL_CLOSE, sql_close, 1},
         {MSG_SQL_INFO, sql_info, 2},       {MSG_SQL_REPLAY, sql_replay, 4},
         {MSG_SQL_RECEIPT, sql_receipt, 4}, {MSG_SQL_REGISTER, sql_register, 1},

@@ -22,6 +22,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -545,6 +546,101 @@ static void test_dedupe(void **state)
     assert_string_equal(ev[0].user, a);
     assert_int_equal(ev[1].seq, 2);
     assert_string_equal(ev[1].to, a);
+}
+
+/* ---- many sends in one request (one writer batch, MSG_SQL_SEND_MANY) ---- */
+
+typedef struct batch_res {
+    sem_t done;
+    Chat__MessageReply *rep;
+    int err;
+} batch_res;
+
+static void on_batch_reply(int err, const uint8_t *data, size_t len, void *arg)
+{
+    batch_res *b = arg;
+    b->err = err;
+    b->rep = err == 0 ? chat__message_reply__unpack(NULL, len, data) : NULL;
+    sem_post(&b->done);
+}
+
+static void test_batch_mixed(void **state)
+{
+    char a[37], b[37], stranger[37], conv[37], closed[37], nowhere[37];
+    uid(a), uid(b), uid(stranger), uid(nowhere);
+    new_chat(&free_i, a, b, conv);
+    new_chat(&free_i, a, b, closed);
+    assert_int_equal(close_code(&free_i, closed, b), CHAT__CODE__OK);
+    const char *tricky = "he said \"hi\", {a\\b} NULL \xc3\xa9";
+    struct {
+        const char *conv, *sender, *cmid, *text;
+        Chat__Code code;
+        bool dup;
+        uint64_t seq;
+    } want[] = {
+        {conv, a, "x1", "one", CHAT__CODE__OK, false, 1},
+        {conv, b, "x2", "two", CHAT__CODE__OK, false, 2},
+        {conv, stranger, "x3", "no", CHAT__CODE__NOT_MEMBER, false, 0},
+        {conv, a, "x1", "again", CHAT__CODE__OK, true, 1},
+        {closed, a, "x4", "late", CHAT__CODE__CONVERSATION_CLOSED, false, 0},
+        {nowhere, a, "x5", "void", CHAT__CODE__NOT_FOUND, false, 0},
+        {conv, a, "x6", tricky, CHAT__CODE__OK, false, 3},
+        {conv, b, "x2", "two again", CHAT__CODE__OK, true, 2},
+    };
+    enum { N = sizeof want / sizeof want[0] };
+    batch_res res[N];
+    for (int i = 0; i < N; i++) {
+        sem_init(&res[i].done, 0, 0);
+        Chat__SendReq sr = CHAT__SEND_REQ__INIT;
+        sr.conversation_id = (char *)want[i].conv;
+        sr.sender = (char *)want[i].sender;
+        sr.client_msg_id = (char *)want[i].cmid;
+        sr.text = (char *)want[i].text;
+        Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+        req.body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
+        req.send = &sr;
+        chat_rpc_call_queued(free_i.cli, &req.base, on_batch_reply, &res[i]);
+    }
+    chat_rpc_client_flush(free_i.cli);
+    for (int i = 0; i < N; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 10;
+        assert_int_equal(sem_timedwait(&res[i].done, &ts), 0);
+        assert_int_equal(res[i].err, 0);
+        Chat__MessageReply *r = res[i].rep;
+        assert_non_null(r);
+        assert_int_equal(r->code, want[i].code);
+        if (want[i].code == CHAT__CODE__OK) {
+            assert_non_null(r->message);
+            assert_int_equal(r->duplicate, want[i].dup);
+            assert_int_equal(r->message->seq, want[i].seq);
+            assert_string_equal(r->message->conversation_id, conv);
+            /* A duplicate carries the original text. */
+            assert_string_equal(r->message->text, want[want[i].dup ? (i == 3 ? 0 : 1) : i].text);
+        }
+        done(r);
+        sem_destroy(&res[i].done);
+    }
+    /* Stored exactly once each, text intact (b's replay: a's messages). */
+    Chat__MessageReply *r = do_replay(&free_i, b, "", 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    int found = 0;
+    for (size_t i = 0; i < r->n_messages; i++) {
+        if (strcmp(r->messages[i]->conversation_id, conv) != 0)
+            continue;
+        found++;
+        assert_int_equal(r->messages[i]->seq, found == 1 ? 1 : 3);
+        assert_string_equal(r->messages[i]->text, found == 1 ? "one" : tricky);
+    }
+    assert_int_equal(found, 2);
+    done(r);
+    /* and one event each */
+    seen_evt ev[8];
+    wait_events(CHAT__EVENT__BODY_MESSAGE, conv, 3, ev, 8);
+    sleep_ms(100);
+    assert_int_equal(events_for(CHAT__EVENT__BODY_MESSAGE, conv, ev, 8), 3);
+    assert_int_equal(events_for(CHAT__EVENT__BODY_MESSAGE, closed, ev, 8), 0);
 }
 
 /* ---- concurrency ---- */
@@ -1305,6 +1401,7 @@ int main(void)
         cmocka_unit_test(test_create_info_close),
         cmocka_unit_test(test_send_codes),
         cmocka_unit_test(test_dedupe),
+        cmocka_unit_test(test_batch_mixed),
         cmocka_unit_test(test_concurrent_gapless),
         cmocka_unit_test(test_duplicate_race),
         cmocka_unit_test(test_receipts),

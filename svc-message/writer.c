@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct msg_writer {
     pthread_mutex_t mu;
@@ -71,33 +72,34 @@ static void rate_step(const msg_config *cfg, chat_redis *redis, msg_job **jobs, 
 
 /* ---- step 2: store ---- */
 
-static void copy_col(char *dst, size_t n, const PGresult *r, int col)
+static void copy_col(char *dst, size_t n, const PGresult *r, int row, int col)
 {
-    snprintf(dst, n, "%s", PQgetvalue(r, 0, col));
+    snprintf(dst, n, "%s", PQgetvalue(r, row, col));
 }
 
-/* Columns of MSG_SQL_SEND and MSG_SQL_LOOKUP: status, conversation_id,
- * sender, msg_id, seq, ts, body (duplicates), others (stored). */
-static void parse_row(msg_job *j, const PGresult *r)
+/* Columns of MSG_SQL_SEND, MSG_SQL_SEND_MANY (a row per send) and
+ * MSG_SQL_LOOKUP: status, conversation_id, sender, msg_id, seq, ts, body
+ * (duplicates), others (stored). */
+static void parse_row(msg_job *j, const PGresult *r, int row)
 {
     msg_send_result *res = &j->res;
-    int st = atoi(PQgetvalue(r, 0, 0));
+    int st = atoi(PQgetvalue(r, row, 0));
     if (st < MSG_ST_STORED || st > MSG_ST_CLOSED) {
         res->status = MSG_ST_INTERNAL;
         return;
     }
     res->status = (msg_status)st;
-    copy_col(res->conversation_id, sizeof res->conversation_id, r, 1);
-    copy_col(res->sender, sizeof res->sender, r, 2);
-    copy_col(res->msg_id, sizeof res->msg_id, r, 3);
-    res->seq = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
-    res->ts = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+    copy_col(res->conversation_id, sizeof res->conversation_id, r, row, 1);
+    copy_col(res->sender, sizeof res->sender, r, row, 2);
+    copy_col(res->msg_id, sizeof res->msg_id, r, row, 3);
+    res->seq = strtoll(PQgetvalue(r, row, 4), NULL, 10);
+    res->ts = strtoll(PQgetvalue(r, row, 5), NULL, 10);
     if (res->status == MSG_ST_DUPLICATE) {
-        res->body = strdup(PQgetvalue(r, 0, 6));
+        res->body = strdup(PQgetvalue(r, row, 6));
         if (res->body == NULL)
             res->status = MSG_ST_INTERNAL;
-    } else if (res->status == MSG_ST_STORED && !PQgetisnull(r, 0, 7)) {
-        res->others = strdup(PQgetvalue(r, 0, 7)); /* NULL: no event, still stored */
+    } else if (res->status == MSG_ST_STORED && !PQgetisnull(r, row, 7)) {
+        res->others = strdup(PQgetvalue(r, row, 7)); /* NULL: no event, still stored */
     }
 }
 
@@ -109,12 +111,12 @@ static bool take_result(msg_job *j, const PGresult *r)
         return false;
     if (j->op == MSG_OP_LOOKUP) {
         if (PQntuples(r) == 1)
-            parse_row(j, r); /* the original: status 1, a duplicate */
+            parse_row(j, r, 0); /* the original: status 1, a duplicate */
         return PQntuples(r) <= 1;
     }
     if (PQntuples(r) != 1)
         return false;
-    parse_row(j, r);
+    parse_row(j, r, 0);
     return true;
 }
 
@@ -129,6 +131,118 @@ static int queue_job(msg_pg *pg, msg_job *j, const char *ts)
     return msg_pg_send(pg, MSG_SQL_SEND, 5, v);
 }
 
+/* A PostgreSQL array literal of n strings, each quoted (so NULL, commas,
+ * braces and spaces are plain text). malloc'd; NULL when out of memory. */
+static char *pg_array(msg_job **jobs, int n, const char *(*field)(const msg_job *))
+{
+    size_t cap = 3;
+    for (int i = 0; i < n; i++) {
+        if (jobs[i]->op != MSG_OP_SEND)
+            continue;
+        cap += 3;
+        for (const char *p = field(jobs[i]); *p; p++)
+            cap += (*p == '"' || *p == '\\') ? 2 : 1;
+    }
+    char *out = malloc(cap), *o = out;
+    if (out == NULL)
+        return NULL;
+    *o++ = '{';
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        if (jobs[i]->op != MSG_OP_SEND)
+            continue;
+        if (!first)
+            *o++ = ',';
+        first = false;
+        *o++ = '"';
+        for (const char *p = field(jobs[i]); *p; p++) {
+            if (*p == '"' || *p == '\\')
+                *o++ = '\\';
+            *o++ = *p;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = '\0';
+    return out;
+}
+
+static const char *f_conv(const msg_job *j) { return j->req->send->conversation_id; }
+static const char *f_sender(const msg_job *j) { return j->req->send->sender; }
+static const char *f_cmid(const msg_job *j) { return j->req->send->client_msg_id; }
+static const char *f_text(const msg_job *j) { return j->req->send->text; }
+
+/* Queues every MSG_OP_SEND of the batch as one MSG_SQL_SEND_MANY. */
+static int queue_many(msg_pg *pg, msg_job **jobs, int n, const char *ts)
+{
+    const char *(*fields[4])(const msg_job *) = {f_conv, f_sender, f_cmid, f_text};
+    char *arr[4] = {NULL, NULL, NULL, NULL};
+    int rv = -1;
+    for (int k = 0; k < 4; k++)
+        if ((arr[k] = pg_array(jobs, n, fields[k])) == NULL)
+            goto out;
+    const char *v[] = {arr[0], arr[1], arr[2], arr[3], ts};
+    rv = msg_pg_send(pg, MSG_SQL_SEND_MANY, 5, v);
+out:
+    for (int k = 0; k < 4; k++)
+        free(arr[k]);
+    return rv;
+}
+
+/* Marks each send whose sender and client_msg_id an earlier send of the
+ * batch already has (the statement inserts each pair once). */
+static void mark_copies(msg_job **jobs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (jobs[i]->op == MSG_OP_COPY)
+            jobs[i]->op = MSG_OP_SEND; /* a retry regroups from scratch */
+        jobs[i]->copy_of = NULL;
+    }
+    for (int i = 1; i < n; i++) {
+        const Chat__SendReq *a = jobs[i]->req->send;
+        for (int k = 0; k < i && jobs[i]->op == MSG_OP_SEND; k++) {
+            const Chat__SendReq *b = jobs[k]->req->send;
+            if (jobs[k]->op == MSG_OP_SEND && strcmp(a->client_msg_id, b->client_msg_id) == 0 &&
+                strcasecmp(a->sender, b->sender) == 0) {
+                jobs[i]->op = MSG_OP_COPY;
+                jobs[i]->copy_of = jobs[k];
+            }
+        }
+    }
+}
+
+/* A copy's outcome: the first send's, or a duplicate of it when stored. */
+static void take_copy(msg_job *j)
+{
+    const msg_send_result *o = &j->copy_of->res;
+    msg_send_result *res = &j->res;
+    res->status = o->status;
+    res->retry_after_ms = o->retry_after_ms;
+    if (o->status != MSG_ST_STORED && o->status != MSG_ST_DUPLICATE)
+        return;
+    snprintf(res->conversation_id, sizeof res->conversation_id, "%s", o->conversation_id);
+    snprintf(res->sender, sizeof res->sender, "%s", o->sender);
+    snprintf(res->msg_id, sizeof res->msg_id, "%s", o->msg_id);
+    res->seq = o->seq;
+    res->ts = o->ts;
+    res->status = MSG_ST_DUPLICATE;
+    res->body = strdup(o->body != NULL ? o->body : j->copy_of->req->send->text);
+    if (res->body == NULL)
+        res->status = MSG_ST_INTERNAL;
+}
+
+/* Maps MSG_SQL_SEND_MANY's rows onto the batch's MSG_OP_SEND jobs. */
+static bool take_many(msg_job **jobs, int n, int nsend, const PGresult *r)
+{
+    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 8 ||
+        PQntuples(r) != nsend)
+        return false;
+    for (int i = 0, row = 0; i < n; i++)
+        if (jobs[i]->op == MSG_OP_SEND)
+            parse_row(jobs[i], r, row++);
+    return true;
+}
+
 static void reset_result(msg_job *j)
 {
     free(j->res.body);
@@ -137,20 +251,33 @@ static void reset_result(msg_job *j)
     j->res.status = j->op == MSG_OP_LOOKUP ? MSG_ST_RATE_LIMITED : MSG_ST_UNAVAILABLE;
 }
 
-/* Runs the jobs that have work (op != NONE) in one transaction. On
- * anything but MSG_PG_OK no job is considered stored. */
+/* Runs the jobs that have work (op != NONE) in one transaction: the sends
+ * as one statement (MSG_SQL_SEND_MANY; a lone one as MSG_SQL_SEND), then a
+ * lookup per rate-limited send. On anything but MSG_PG_OK no job is
+ * considered stored. */
 static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
 {
     if (msg_pg_ensure(pg) != 0)
         return MSG_PG_DOWN;
     char ts[24];
     snprintf(ts, sizeof ts, "%lld", (long long)now);
+    mark_copies(jobs, n);
+    int nsend = 0;
+    for (int i = 0; i < n; i++)
+        nsend += jobs[i]->op == MSG_OP_SEND;
+    bool many = nsend >= 2;
     int nq = 0;
     if (msg_pg_send_sql(pg, "BEGIN") != 0)
         return MSG_PG_DOWN;
     nq++;
+    if (many) {
+        if (queue_many(pg, jobs, n, ts) != 0)
+            return MSG_PG_DOWN;
+        nq++;
+    }
     for (int i = 0; i < n; i++) {
-        if (jobs[i]->op == MSG_OP_NONE)
+        msg_op op = jobs[i]->op;
+        if (op == MSG_OP_NONE || op == MSG_OP_COPY || (many && op == MSG_OP_SEND))
             continue;
         if (queue_job(pg, jobs[i], ts) != 0)
             return MSG_PG_DOWN;
@@ -168,14 +295,25 @@ static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
     if (e == MSG_PG_OK) {
         /* Committed: never retry from here, or stored sends would come
          * back as duplicates without their event. */
-        for (int i = 0, q = 1; i < n; i++) {
-            if (jobs[i]->op == MSG_OP_NONE)
+        int q = 1;
+        if (many && !take_many(jobs, n, nsend, out[q++])) {
+            chat_error("send_result_unexpected", "sends=%d", nsend);
+            for (int i = 0; i < n; i++)
+                if (jobs[i]->op == MSG_OP_SEND)
+                    jobs[i]->res.status = MSG_ST_INTERNAL;
+        }
+        for (int i = 0; i < n; i++) {
+            msg_op op = jobs[i]->op;
+            if (op == MSG_OP_NONE || op == MSG_OP_COPY || (many && op == MSG_OP_SEND))
                 continue;
             if (!take_result(jobs[i], out[q++])) {
                 chat_error("send_result_unexpected", "conv=%s", jobs[i]->req->send->conversation_id);
                 jobs[i]->res.status = MSG_ST_INTERNAL;
             }
         }
+        for (int i = 0; i < n; i++)
+            if (jobs[i]->op == MSG_OP_COPY)
+                take_copy(jobs[i]);
     }
     for (int i = 0; i < nq; i++)
         PQclear(out[i]);
