@@ -115,6 +115,12 @@ typedef struct msg_pg {
     int64_t next_try_ms;      /* no connect attempt before (monotonic) */
     int backoff_ms;           /* current reconnect backoff, 0 when connected */
     bool warned;              /* "unreachable" logged once per outage */
+    /* Plan every join as index lookups in nested loops (writer connections;
+     * set before the first msg_pg_ensure). Their tables are updated all the
+     * time: a plan that scans one whole (costed from small or stale
+     * statistics, e.g. a database that just started empty) visits every
+     * dead row version on each batch. */
+    bool point_lookups;
 } msg_pg;
 
 void msg_pg_init(msg_pg *pg, const char *dsn, int timeout_ms);

@@ -107,8 +107,12 @@ static void pg_notice(void *arg, const char *msg)
 static int pg_setup(msg_pg *pg, PGconn *c)
 {
     PQsetNoticeProcessor(c, pg_notice, NULL);
-    char sql[96];
-    snprintf(sql, sizeof sql, "SET statement_timeout = %d", pg->timeout_ms);
+    char sql[160];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %d%s", pg->timeout_ms,
+             pg->point_lookups
+                 ? "; SET enable_seqscan = off; SET enable_hashjoin = off;"
+                   " SET enable_mergejoin = off"
+                 : "");
     PGresult *r = PQexec(c, sql);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);

@@ -72,6 +72,12 @@ static void rate_step(const msg_config *cfg, chat_redis *redis, msg_job **jobs, 
 
 /* ---- step 2: store ---- */
 
+/* Sends per MSG_SQL_SEND_MANY statement. Its joins between the batch's own
+ * rows are nested loops (see msg_pg.point_lookups), so a statement costs
+ * O(chunk^2) comparisons on top of its index lookups: a batch is stored by
+ * as many statements as it has chunks, all in one transaction. */
+#define WRITER_CHUNK 64
+
 static void copy_col(char *dst, size_t n, const PGresult *r, int row, int col)
 {
     snprintf(dst, n, "%s", PQgetvalue(r, row, col));
@@ -137,8 +143,6 @@ static char *pg_array(msg_job **jobs, int n, const char *(*field)(const msg_job 
 {
     size_t cap = 3;
     for (int i = 0; i < n; i++) {
-        if (jobs[i]->op != MSG_OP_SEND)
-            continue;
         cap += 3;
         for (const char *p = field(jobs[i]); *p; p++)
             cap += (*p == '"' || *p == '\\') ? 2 : 1;
@@ -147,13 +151,9 @@ static char *pg_array(msg_job **jobs, int n, const char *(*field)(const msg_job 
     if (out == NULL)
         return NULL;
     *o++ = '{';
-    bool first = true;
     for (int i = 0; i < n; i++) {
-        if (jobs[i]->op != MSG_OP_SEND)
-            continue;
-        if (!first)
+        if (i > 0)
             *o++ = ',';
-        first = false;
         *o++ = '"';
         for (const char *p = field(jobs[i]); *p; p++) {
             if (*p == '"' || *p == '\\')
@@ -172,7 +172,7 @@ static const char *f_sender(const msg_job *j) { return j->req->send->sender; }
 static const char *f_cmid(const msg_job *j) { return j->req->send->client_msg_id; }
 static const char *f_text(const msg_job *j) { return j->req->send->text; }
 
-/* Queues every MSG_OP_SEND of the batch as one MSG_SQL_SEND_MANY. */
+/* Queues sends[0..n) as one MSG_SQL_SEND_MANY. */
 static int queue_many(msg_pg *pg, msg_job **jobs, int n, const char *ts)
 {
     const char *(*fields[4])(const msg_job *) = {f_conv, f_sender, f_cmid, f_text};
@@ -231,15 +231,14 @@ static void take_copy(msg_job *j)
         res->status = MSG_ST_INTERNAL;
 }
 
-/* Maps MSG_SQL_SEND_MANY's rows onto the batch's MSG_OP_SEND jobs. */
-static bool take_many(msg_job **jobs, int n, int nsend, const PGresult *r)
+/* Maps MSG_SQL_SEND_MANY's rows onto sends[0..n). */
+static bool take_many(msg_job **sends, int n, const PGresult *r)
 {
     if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 8 ||
-        PQntuples(r) != nsend)
+        PQntuples(r) != n)
         return false;
-    for (int i = 0, row = 0; i < n; i++)
-        if (jobs[i]->op == MSG_OP_SEND)
-            parse_row(jobs[i], r, row++);
+    for (int i = 0; i < n; i++)
+        parse_row(sends[i], r, i);
     return true;
 }
 
@@ -262,16 +261,19 @@ static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
     char ts[24];
     snprintf(ts, sizeof ts, "%lld", (long long)now);
     mark_copies(jobs, n);
+    msg_job *sends[n];
     int nsend = 0;
     for (int i = 0; i < n; i++)
-        nsend += jobs[i]->op == MSG_OP_SEND;
+        if (jobs[i]->op == MSG_OP_SEND)
+            sends[nsend++] = jobs[i];
     bool many = nsend >= 2;
     int nq = 0;
     if (msg_pg_send_sql(pg, "BEGIN") != 0)
         return MSG_PG_DOWN;
     nq++;
-    if (many) {
-        if (queue_many(pg, jobs, n, ts) != 0)
+    for (int k = 0; many && k < nsend; k += WRITER_CHUNK) {
+        int c = nsend - k < WRITER_CHUNK ? nsend - k : WRITER_CHUNK;
+        if (queue_many(pg, sends + k, c, ts) != 0)
             return MSG_PG_DOWN;
         nq++;
     }
@@ -296,11 +298,13 @@ static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
         /* Committed: never retry from here, or stored sends would come
          * back as duplicates without their event. */
         int q = 1;
-        if (many && !take_many(jobs, n, nsend, out[q++])) {
-            chat_error("send_result_unexpected", "sends=%d", nsend);
-            for (int i = 0; i < n; i++)
-                if (jobs[i]->op == MSG_OP_SEND)
-                    jobs[i]->res.status = MSG_ST_INTERNAL;
+        for (int k = 0; many && k < nsend; k += WRITER_CHUNK) {
+            int c = nsend - k < WRITER_CHUNK ? nsend - k : WRITER_CHUNK;
+            if (!take_many(sends + k, c, out[q++])) {
+                chat_error("send_result_unexpected", "sends=%d", c);
+                for (int i = k; i < k + c; i++)
+                    sends[i]->res.status = MSG_ST_INTERNAL;
+            }
         }
         for (int i = 0; i < n; i++) {
             msg_op op = jobs[i]->op;
@@ -507,6 +511,7 @@ static void *writer_main(void *arg)
     const msg_config *cfg = w->cfg;
     msg_pg pg;
     msg_pg_init(&pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
+    pg.point_lookups = true;
     msg_pg_ensure(&pg); /* connect early; failure is retried per batch */
     chat_redis *redis = NULL;
     if (cfg->rate_per_min > 0)
