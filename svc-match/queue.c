@@ -9,7 +9,8 @@
 
 #include "chat/log.h"
 
-/* KEYS: m:chat:{user} m:q:{user} m:queue m:ticket; ARGV: user pending_ttl_s.
+/* KEYS: m:chat:{user} m:q:{user} m:queue m:ticket; ARGV: user pending_ttl_s
+ * queue_only ("1": do not pair, just queue).
  * Returns {"in_chat"}, {"searching"} or {"paired", partner, partner_ticket}.
  * A user whose conversation is being created ("pending") is as good as
  * matched: asking again answers "searching" (and takes back a stop made
@@ -24,7 +25,7 @@ static const char PAIR_SRC[] =
     "  return {'in_chat'}\n"
     "end\n"
     "if redis.call('EXISTS', KEYS[2]) == 1 then return {'searching'} end\n"
-    "while true do\n"
+    "while ARGV[3] ~= '1' do\n"
     "  local e = redis.call('LPOP', KEYS[3])\n"
     "  if not e then break end\n"
     "  local sep = string.find(e, ':', 1, true)\n"
@@ -262,21 +263,22 @@ void match_start_search(const match_env *env, chat_redis *r, const Chat__StartSe
     snprintf(kchat, sizeof kchat, "m:chat:%s", user);
     snprintf(kq, sizeof kq, "m:q:%s", user);
     snprintf(ttl, sizeof ttl, "%d", env->pending_ttl_s > 0 ? env->pending_ttl_s : 60);
-    const char *args[] = {kchat, kq, "m:queue", "m:ticket", user, ttl};
-    /* Bounded: each retry follows a partner that left mid-pairing. */
+    const char *args[] = {kchat, kq, "m:queue", "m:ticket", user, ttl, "0"};
+    /* Bounded: each retry follows a partner that left mid-pairing (many
+     * leave at once when a crowd stops searching); the last try queues the
+     * user instead, so a search always ends searching, matched or refused. */
     for (int attempt = 0; attempt < MATCH_PAIR_ATTEMPTS; attempt++) {
+        args[6] = attempt == MATCH_PAIR_ATTEMPTS - 1 ? "1" : "0";
         if (!start_search_once(env, r, q, args, out))
             return;
     }
-    /* Not queued, not matched: say so rather than "searching". */
-    match_out_err(out, CHAT__CODE__UNAVAILABLE, "partners kept leaving; search again");
 }
 
 static bool start_search_once(const match_env *env, chat_redis *r,
                               const Chat__StartSearchReq *q, const char **args, match_out *out)
 {
     const char *user = q->user_id;
-    redisReply *rep = match_eval(r, &pair_script, 4, 6, args);
+    redisReply *rep = match_eval(r, &pair_script, 4, 7, args);
     if (rep == NULL) {
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "queue unavailable");
         return false;

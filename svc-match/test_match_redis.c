@@ -571,6 +571,48 @@ static void stop_while_pending_is_final(void **state)
     assert_int_equal(F->n_events, 1);
 }
 
+/* At the n-th create: users[n] (the partner) stops searching and
+ * users[n + 1] starts (queued: nobody else waits), so each partner leaves
+ * while its conversation is being made and another is there to try. */
+static int stops_made;
+
+static void stop_each_partner(fake *f)
+{
+    chat_redis *r2 = connect_db(redis_port);
+    assert_int_equal(simple(r2, CHAT__MATCH_REQUEST__BODY_STOP_SEARCH, users[stops_made]),
+                     CHAT__CODE__OK);
+    char conv[MATCH_ID_MAX + 1];
+    assert_int_equal(start(r2, users[stops_made + 1], 2, conv, NULL), CHAT__CODE__OK);
+    assert_string_equal(conv, "");
+    chat_redis_free(r2);
+    stops_made++;
+    f->on_create = stop_each_partner; /* again next time */
+}
+
+static void partners_keep_leaving_then_queued(void **state)
+{
+    /* A waits; E's partner leaves during each create (A, then B, who came
+     * meanwhile). After the last try E is queued (searching), not refused,
+     * behind C, who came during the second create and never left. */
+    start_waits(A);
+    stops_made = 0;
+    F->on_create = stop_each_partner;
+    char conv[MATCH_ID_MAX + 1];
+    assert_int_equal(start(R, E, 1, conv, NULL), CHAT__CODE__OK);
+    F->on_create = NULL;
+    assert_string_equal(conv, "");
+    assert_int_equal(stops_made, 2);
+    assert_int_equal(F->n_creates, 2);
+    assert_true(F->convs[0].closed);
+    assert_true(F->convs[1].closed);
+    assert_int_equal(F->n_events, 0);
+    assert_int_equal(rint_cmd("EXISTS m:q:%s", E), 1);
+    char c[MATCH_ID_MAX + 1];
+    start_pairs(D, C, c);
+    char c2[MATCH_ID_MAX + 1];
+    start_pairs(users[5], E, c2);
+}
+
 static void searching_again_while_pending(void **state)
 {
     /* Stop, then search again, both during the create: A wants to search,
@@ -738,6 +780,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(create_failure_respects_a_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_while_pending_is_final, setup, teardown),
         cmocka_unit_test_setup_teardown(searching_again_while_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(partners_keep_leaving_then_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(user_gone_and_session, setup, teardown),
         cmocka_unit_test_setup_teardown(redis_down_is_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_searches_never_pair_twice, setup, teardown),
