@@ -25,7 +25,9 @@
 
 #include "chat/log.h"
 
-/* How long close waits for callbacks of aborted calls. */
+/* How long close waits for the answers to the last requests, and then for
+ * the callbacks of the calls it aborted. */
+#define BACKEND_DRAIN_WAIT_MS 2000
 #define BACKEND_CLOSE_WAIT_MS 5000
 
 struct gw_backend {
@@ -219,9 +221,11 @@ void gw_backend_set_context(gw_backend *be, struct lws_context *ctx)
 void gw_backend_call(gw_backend *be, gw_op op, uint64_t conn_id, gw_request *rq,
                      const ProtobufCMessage *req)
 {
-    gw_item *it = calloc(1, sizeof *it);
+    gw_svc svc = gw_op_service(op);
+    gw_item *it = svc < GW_SVC_EVENTS ? calloc(1, sizeof *it) : NULL;
     if (it == NULL) {
-        chat_error("backend_call_failed", "op=%d err=\"out of memory\"", (int)op);
+        chat_error("backend_call_failed", "op=%d err=\"%s\"", (int)op,
+                   svc < GW_SVC_EVENTS ? "out of memory" : "not a request");
         gw_request_free(rq);
         return;
     }
@@ -230,14 +234,16 @@ void gw_backend_call(gw_backend *be, gw_op op, uint64_t conn_id, gw_request *rq,
     it->conn_id = conn_id;
     it->rq = rq;
     atomic_fetch_add(&be->inflight, 1);
-    chat_rpc_client *rpc = be->rpc[gw_op_service(op)];
-    /* be->ctx is only written on this (the lws) thread: no lock to read it. */
-    if (be->ctx == NULL || !backend_op_batched(op)) {
+    chat_rpc_client *rpc = be->rpc[svc];
+    if (!backend_op_batched(op)) {
         chat_rpc_call_async(rpc, req, backend_done, it);
         return;
     }
     chat_rpc_call_queued(rpc, req, backend_done, it);
-    if (!be->flush_armed) {
+    /* be->ctx is only written on this (the lws) thread: no lock to read it.
+     * Without a context (shutdown: lws closing every connection) calls go
+     * out 128 at a time and gw_backend_close() flushes the rest. */
+    if (be->ctx != NULL && !be->flush_armed) {
         be->flush_armed = true;
         int64_t wait = be->last_flush_us + be->linger_us - lws_now_usecs();
         if (be->arm != NULL)
@@ -302,10 +308,17 @@ void gw_backend_close(gw_backend *be)
     if (be == NULL)
         return;
     gw_backend_set_context(be, NULL);
+    /* The last requests (the presence disconnects of the connections lws
+     * closed) are sent and get a moment to be answered before the sockets
+     * close and abort whatever is left. */
+    gw_backend_flush(be);
+    struct timespec ms = {0, 1000000};
+    for (int waited = 0; atomic_load(&be->inflight) > 0 && waited < BACKEND_DRAIN_WAIT_MS;
+         waited++)
+        nanosleep(&ms, NULL);
     for (int i = 0; i < GW_SVC_EVENTS; i++)
         chat_rpc_client_close(be->rpc[i]);
     /* Aborted calls still run their callback, which touches be. */
-    struct timespec ms = {0, 1000000};
     for (int waited = 0; atomic_load(&be->inflight) > 0 && waited < BACKEND_CLOSE_WAIT_MS;
          waited++)
         nanosleep(&ms, NULL);
