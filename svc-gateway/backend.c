@@ -313,14 +313,16 @@ void gw_backend_close(gw_backend *be)
      * close and abort whatever is left. */
     gw_backend_flush(be);
     struct timespec ms = {0, 1000000};
-    for (int waited = 0; atomic_load(&be->inflight) > 0 && waited < BACKEND_DRAIN_WAIT_MS;
-         waited++)
+    int64_t t0 = chat_mono_ms();
+    while (atomic_load(&be->inflight) > 0 && chat_mono_ms() - t0 < BACKEND_DRAIN_WAIT_MS)
         nanosleep(&ms, NULL);
+    chat_info("backend_drained", "unanswered=%d ms=%lld", atomic_load(&be->inflight),
+              (long long)(chat_mono_ms() - t0));
     for (int i = 0; i < GW_SVC_EVENTS; i++)
         chat_rpc_client_close(be->rpc[i]);
     /* Aborted calls still run their callback, which touches be. */
-    for (int waited = 0; atomic_load(&be->inflight) > 0 && waited < BACKEND_CLOSE_WAIT_MS;
-         waited++)
+    t0 = chat_mono_ms();
+    while (atomic_load(&be->inflight) > 0 && chat_mono_ms() - t0 < BACKEND_CLOSE_WAIT_MS)
         nanosleep(&ms, NULL);
     if (atomic_load(&be->inflight) > 0) {
         /* A late callback would touch freed memory: leave it (we exit). */

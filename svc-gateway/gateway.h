@@ -327,6 +327,7 @@ typedef struct gw_server {
     struct ev_loop *loop;    /* the libev loop lws runs on; NULL: lws's poll() */
     void *flush_w;           /* with loop: our libev watchers for backend flushes */
     bool stopping, done, heartbeat_inflight, heartbeat_failing;
+    bool closing_all;        /* fini: lws closes what is left; no disconnect each */
     int64_t stop_deadline_ms;
 } gw_server;
 
@@ -419,6 +420,9 @@ void gw_request_reply(gw_server *s, gw_conn *c, gw_item *it);
 void gw_presence_connect(gw_server *s, gw_conn *c);
 void gw_presence_disconnect(gw_server *s, gw_conn *c);
 void gw_presence_heartbeat(gw_server *s);
+/* The last word at shutdown: presence closes every connection still
+ * registered for this gateway (with reconnect grace), as for a dead one. */
+void gw_presence_stopping(gw_server *s);
 void gw_presence_reply(gw_server *s, gw_item *it);
 
 /* ------------------------------------------------------------------ resume.c */

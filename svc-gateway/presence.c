@@ -32,6 +32,10 @@ void gw_presence_connect(gw_server *s, gw_conn *c)
 
 void gw_presence_disconnect(gw_server *s, gw_conn *c)
 {
+    if (s->closing_all) {
+        c->announced = false; /* gw_presence_stopping() speaks for it */
+        return;
+    }
     Chat__ConnRef conn = CHAT__CONN_REF__INIT;
     conn.gateway_id = (char *)s->gateway_id;
     conn.conn_id = c->id;
@@ -57,6 +61,17 @@ void gw_presence_heartbeat(gw_server *s)
     pr.body_case = CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT;
     pr.heartbeat = &hb;
     s->heartbeat_inflight = true;
+    presence_call(s, GW_OP_HEARTBEAT, 0, &pr);
+}
+
+void gw_presence_stopping(gw_server *s)
+{
+    Chat__HeartbeatReq hb = CHAT__HEARTBEAT_REQ__INIT;
+    hb.gateway_id = (char *)s->gateway_id;
+    hb.stopping = true;
+    Chat__PresenceRequest pr = CHAT__PRESENCE_REQUEST__INIT;
+    pr.body_case = CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT;
+    pr.heartbeat = &hb;
     presence_call(s, GW_OP_HEARTBEAT, 0, &pr);
 }
 

@@ -176,6 +176,8 @@ static void server_begin_stop(gw_server *s)
     s->front = NULL;
     s->stop_deadline_ms = chat_mono_ms() + SERVER_STOP_WAIT_MS;
     chat_info("stopping", "connections=%u", s->n_conns);
+    /* Presence hears of all of them at once when we are done (fini). */
+    s->closing_all = true;
     for (gw_conn *c = s->conns; c != NULL; c = c->hh.next)
         gw_conn_close(s, c, 1001);
 }
@@ -378,8 +380,16 @@ void gw_server_fini(gw_server *s)
     }
     lws_sul_cancel(&s->sul_tick);
     lws_sul_cancel(&s->sul_heartbeat);
+    unsigned left = s->n_conns;
+    int64_t t0 = chat_mono_ms();
+    /* One message to presence for every connection, not one disconnect
+     * each (thousands would keep the stop waiting on presence). */
+    s->closing_all = true;
     lws_context_destroy(s->ctx); /* closes what is left (LWS_CALLBACK_CLOSED) */
     s->ctx = NULL;
+    gw_presence_stopping(s);
+    chat_info("connections_closed", "left_open=%u ms=%lld", left,
+              (long long)(chat_mono_ms() - t0));
     if (s->loop != NULL)
         ev_loop_destroy(s->loop);
     s->loop = NULL;

@@ -21,12 +21,13 @@ static const char HEARTBEAT_SRC[] =
     "return 0\n";
 
 /* KEYS: p:gwalive p:gw:{gw} p:dead:{gw} p:deadgws; ARGV: gw cutoff.
- * Claims a gateway silent since cutoff (only one replica succeeds). Its
+ * Claims a gateway silent since cutoff ("+inf": whatever its last
+ * heartbeat; only one replica succeeds). Its
  * entries join p:dead:{gw}; connections it registers after a resync go to a
  * fresh p:gw:{gw} and are left alone by the chunks. Returns 1 if claimed. */
 static const char GW_CLAIM_SRC[] =
     "local s = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
-    "if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end\n"
+    "if not s or (ARGV[2] ~= '+inf' and tonumber(s) > tonumber(ARGV[2])) then return 0 end\n"
     "redis.call('ZREM', KEYS[1], ARGV[1])\n"
     "redis.call('SREM', 'p:gwhb', ARGV[1])\n"
     "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
@@ -72,8 +73,29 @@ void pres_gateways_scripts_init(void)
     chat_redis_script_init(&gw_chunk_script, GW_CHUNK_SRC);
 }
 
+/* Claims gw as dead now (its stopping heartbeat). */
+static void claim_stopping(chat_redis *r, const char *gw, pres_out *out)
+{
+    char kgw[8 + PRES_GATEWAY_ID_MAX + 1], kdead[10 + PRES_GATEWAY_ID_MAX + 1];
+    snprintf(kgw, sizeof kgw, "p:gw:%s", gw);
+    snprintf(kdead, sizeof kdead, "p:dead:%s", gw);
+    const char *args[] = {"p:gwalive", kgw, kdead, "p:deadgws", gw, "+inf"};
+    redisReply *rep = pres_eval(r, &gw_claim_script, 4, 6, args);
+    if (rep == NULL) {
+        pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");
+        return;
+    }
+    chat_info("pres_gateway_stopped", "gateway=%s claimed=%d", gw,
+              rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
+    freeReplyObject(rep);
+}
+
 void pres_heartbeat(chat_redis *r, const Chat__HeartbeatReq *q, int64_t now, pres_out *out)
 {
+    if (q->stopping) {
+        claim_stopping(r, q->gateway_id, out);
+        return;
+    }
     char now_s[24], conns[16];
     snprintf(now_s, sizeof now_s, "%" PRId64, now);
     snprintf(conns, sizeof conns, "%" PRIu32, q->connections);
