@@ -483,7 +483,7 @@ if [[ $QUICK -eq 1 ]]; then
     IDLE1=2000 IDLE4=4000 STORM=1000 RATES=(10 20) PAIRS=100 MATCH_USERS=200
 else
     CEIL_S=10 CHAT_S=15 MATCH_S=15 IDLE_HOLD=10
-    IDLE1=19000 IDLE4=64000 STORM=10000 RATES=(10 20 40) PAIRS=250 MATCH_USERS=1000
+    IDLE1=19000 IDLE4=64000 STORM=10000 RATES=(10 20 40 80) PAIRS=250 MATCH_USERS=1000
 fi
 
 # 1. the ceiling: what PostgreSQL alone stores durably, same machine, same settings
@@ -494,15 +494,15 @@ ceiling ceiling_multi 100 2 "$CEIL_S"
 use_gateways 1
 for r in "${RATES[@]}"; do
     point "chat_r$r" "chat, $PAIRS pairs x 2 senders x $r msg/s, one gateway" \
-        chat --url "$GW1" --pairs "$PAIRS" --rate "$r" --duration "$CHAT_S" --drain 10 --ramp 2000 -q
+        chat --url "$GW1" --pairs "$PAIRS" --rate "$r" --duration "$CHAT_S" --drain 30 --ramp 2000 -q
 done
 point chat_dm "chat over DMs (open_dm), $PAIRS pairs x 2 senders x ${RATES[0]} msg/s, one gateway" \
-    chat --url "$GW1" --conv dm --pairs "$PAIRS" --rate "${RATES[0]}" --duration "$CHAT_S" --drain 10 \
+    chat --url "$GW1" --conv dm --pairs "$PAIRS" --rate "${RATES[0]}" --duration "$CHAT_S" --drain 30 \
     --ramp 2000 -q
 use_gateways 2
 point chat_2gw "chat, $PAIRS pairs x 2 senders x ${RATES[0]} msg/s, each pair across two gateways" \
     chat --url "$GW1,ws://127.0.0.1:$((GW_PORT + 1))/ws" --pairs "$PAIRS" --rate "${RATES[0]}" \
-    --duration "$CHAT_S" --drain 10 --ramp 2000 -q
+    --duration "$CHAT_S" --drain 30 --ramp 2000 -q
 
 # 3. match
 use_gateways 1
