@@ -49,6 +49,9 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
          "unsent output per connection before it is closed (1008), bytes", &cfg->max_outbuf},
         {"CHAT_WEB_DIR", CHAT_CFG_STR, GW_WEB_DIR_DEFAULT, 0, 0,
          "directory of the web client's files", &cfg->web_dir},
+        {"CHAT_GATEWAY_LOOP", CHAT_CFG_STR, "libev", 0, 0,
+         "event loop: libev (epoll; falls back to poll without lws's evlib plugin) or poll",
+         &cfg->loop},
         {"CHAT_MATCH_ADDRS", CHAT_CFG_STR, "tcp://127.0.0.1:7301", 0, 0,
          "svc-match replicas (comma-separated)", &cfg->match_addrs},
         {"CHAT_MESSAGE_ADDRS", CHAT_CFG_STR, "tcp://127.0.0.1:7201", 0, 0,
@@ -77,6 +80,11 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
     if (cfg->session_secret[0] == '\0') {
         fprintf(stderr, "%s: configuration error: CHAT_SESSION_SECRET is required (a "
                         "non-empty secret shared by all gateways)\n", argv[0]);
+        return 2;
+    }
+    if (strcmp(cfg->loop, "libev") != 0 && strcmp(cfg->loop, "poll") != 0) {
+        fprintf(stderr, "%s: configuration error: CHAT_GATEWAY_LOOP=\"%s\" must be libev or poll\n",
+                argv[0], cfg->loop);
         return 2;
     }
     if (cfg->gateway_id[0] == '\0') {

@@ -62,7 +62,7 @@ gw_err gw_err_from_code(int code);   /* chat.Code -> client code (INTERNAL -> un
 typedef struct gw_config {
     long long port, session_ttl_s, max_text, max_outbuf, rpc_timeout_ms, typing_timeout_ms;
     long long batch_linger_us;
-    const char *bind, *gateway_id, *session_secret, *web_dir;
+    const char *bind, *gateway_id, *session_secret, *web_dir, *loop;
     const char *match_addrs, *message_addrs, *presence_addrs, *events_addrs;
     const char *log_level;
     char id_buf[GW_GATEWAY_ID_MAX + 1]; /* generated gateway id, when none is set */

@@ -297,6 +297,8 @@ static void server_flush_arm(void *arg, int64_t wait_us)
 
 static int server_create_context(gw_server *s)
 {
+    if (strcmp(s->cfg->loop, "poll") == 0)
+        return server_try_context(s, NULL);
     /* EVFLAG_AUTO: epoll on Linux. */
     s->loop = ev_loop_new(EVFLAG_AUTO);
     if (s->loop != NULL && server_try_context(s, s->loop) == 0)
