@@ -643,6 +643,60 @@ static void test_batch_mixed(void **state)
     assert_int_equal(events_for(CHAT__EVENT__BODY_MESSAGE, closed, ev, 8), 0);
 }
 
+/* Rate limits inside one batch: tokens go in arrival order; a refused send
+ * that repeats a stored one of the same batch still gets its ack. */
+static void test_batch_rate_limited(void **state)
+{
+    char c[37], d[37], conv[37];
+    uid(c), uid(d);
+    new_chat(&rl_i, c, d, conv);
+    struct {
+        const char *sender, *cmid;
+        Chat__Code code;
+        bool dup;
+        uint64_t seq;
+    } want[] = {
+        {c, "r1", CHAT__CODE__OK, false, 1},  {c, "r2", CHAT__CODE__OK, false, 2},
+        {c, "r3", CHAT__CODE__OK, false, 3},  {c, "r4", CHAT__CODE__OK, false, 4},
+        {c, "r5", CHAT__CODE__OK, false, 5},  {c, "r6", CHAT__CODE__RATE_LIMITED, false, 0},
+        {c, "r2", CHAT__CODE__OK, true, 2},   {d, "d1", CHAT__CODE__OK, false, 6},
+    };
+    enum { N = sizeof want / sizeof want[0] };
+    batch_res res[N];
+    for (int i = 0; i < N; i++) {
+        sem_init(&res[i].done, 0, 0);
+        Chat__SendReq sr = CHAT__SEND_REQ__INIT;
+        sr.conversation_id = conv;
+        sr.sender = (char *)want[i].sender;
+        sr.client_msg_id = (char *)want[i].cmid;
+        sr.text = (char *)want[i].cmid;
+        Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+        req.body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
+        req.send = &sr;
+        chat_rpc_call_queued(rl_i.cli, &req.base, on_batch_reply, &res[i]);
+    }
+    chat_rpc_client_flush(rl_i.cli);
+    for (int i = 0; i < N; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 10;
+        assert_int_equal(sem_timedwait(&res[i].done, &ts), 0);
+        assert_int_equal(res[i].err, 0);
+        Chat__MessageReply *r = res[i].rep;
+        assert_non_null(r);
+        assert_int_equal(r->code, want[i].code);
+        if (want[i].code == CHAT__CODE__OK) {
+            assert_int_equal(r->duplicate, want[i].dup);
+            assert_int_equal(r->message->seq, want[i].seq);
+            assert_string_equal(r->message->text, want[i].cmid);
+        } else {
+            assert_true(r->retry_after_ms > 0);
+        }
+        done(r);
+        sem_destroy(&res[i].done);
+    }
+}
+
 /* ---- concurrency ---- */
 
 #define CONC_THREADS 8
@@ -1402,6 +1456,7 @@ int main(void)
         cmocka_unit_test(test_send_codes),
         cmocka_unit_test(test_dedupe),
         cmocka_unit_test(test_batch_mixed),
+        cmocka_unit_test(test_batch_rate_limited),
         cmocka_unit_test(test_concurrent_gapless),
         cmocka_unit_test(test_duplicate_race),
         cmocka_unit_test(test_receipts),
