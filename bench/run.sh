@@ -75,6 +75,9 @@ as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else 
 
 # ---- build -------------------------------------------------------------------
 if [[ $BUILD -eq 1 ]]; then
+    # On a fresh machine: the build and run dependencies (pgbench comes with
+    # PostgreSQL's client package, a dependency of postgresql).
+    "$ROOT/deploy/deps.sh" || die "installing the Debian packages failed"
     say "building (Release) into $BUILD_DIR"
     cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCHAT_SANITIZE=OFF >/dev/null
     cmake --build "$BUILD_DIR" -j"$(nproc)" \
