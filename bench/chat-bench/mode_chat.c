@@ -395,6 +395,8 @@ static void chat_tick(cb_worker *w, int64_t now)
         return;
     case CH_DRAIN:
         if (settled(w) || now >= s->drain_end || cb_stopping(w)) {
+            if (!settled(w))
+                w->res.c[CB_C_DRAIN_CUT]++; /* lost/unanswered include late ones */
             s->phase = CH_DONE;
             w->done = true;
         }

@@ -127,6 +127,9 @@ static void add_chat(cJSON *root, const cb_opts *o, const cb_run *run)
     add_u(root, "delivered_unacked", c[CB_C_DELIVERED_UNACKED]);
     add_u(root, "foreign", c[CB_C_FOREIGN]);
     add_u(root, "shed", c[CB_C_SHED]);
+    /* false: the drain ended before every answer came; "lost" and
+     * "unanswered" then include messages that were only late. */
+    cJSON_AddBoolToObject(root, "drain_complete", c[CB_C_DRAIN_CUT] == 0);
 }
 
 static void add_match(cJSON *root, const cb_opts *o, const cb_run *run)
@@ -281,6 +284,9 @@ void cb_report_text(const cb_opts *o, const cb_run *run)
                "delivered-unacked %.0f  shed %.0f\n", "correctness",
                num(j, "lost"), num(j, "duplicates"), num(j, "reordered"), num(j, "unanswered"),
                num(j, "delivered_unacked"), num(j, "shed"));
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "drain_complete")))
+            printf("  %-18s the drain ended with answers still due: lost and unanswered include "
+                   "late ones (a longer --drain tells)\n", "note");
         break;
     case CB_MODE_MATCH:
         printf("  %-18s %.0f users, %.0f searches, %.0f matches (%.1f/s), %.0f ends, %.0f end "

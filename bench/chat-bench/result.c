@@ -13,7 +13,7 @@ const char *const cb_counter_names[CB_C__N] = {
     "no_files", "other", "unfinished", "not_attempted", "dropped",
     "pairs", "pair_fail",
     "sent", "acked", "delivered", "lost", "duplicates", "reordered",
-    "unanswered", "delivered_unacked", "foreign", "shed", "send_errors",
+    "unanswered", "delivered_unacked", "foreign", "shed", "send_errors", "drain_cut",
     "searches", "matched", "ends", "end_conflicts",
     "storm_dropped", "resumed", "resume_attempts", "not_resumed", "wrong_user",
     "errors",

@@ -59,6 +59,7 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertEqual(j["acked"], j["sent"], j)
         self.assertEqual(j["delivered"], j["acked"], j)
         self.assertEqual(j["delivered_unacked"], 0, j)
+        self.assertIs(j["drain_complete"], True, j)
         self.assertEqual(j["foreign"], 0, j)
         self.assertEqual(j["errors"], {}, j)
         self.assertEqual(j["delivery_ms"]["count"], j["delivered"], j)
@@ -69,6 +70,14 @@ class BenchSmokeTest(unittest.TestCase):
                            "--duration", "3", "--drain", "15", "--json", "-q")
         self.assert_chat_correct(j, 20)
         self.assertEqual(j["config"]["conv"], "random")
+
+    def test_cut_drain_is_flagged(self):
+        # No drain at all: whatever is in flight when sending stops is not
+        # answered yet, and the report must say so rather than call it lost.
+        j = self.run_bench("chat", "--url", CLUSTER.ws_url(0), "--pairs", "20", "--rate", "50",
+                           "--duration", "2", "--drain", "0", "--json", "-q")
+        in_flight = j["unanswered"] + j["lost"] + j["delivered_unacked"]
+        self.assertIs(j["drain_complete"], in_flight == 0, j)
 
     def test_chat_across_gateways_and_processes(self):
         # Pairs span both gateways; two processes pair under the shared lock and
