@@ -148,7 +148,7 @@ void match_end_chat(const match_env *env, chat_redis *r, const Chat__EndChatReq 
     snprintf(ttl, sizeof ttl, "%d", MATCH_TIMEOUTS_TTL_S);
     snprintf(max, sizeof max, "%d", MATCH_TIMEOUTS_MAX);
     const char *args[] = {kchat, conv, user, ttl, max};
-    redisReply *rep = match_eval(r, &end_script, 1, 5, args);
+    redisReply *rep = chat_redis_eval(r, &end_script, 1, 5, args);
     if (rep == NULL) {
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "chat state unavailable");
         return;
@@ -178,7 +178,7 @@ void match_user_gone(const match_env *env, chat_redis *r, const char *user_id,
     snprintf(ttl, sizeof ttl, "%d", MATCH_TIMEOUTS_TTL_S);
     snprintf(max, sizeof max, "%d", MATCH_TIMEOUTS_MAX);
     const char *args[] = {kchat, kto, user_id, ttl, max};
-    redisReply *rep = match_eval(r, &gone_script, 2, 5, args);
+    redisReply *rep = chat_redis_eval(r, &gone_script, 2, 5, args);
     if (rep == NULL) {
         /* The caller (svc-presence) retries later. */
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "chat state unavailable");
@@ -214,7 +214,7 @@ void match_session(chat_redis *r, const char *user_id, match_out *out)
     char kto[64];
     snprintf(kto, sizeof kto, "m:timeouts:%s", user_id);
     const char *args[] = {kto};
-    redisReply *rep = match_eval(r, &session_script, 1, 1, args);
+    redisReply *rep = chat_redis_eval(r, &session_script, 1, 1, args);
     if (rep == NULL) {
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "chat state unavailable");
         return;

@@ -133,11 +133,6 @@ void match_session(chat_redis *r, const char *user_id, match_out *out);
 
 /* ---- shared helpers (service.c) ---- */
 
-/* Runs a script: args holds nkeys keys then the arguments, nargs entries in
- * all. Returns the reply (caller frees) or NULL when Redis is unreachable;
- * a Redis error reply is logged and freed, and NULL returned too. */
-redisReply *match_eval(chat_redis *r, const chat_redis_script *s, int nkeys, int nargs,
-                       const char **args);
 /* True when s is a usable conversation id (1..MATCH_ID_MAX bytes). */
 bool match_conv_id_valid(const char *s);
 /* Asks svc-message to close a conversation; logs a failure. Returns 0/-1. */

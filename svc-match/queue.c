@@ -140,7 +140,7 @@ static void pair_abort(chat_redis *r, const char *user, const match_pair *p)
     snprintf(kpchat, sizeof kpchat, "m:chat:%s", p->partner);
     snprintf(kpq, sizeof kpq, "m:q:%s", p->partner);
     const char *args[] = {kchat, kpchat, kpq, "m:queue", p->partner, p->ticket};
-    redisReply *rep = match_eval(r, &abort_script, 4, 6, args);
+    redisReply *rep = chat_redis_eval(r, &abort_script, 4, 6, args);
     chat_info("match_pair_undone", "user=%s partner=%s requeued=%d", user, p->partner,
               rep != NULL && rep->type == REDIS_REPLY_INTEGER ? (int)rep->integer : -1);
     freeReplyObject(rep);
@@ -185,7 +185,7 @@ static int pair_commit(chat_redis *r, const char *user, const match_pair *p, con
     snprintf(kpchat, sizeof kpchat, "m:chat:%s", p->partner);
     snprintf(kconv, sizeof kconv, "m:conv:%s", conv);
     const char *args[] = {kchat, kpchat, kconv, conv, p->partner, user};
-    redisReply *rep = match_eval(r, &commit_script, 3, 6, args);
+    redisReply *rep = chat_redis_eval(r, &commit_script, 3, 6, args);
     if (rep == NULL)
         return -1;
     int rv = rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1 && rep->integer <= 3
@@ -278,7 +278,7 @@ static bool start_search_once(const match_env *env, chat_redis *r,
                               const Chat__StartSearchReq *q, const char **args, match_out *out)
 {
     const char *user = q->user_id;
-    redisReply *rep = match_eval(r, &pair_script, 4, 7, args);
+    redisReply *rep = chat_redis_eval(r, &pair_script, 4, 7, args);
     if (rep == NULL) {
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "queue unavailable");
         return false;
@@ -310,7 +310,7 @@ void match_leave_queue(chat_redis *r, const char *user_id, match_out *out)
     snprintf(kq, sizeof kq, "m:q:%s", user_id);
     snprintf(kchat, sizeof kchat, "m:chat:%s", user_id);
     const char *args[] = {kq, kchat};
-    redisReply *rep = match_eval(r, &leave_script, 2, 2, args);
+    redisReply *rep = chat_redis_eval(r, &leave_script, 2, 2, args);
     /* OK whether or not the user was searching; but a leave that did not
      * reach Redis is not done, and the caller must know. */
     if (rep == NULL)

@@ -49,19 +49,6 @@ void match_scripts_init(void)
     match_chats_scripts_init();
 }
 
-redisReply *match_eval(chat_redis *r, const chat_redis_script *s, int nkeys, int nargs,
-                       const char **args)
-{
-    redisReply *rep = chat_redis_eval(r, s, nkeys, nargs, args);
-    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
-        /* Redis is there but refuses (loading, out of memory, a script
-         * bug): for the client that is "try again later". */
-        chat_error("match_redis_error", "err=\"%.200s\"", rep->str);
-        freeReplyObject(rep);
-        return NULL;
-    }
-    return rep;
-}
 
 bool match_conv_id_valid(const char *s)
 {

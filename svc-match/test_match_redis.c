@@ -670,6 +670,17 @@ static void redis_down_is_unavailable(void **state)
     chat_redis_free(dead);
 }
 
+static void redis_refusing_is_unavailable(void **state)
+{
+    /* Redis answers, but with an error (here the queue key holds the wrong
+     * type, so the script fails): "try again later", and nothing changed. */
+    freeReplyObject(chat_redis_cmd(R, "SET m:queue not-a-list"));
+    assert_int_equal(start(R, A, 1, NULL, NULL), CHAT__CODE__UNAVAILABLE);
+    assert_int_equal(rint_cmd("EXISTS m:q:%s", A), 0);
+    freeReplyObject(chat_redis_cmd(R, "DEL m:queue"));
+    start_waits(A);
+}
+
 /* ---- two threads, many users, never a double match ---- */
 
 #define RACE_USERS 400
@@ -783,6 +794,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(partners_keep_leaving_then_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(user_gone_and_session, setup, teardown),
         cmocka_unit_test_setup_teardown(redis_down_is_unavailable, setup, teardown),
+        cmocka_unit_test_setup_teardown(redis_refusing_is_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_searches_never_pair_twice, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -88,7 +88,7 @@ void pres_connect(chat_redis *r, const Chat__ConnectReq *q, pres_out *out)
     }
     const char *args[] = {k.conns,    k.gw,        "p:grace",          "p:gwalive",
                           k.gwconn,   k.userconn,  q->user_id,         q->conn->gateway_id};
-    redisReply *rep = pres_eval(r, &connect_script, 4, 8, args);
+    redisReply *rep = chat_redis_eval(r, &connect_script, 4, 8, args);
     if (rep == NULL) {
         pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");
         return;
@@ -114,7 +114,7 @@ void pres_disconnect(const pres_env *env, chat_redis *r, const Chat__DisconnectR
     snprintf(ttl, sizeof ttl, "%d", PRES_SEEN_TTL_S);
     const char *args[] = {k.conns, k.gw, seen_key, "p:grace", k.gwconn, k.userconn,
                           now_s, deadline, q->user_id, ttl};
-    redisReply *rep = pres_eval(r, &disconnect_script, 4, 10, args);
+    redisReply *rep = chat_redis_eval(r, &disconnect_script, 4, 10, args);
     if (rep == NULL) {
         pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");
         return;

@@ -80,7 +80,7 @@ static void claim_stopping(chat_redis *r, const char *gw, pres_out *out)
     snprintf(kgw, sizeof kgw, "p:gw:%s", gw);
     snprintf(kdead, sizeof kdead, "p:dead:%s", gw);
     const char *args[] = {"p:gwalive", kgw, kdead, "p:deadgws", gw, "+inf"};
-    redisReply *rep = pres_eval(r, &gw_claim_script, 4, 6, args);
+    redisReply *rep = chat_redis_eval(r, &gw_claim_script, 4, 6, args);
     if (rep == NULL) {
         pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");
         return;
@@ -100,7 +100,7 @@ void pres_heartbeat(chat_redis *r, const Chat__HeartbeatReq *q, int64_t now, pre
     snprintf(now_s, sizeof now_s, "%" PRId64, now);
     snprintf(conns, sizeof conns, "%" PRIu32, q->connections);
     const char *args[] = {"p:gwalive", "p:gwhb", now_s, q->gateway_id, conns};
-    redisReply *rep = pres_eval(r, &heartbeat_script, 2, 5, args);
+    redisReply *rep = chat_redis_eval(r, &heartbeat_script, 2, 5, args);
     if (rep == NULL) {
         pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");
         return;
@@ -133,7 +133,7 @@ static int claim_dead(const pres_env *env, chat_redis *r, int64_t now)
         snprintf(kgw, sizeof kgw, "p:gw:%s", gw->str);
         snprintf(kdead, sizeof kdead, "p:dead:%s", gw->str);
         const char *args[] = {"p:gwalive", kgw, kdead, "p:deadgws", gw->str, cutoff};
-        redisReply *rep = pres_eval(r, &gw_claim_script, 4, 6, args);
+        redisReply *rep = chat_redis_eval(r, &gw_claim_script, 4, 6, args);
         if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
             chat_warn("pres_gateway_dead", "gateway=%s ttl_ms=%" PRId64, gw->str,
                       env->gw_ttl_ms);
@@ -156,7 +156,7 @@ static int close_chunk(const pres_env *env, chat_redis *r, int64_t now, bool *mo
     snprintf(chunk, sizeof chunk, "%d", PRES_GW_CHUNK);
     snprintf(ttl, sizeof ttl, "%d", PRES_SEEN_TTL_S);
     const char *args[] = {"p:deadgws", now_s, deadline, chunk, ttl};
-    redisReply *rep = pres_eval(r, &gw_chunk_script, 1, 5, args);
+    redisReply *rep = chat_redis_eval(r, &gw_chunk_script, 1, 5, args);
     *more = false;
     if (rep == NULL)
         return -1;

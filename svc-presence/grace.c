@@ -40,7 +40,7 @@ static int claim(chat_redis *r, const char *user, const char *now_s)
     char kconns[64];
     snprintf(kconns, sizeof kconns, "p:conns:%s", user);
     const char *args[] = {"p:grace", kconns, user, now_s};
-    redisReply *rep = pres_eval(r, &claim_script, 2, 4, args);
+    redisReply *rep = chat_redis_eval(r, &claim_script, 2, 4, args);
     if (rep == NULL)
         return -1;
     int rv = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
@@ -54,7 +54,7 @@ static void retry_later(chat_redis *r, const char *user, int64_t when)
     snprintf(kconns, sizeof kconns, "p:conns:%s", user);
     snprintf(when_s, sizeof when_s, "%" PRId64, when);
     const char *args[] = {"p:grace", kconns, user, when_s};
-    redisReply *rep = pres_eval(r, &retry_script, 2, 4, args);
+    redisReply *rep = chat_redis_eval(r, &retry_script, 2, 4, args);
     if (rep == NULL)
         chat_error("pres_grace_lost", "user=%s reason=redis_unreachable", user);
     freeReplyObject(rep);

@@ -88,10 +88,6 @@ void pres_scripts_init(void);
  * r belongs to the calling thread. */
 void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest *req,
                  int64_t now, pres_out *out);
-/* Like chat_redis_eval, but a Redis error reply is logged and becomes NULL
- * (as if unreachable). args: nkeys keys then arguments, nargs in all. */
-redisReply *pres_eval(chat_redis *r, const chat_redis_script *s, int nkeys, int nargs,
-                      const char **args);
 /* Tells svc-match about a user (user_offline or user_gone). Returns 0 when
  * svc-match answered OK, -1 otherwise (logged). */
 int pres_tell_match(const pres_env *env, Chat__MatchRequest__BodyCase kind, const char *user);

@@ -49,7 +49,7 @@ int pres_parse_query(const redisReply *rep, size_t n, bool *online, int64_t *see
 /* Fills online/seen for ids[0..n) with one script call. Returns 0 or -1. */
 static int query_chunk(chat_redis *r, char **ids, size_t n, bool *online, int64_t *seen)
 {
-    redisReply *rep = pres_eval(r, &query_script, 0, (int)n, (const char **)ids);
+    redisReply *rep = chat_redis_eval(r, &query_script, 0, (int)n, (const char **)ids);
     if (rep == NULL)
         return -1;
     int rv = pres_parse_query(rep, n, online, seen);

@@ -51,19 +51,6 @@ void pres_scripts_init(void)
     pres_query_scripts_init();
 }
 
-redisReply *pres_eval(chat_redis *r, const chat_redis_script *s, int nkeys, int nargs,
-                      const char **args)
-{
-    redisReply *rep = chat_redis_eval(r, s, nkeys, nargs, args);
-    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
-        /* Redis is there but refuses (loading, out of memory, a script bug):
-         * for the caller that is "try again later". */
-        chat_error("pres_redis_error", "err=\"%.200s\"", rep->str);
-        freeReplyObject(rep);
-        return NULL;
-    }
-    return rep;
-}
 
 int pres_tell_match(const pres_env *env, Chat__MatchRequest__BodyCase kind, const char *user)
 {

@@ -198,6 +198,13 @@ redisReply *chat_redis_eval(chat_redis *r, const chat_redis_script *s, int nkeys
         argc = eval_argv(argv, lens, nk, sizeof nk, "EVAL", s->src, nkeys, nargs, args);
         rep = chat_redis_argv(r, argc, argv, lens);
     }
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+        /* Redis is there but refuses (loading, out of memory, a script
+         * bug): for every caller that is "try again later". */
+        chat_log(CHAT_LOG_ERROR, "redis_script_error", "err=\"%.200s\"", rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
     return rep;
 }
 

@@ -31,7 +31,10 @@ typedef struct chat_redis_script {
 } chat_redis_script;
 
 void chat_redis_script_init(chat_redis_script *s, const char *src);
-/* EVALSHA with nkeys keys followed by arguments (all C strings). */
+/* EVALSHA with nkeys keys followed by arguments (all C strings; nargs in
+ * all), loading the script when Redis lost it. Returns the reply (the
+ * caller frees it) or NULL when Redis is unreachable or answers with an
+ * error (logged as redis_script_error). */
 redisReply *chat_redis_eval(chat_redis *r, const chat_redis_script *s, int nkeys,
                             int nargs, const char **args);
 /* Same, appended to the pipeline (replies read with chat_redis_get_reply;
