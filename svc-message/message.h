@@ -206,7 +206,6 @@ typedef struct msg_service msg_service;
  * handler, then a writer queue or the reader pool, which replies and frees
  * it. */
 typedef struct msg_job {
-    struct msg_job *next;         /* writer queue link */
     chat_rpc_job *rpc;
     Chat__MessageRequest *req;    /* owned; freed with the job */
     msg_service *svc;
@@ -240,7 +239,7 @@ void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_red
                       msg_job **jobs, int n);
 
 /* ---- meta.c: group commit of conversation creates and closes ---- */
-typedef struct msg_meta msg_meta;
+typedef struct chat_batchq msg_meta; /* one thread (chat/batchq.h) */
 
 int msg_meta_open(msg_meta **out, const msg_config *cfg);
 /* Queues a create_conversation or close_conversation. Returns 0 (the

@@ -10,19 +10,10 @@
  * every job is answered UNAVAILABLE. */
 #include "message.h"
 
+#include "chat/batchq.h"
 #include "chat/log.h"
 
-#include <pthread.h>
 #include <stdlib.h>
-
-struct msg_meta {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    msg_job *head, *tail; /* under mu */
-    bool stopping;        /* under mu */
-    pthread_t thread;
-    const msg_config *cfg;
-};
 
 static bool is_create(const msg_job *j)
 {
@@ -92,87 +83,47 @@ static void meta_batch(msg_pg *pg, msg_job **jobs, int n)
     }
 }
 
-static void *meta_main(void *arg)
+static void *meta_init(void *arg)
 {
-    msg_meta *m = arg;
-    msg_pg pg;
-    msg_pg_init(&pg, m->cfg->pg_dsn, (int)m->cfg->pg_timeout_ms);
-    msg_pg_ensure(&pg); /* connect early; failure is retried per batch */
-    int max = (int)m->cfg->batch;
-    msg_job *one[1];
-    msg_job **batch = calloc((size_t)max, sizeof *batch);
-    if (batch == NULL) { /* no memory for batches: one at a time */
-        batch = one;
-        max = 1;
+    const msg_config *cfg = arg;
+    msg_pg *pg = malloc(sizeof *pg);
+    if (pg == NULL)
+        return NULL; /* every batch is answered UNAVAILABLE */
+    msg_pg_init(pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
+    msg_pg_ensure(pg); /* connect early; failure is retried per batch */
+    return pg;
+}
+
+static void meta_fini(void *state)
+{
+    if (state == NULL)
+        return;
+    msg_pg_close(state);
+    free(state);
+}
+
+static void meta_run(void **items, int n, void *state)
+{
+    msg_job **jobs = (msg_job **)items;
+    if (state == NULL) {
+        for (int i = 0; i < n; i++)
+            msg_job_fail(jobs[i], CHAT__CODE__UNAVAILABLE, "storage unavailable");
+        return;
     }
-    for (;;) {
-        pthread_mutex_lock(&m->mu);
-        while (m->head == NULL && !m->stopping)
-            pthread_cond_wait(&m->cv, &m->mu);
-        int n = 0;
-        while (m->head != NULL && n < max) {
-            batch[n++] = m->head;
-            m->head = m->head->next;
-        }
-        if (m->head == NULL)
-            m->tail = NULL;
-        pthread_mutex_unlock(&m->mu);
-        if (n == 0)
-            break; /* stopping and drained */
-        meta_batch(&pg, batch, n);
-    }
-    if (batch != one)
-        free(batch);
-    msg_pg_close(&pg);
-    return NULL;
+    meta_batch(state, jobs, n);
 }
 
 int msg_meta_open(msg_meta **out, const msg_config *cfg)
 {
-    msg_meta *m = calloc(1, sizeof *m);
-    if (m == NULL)
-        return -1;
-    m->cfg = cfg;
-    pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cv, NULL);
-    if (pthread_create(&m->thread, NULL, meta_main, m) != 0) {
-        pthread_mutex_destroy(&m->mu);
-        pthread_cond_destroy(&m->cv);
-        free(m);
-        return -1;
-    }
-    *out = m;
-    return 0;
+    return chat_batchq_open(out, (int)cfg->batch, meta_init, meta_fini, meta_run, (void *)cfg);
 }
 
 int msg_meta_push(msg_meta *m, msg_job *job)
 {
-    pthread_mutex_lock(&m->mu);
-    if (m->stopping) {
-        pthread_mutex_unlock(&m->mu);
-        return -1;
-    }
-    job->next = NULL;
-    if (m->tail != NULL)
-        m->tail->next = job;
-    else
-        m->head = job;
-    m->tail = job;
-    pthread_cond_signal(&m->cv);
-    pthread_mutex_unlock(&m->mu);
-    return 0;
+    return chat_batchq_push(m, job);
 }
 
 void msg_meta_close(msg_meta *m)
 {
-    if (m == NULL)
-        return;
-    pthread_mutex_lock(&m->mu);
-    m->stopping = true;
-    pthread_cond_broadcast(&m->cv);
-    pthread_mutex_unlock(&m->mu);
-    pthread_join(m->thread, NULL);
-    pthread_mutex_destroy(&m->mu);
-    pthread_cond_destroy(&m->cv);
-    free(m);
+    chat_batchq_close(m);
 }

@@ -12,29 +12,29 @@
  *      ones as one batch of events. */
 #include "message.h"
 
+#include "chat/batchq.h"
 #include "chat/log.h"
 #include "chat/util.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-typedef struct msg_writer {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    msg_job *head, *tail;         /* guarded by mu */
-    bool stopping;                /* guarded by mu */
-    pthread_t thread;
-    const msg_config *cfg;
-    chat_pub *pub;
-} msg_writer;
-
+/* One writer per conversation hash: a batch queue (its own thread) whose
+ * thread state is a writer_conn. */
 struct msg_writers {
     int n;
-    msg_writer *w;
+    chat_batchq **q;
+    const msg_config *cfg;
+    chat_pub *pub;
 };
+
+typedef struct writer_conn {
+    msg_writers *ws;
+    msg_pg pg;
+    chat_redis *redis; /* rate limits; NULL without them */
+} writer_conn;
 
 /* ---- step 1: rate limit ---- */
 
@@ -505,43 +505,43 @@ void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_red
 
 /* ---- threads ---- */
 
-static void *writer_main(void *arg)
+static void *writer_init(void *arg)
 {
-    msg_writer *w = arg;
-    const msg_config *cfg = w->cfg;
-    msg_pg pg;
-    msg_pg_init(&pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
-    pg.point_lookups = true;
-    msg_pg_ensure(&pg); /* connect early; failure is retried per batch */
-    chat_redis *redis = NULL;
+    msg_writers *ws = arg;
+    const msg_config *cfg = ws->cfg;
+    writer_conn *wc = calloc(1, sizeof *wc);
+    if (wc == NULL)
+        return NULL; /* every batch is answered UNAVAILABLE */
+    wc->ws = ws;
+    msg_pg_init(&wc->pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
+    wc->pg.point_lookups = true;
+    msg_pg_ensure(&wc->pg); /* connect early; failure is retried per batch */
     if (cfg->rate_per_min > 0)
-        redis = chat_redis_new(cfg->redis_host, (int)cfg->redis_port, 1000);
-    msg_job *batch[cfg->batch];
-    for (;;) {
-        pthread_mutex_lock(&w->mu);
-        while (w->head == NULL && !w->stopping)
-            pthread_cond_wait(&w->cv, &w->mu);
-        int n = 0;
-        while (w->head != NULL && n < cfg->batch) {
-            batch[n++] = w->head;
-            w->head = w->head->next;
-        }
-        if (w->head == NULL)
-            w->tail = NULL;
-        pthread_mutex_unlock(&w->mu);
-        if (n == 0)
-            break; /* stopping and drained */
-        if (cfg->rate_per_min > 0 && redis == NULL) {
-            /* Could not even allocate a Redis handle: nothing can pass. */
-            for (int i = 0; i < n; i++)
-                msg_job_fail(batch[i], CHAT__CODE__UNAVAILABLE, "rate limiter unavailable");
-            continue;
-        }
-        msg_writer_batch(cfg, w->pub, &pg, redis, batch, n);
+        wc->redis = chat_redis_new(cfg->redis_host, (int)cfg->redis_port, 1000);
+    return wc;
+}
+
+static void writer_fini(void *state)
+{
+    writer_conn *wc = state;
+    if (wc == NULL)
+        return;
+    chat_redis_free(wc->redis);
+    msg_pg_close(&wc->pg);
+    free(wc);
+}
+
+static void writer_run(void **items, int n, void *state)
+{
+    writer_conn *wc = state;
+    msg_job **jobs = (msg_job **)items;
+    if (wc == NULL || (wc->ws->cfg->rate_per_min > 0 && wc->redis == NULL)) {
+        /* Could not even allocate a connection or a Redis handle. */
+        for (int i = 0; i < n; i++)
+            msg_job_fail(jobs[i], CHAT__CODE__UNAVAILABLE, "writer unavailable");
+        return;
     }
-    chat_redis_free(redis);
-    msg_pg_close(&pg);
-    return NULL;
+    msg_writer_batch(wc->ws->cfg, wc->ws->pub, &wc->pg, wc->redis, jobs, n);
 }
 
 int msg_writers_open(msg_writers **out, const msg_config *cfg, chat_pub *pub)
@@ -549,20 +549,16 @@ int msg_writers_open(msg_writers **out, const msg_config *cfg, chat_pub *pub)
     msg_writers *ws = calloc(1, sizeof *ws);
     if (ws == NULL)
         return -1;
-    ws->w = calloc((size_t)cfg->writers, sizeof *ws->w);
-    if (ws->w == NULL) {
+    ws->cfg = cfg;
+    ws->pub = pub;
+    ws->q = calloc((size_t)cfg->writers, sizeof *ws->q);
+    if (ws->q == NULL) {
         free(ws);
         return -1;
     }
     for (int i = 0; i < cfg->writers; i++) {
-        msg_writer *w = &ws->w[i];
-        w->cfg = cfg;
-        w->pub = pub;
-        pthread_mutex_init(&w->mu, NULL);
-        pthread_cond_init(&w->cv, NULL);
-        if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
-            pthread_mutex_destroy(&w->mu);
-            pthread_cond_destroy(&w->cv);
+        if (chat_batchq_open(&ws->q[i], (int)cfg->batch, writer_init, writer_fini, writer_run,
+                             ws) != 0) {
             msg_writers_close(ws);
             return -1;
         }
@@ -574,39 +570,16 @@ int msg_writers_open(msg_writers **out, const msg_config *cfg, chat_pub *pub)
 
 int msg_writers_push(msg_writers *ws, msg_job *job)
 {
-    msg_writer *w = &ws->w[msg_route(job->req->send->conversation_id, (unsigned)ws->n)];
-    pthread_mutex_lock(&w->mu);
-    if (w->stopping) {
-        pthread_mutex_unlock(&w->mu);
-        return -1;
-    }
-    job->next = NULL;
-    if (w->tail != NULL)
-        w->tail->next = job;
-    else
-        w->head = job;
-    w->tail = job;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    return 0;
+    unsigned w = msg_route(job->req->send->conversation_id, (unsigned)ws->n);
+    return chat_batchq_push(ws->q[w], job);
 }
 
 void msg_writers_close(msg_writers *ws)
 {
     if (ws == NULL)
         return;
-    for (int i = 0; i < ws->n; i++) {
-        msg_writer *w = &ws->w[i];
-        pthread_mutex_lock(&w->mu);
-        w->stopping = true;
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-    }
-    for (int i = 0; i < ws->n; i++) {
-        pthread_join(ws->w[i].thread, NULL);
-        pthread_mutex_destroy(&ws->w[i].mu);
-        pthread_cond_destroy(&ws->w[i].cv);
-    }
-    free(ws->w);
+    for (int i = 0; i < ws->n; i++)
+        chat_batchq_close(ws->q[i]);
+    free(ws->q);
     free(ws);
 }
