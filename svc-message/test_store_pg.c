@@ -564,32 +564,21 @@ static void on_batch_reply(int err, const uint8_t *data, size_t len, void *arg)
     sem_post(&b->done);
 }
 
-static void test_batch_mixed(void **state)
+/* One send of a batch and the reply it must get. */
+typedef struct batch_send {
+    const char *conv, *sender, *cmid, *text;
+    Chat__Code code;
+    bool dup;
+    uint64_t seq;
+    const char *ack_text; /* OK: the text the ack carries (a duplicate: the original's) */
+} batch_send;
+
+/* Sends want[0..n) as one request (so one writer batch, as a gateway's
+ * event-loop pass would) and checks every reply. */
+static void send_batch_and_check(inst *in, const batch_send *want, int n)
 {
-    char a[37], b[37], stranger[37], conv[37], closed[37], nowhere[37];
-    uid(a), uid(b), uid(stranger), uid(nowhere);
-    new_chat(&free_i, a, b, conv);
-    new_chat(&free_i, a, b, closed);
-    assert_int_equal(close_code(&free_i, closed, b), CHAT__CODE__OK);
-    const char *tricky = "he said \"hi\", {a\\b} NULL \xc3\xa9";
-    struct {
-        const char *conv, *sender, *cmid, *text;
-        Chat__Code code;
-        bool dup;
-        uint64_t seq;
-    } want[] = {
-        {conv, a, "x1", "one", CHAT__CODE__OK, false, 1},
-        {conv, b, "x2", "two", CHAT__CODE__OK, false, 2},
-        {conv, stranger, "x3", "no", CHAT__CODE__NOT_MEMBER, false, 0},
-        {conv, a, "x1", "again", CHAT__CODE__OK, true, 1},
-        {closed, a, "x4", "late", CHAT__CODE__CONVERSATION_CLOSED, false, 0},
-        {nowhere, a, "x5", "void", CHAT__CODE__NOT_FOUND, false, 0},
-        {conv, a, "x6", tricky, CHAT__CODE__OK, false, 3},
-        {conv, b, "x2", "two again", CHAT__CODE__OK, true, 2},
-    };
-    enum { N = sizeof want / sizeof want[0] };
-    batch_res res[N];
-    for (int i = 0; i < N; i++) {
+    batch_res res[n];
+    for (int i = 0; i < n; i++) {
         sem_init(&res[i].done, 0, 0);
         Chat__SendReq sr = CHAT__SEND_REQ__INIT;
         sr.conversation_id = (char *)want[i].conv;
@@ -599,10 +588,10 @@ static void test_batch_mixed(void **state)
         Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
         req.body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
         req.send = &sr;
-        chat_rpc_call_queued(free_i.cli, &req.base, on_batch_reply, &res[i]);
+        chat_rpc_call_queued(in->cli, &req.base, on_batch_reply, &res[i]);
     }
-    chat_rpc_client_flush(free_i.cli);
-    for (int i = 0; i < N; i++) {
+    chat_rpc_client_flush(in->cli);
+    for (int i = 0; i < n; i++) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 10;
@@ -615,13 +604,35 @@ static void test_batch_mixed(void **state)
             assert_non_null(r->message);
             assert_int_equal(r->duplicate, want[i].dup);
             assert_int_equal(r->message->seq, want[i].seq);
-            assert_string_equal(r->message->conversation_id, conv);
-            /* A duplicate carries the original text. */
-            assert_string_equal(r->message->text, want[want[i].dup ? (i == 3 ? 0 : 1) : i].text);
+            assert_string_equal(r->message->conversation_id, want[i].conv);
+            assert_string_equal(r->message->text, want[i].ack_text);
+        } else if (want[i].code == CHAT__CODE__RATE_LIMITED) {
+            assert_true(r->retry_after_ms > 0);
         }
         done(r);
         sem_destroy(&res[i].done);
     }
+}
+
+static void test_batch_mixed(void **state)
+{
+    char a[37], b[37], stranger[37], conv[37], closed[37], nowhere[37];
+    uid(a), uid(b), uid(stranger), uid(nowhere);
+    new_chat(&free_i, a, b, conv);
+    new_chat(&free_i, a, b, closed);
+    assert_int_equal(close_code(&free_i, closed, b), CHAT__CODE__OK);
+    const char *tricky = "he said \"hi\", {a\\b} NULL \xc3\xa9";
+    const batch_send want[] = {
+        {conv, a, "x1", "one", CHAT__CODE__OK, false, 1, "one"},
+        {conv, b, "x2", "two", CHAT__CODE__OK, false, 2, "two"},
+        {conv, stranger, "x3", "no", CHAT__CODE__NOT_MEMBER, false, 0, NULL},
+        {conv, a, "x1", "again", CHAT__CODE__OK, true, 1, "one"},
+        {closed, a, "x4", "late", CHAT__CODE__CONVERSATION_CLOSED, false, 0, NULL},
+        {nowhere, a, "x5", "void", CHAT__CODE__NOT_FOUND, false, 0, NULL},
+        {conv, a, "x6", tricky, CHAT__CODE__OK, false, 3, tricky},
+        {conv, b, "x2", "two again", CHAT__CODE__OK, true, 2, "two"},
+    };
+    send_batch_and_check(&free_i, want, (int)(sizeof want / sizeof want[0]));
     /* Stored exactly once each, text intact (b's replay: a's messages). */
     Chat__MessageReply *r = do_replay(&free_i, b, "", 0, 0);
     assert_int_equal(r->code, CHAT__CODE__OK);
@@ -650,51 +661,17 @@ static void test_batch_rate_limited(void **state)
     char c[37], d[37], conv[37];
     uid(c), uid(d);
     new_chat(&rl_i, c, d, conv);
-    struct {
-        const char *sender, *cmid;
-        Chat__Code code;
-        bool dup;
-        uint64_t seq;
-    } want[] = {
-        {c, "r1", CHAT__CODE__OK, false, 1},  {c, "r2", CHAT__CODE__OK, false, 2},
-        {c, "r3", CHAT__CODE__OK, false, 3},  {c, "r4", CHAT__CODE__OK, false, 4},
-        {c, "r5", CHAT__CODE__OK, false, 5},  {c, "r6", CHAT__CODE__RATE_LIMITED, false, 0},
-        {c, "r2", CHAT__CODE__OK, true, 2},   {d, "d1", CHAT__CODE__OK, false, 6},
+    const batch_send want[] = {
+        {conv, c, "r1", "r1", CHAT__CODE__OK, false, 1, "r1"},
+        {conv, c, "r2", "r2", CHAT__CODE__OK, false, 2, "r2"},
+        {conv, c, "r3", "r3", CHAT__CODE__OK, false, 3, "r3"},
+        {conv, c, "r4", "r4", CHAT__CODE__OK, false, 4, "r4"},
+        {conv, c, "r5", "r5", CHAT__CODE__OK, false, 5, "r5"},
+        {conv, c, "r6", "r6", CHAT__CODE__RATE_LIMITED, false, 0, NULL},
+        {conv, c, "r2", "r2", CHAT__CODE__OK, true, 2, "r2"},
+        {conv, d, "d1", "d1", CHAT__CODE__OK, false, 6, "d1"},
     };
-    enum { N = sizeof want / sizeof want[0] };
-    batch_res res[N];
-    for (int i = 0; i < N; i++) {
-        sem_init(&res[i].done, 0, 0);
-        Chat__SendReq sr = CHAT__SEND_REQ__INIT;
-        sr.conversation_id = conv;
-        sr.sender = (char *)want[i].sender;
-        sr.client_msg_id = (char *)want[i].cmid;
-        sr.text = (char *)want[i].cmid;
-        Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
-        req.body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
-        req.send = &sr;
-        chat_rpc_call_queued(rl_i.cli, &req.base, on_batch_reply, &res[i]);
-    }
-    chat_rpc_client_flush(rl_i.cli);
-    for (int i = 0; i < N; i++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 10;
-        assert_int_equal(sem_timedwait(&res[i].done, &ts), 0);
-        assert_int_equal(res[i].err, 0);
-        Chat__MessageReply *r = res[i].rep;
-        assert_non_null(r);
-        assert_int_equal(r->code, want[i].code);
-        if (want[i].code == CHAT__CODE__OK) {
-            assert_int_equal(r->duplicate, want[i].dup);
-            assert_int_equal(r->message->seq, want[i].seq);
-            assert_string_equal(r->message->text, want[i].cmid);
-        } else {
-            assert_true(r->retry_after_ms > 0);
-        }
-        done(r);
-        sem_destroy(&res[i].done);
-    }
+    send_batch_and_check(&rl_i, want, (int)(sizeof want / sizeof want[0]));
 }
 
 /* ---- concurrency ---- */
