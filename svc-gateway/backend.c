@@ -303,6 +303,16 @@ void gw_item_free(gw_item *it)
     free(it);
 }
 
+/* Waits (bounded) until every call's callback has run. Returns the ms waited. */
+static int64_t backend_wait_calls(gw_backend *be, int max_ms)
+{
+    struct timespec ms = {0, 1000000};
+    int64_t t0 = chat_mono_ms();
+    while (atomic_load(&be->inflight) > 0 && chat_mono_ms() - t0 < max_ms)
+        nanosleep(&ms, NULL);
+    return chat_mono_ms() - t0;
+}
+
 void gw_backend_close(gw_backend *be)
 {
     if (be == NULL)
@@ -312,18 +322,13 @@ void gw_backend_close(gw_backend *be)
      * closed) are sent and get a moment to be answered before the sockets
      * close and abort whatever is left. */
     gw_backend_flush(be);
-    struct timespec ms = {0, 1000000};
-    int64_t t0 = chat_mono_ms();
-    while (atomic_load(&be->inflight) > 0 && chat_mono_ms() - t0 < BACKEND_DRAIN_WAIT_MS)
-        nanosleep(&ms, NULL);
+    int64_t waited = backend_wait_calls(be, BACKEND_DRAIN_WAIT_MS);
     chat_info("backend_drained", "unanswered=%d ms=%lld", atomic_load(&be->inflight),
-              (long long)(chat_mono_ms() - t0));
+              (long long)waited);
     for (int i = 0; i < GW_SVC_EVENTS; i++)
         chat_rpc_client_close(be->rpc[i]);
     /* Aborted calls still run their callback, which touches be. */
-    t0 = chat_mono_ms();
-    while (atomic_load(&be->inflight) > 0 && chat_mono_ms() - t0 < BACKEND_CLOSE_WAIT_MS)
-        nanosleep(&ms, NULL);
+    backend_wait_calls(be, BACKEND_CLOSE_WAIT_MS);
     if (atomic_load(&be->inflight) > 0) {
         /* A late callback would touch freed memory: leave it (we exit). */
         chat_warn("backend_close_timeout", "calls=%d", atomic_load(&be->inflight));

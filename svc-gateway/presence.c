@@ -49,30 +49,30 @@ void gw_presence_disconnect(gw_server *s, gw_conn *c)
     presence_call(s, GW_OP_DISCONNECT, c->id, &pr);
 }
 
+static void presence_heartbeat_send(gw_server *s, bool stopping)
+{
+    Chat__HeartbeatReq hb = CHAT__HEARTBEAT_REQ__INIT;
+    hb.gateway_id = (char *)s->gateway_id;
+    hb.connections = s->n_conns;
+    hb.stopping = stopping;
+    Chat__PresenceRequest pr = CHAT__PRESENCE_REQUEST__INIT;
+    pr.body_case = CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT;
+    pr.heartbeat = &hb;
+    presence_call(s, GW_OP_HEARTBEAT, 0, &pr);
+}
+
 void gw_presence_heartbeat(gw_server *s)
 {
     /* One at a time: a slow presence service must not pile them up. */
     if (s->heartbeat_inflight)
         return;
-    Chat__HeartbeatReq hb = CHAT__HEARTBEAT_REQ__INIT;
-    hb.gateway_id = (char *)s->gateway_id;
-    hb.connections = s->n_conns;
-    Chat__PresenceRequest pr = CHAT__PRESENCE_REQUEST__INIT;
-    pr.body_case = CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT;
-    pr.heartbeat = &hb;
     s->heartbeat_inflight = true;
-    presence_call(s, GW_OP_HEARTBEAT, 0, &pr);
+    presence_heartbeat_send(s, false);
 }
 
 void gw_presence_stopping(gw_server *s)
 {
-    Chat__HeartbeatReq hb = CHAT__HEARTBEAT_REQ__INIT;
-    hb.gateway_id = (char *)s->gateway_id;
-    hb.stopping = true;
-    Chat__PresenceRequest pr = CHAT__PRESENCE_REQUEST__INIT;
-    pr.body_case = CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT;
-    pr.heartbeat = &hb;
-    presence_call(s, GW_OP_HEARTBEAT, 0, &pr);
+    presence_heartbeat_send(s, true);
 }
 
 static void presence_resync(gw_server *s)

@@ -73,21 +73,31 @@ void pres_gateways_scripts_init(void)
     chat_redis_script_init(&gw_chunk_script, GW_CHUNK_SRC);
 }
 
-/* Claims gw as dead now (its stopping heartbeat). */
-static void claim_stopping(chat_redis *r, const char *gw, pres_out *out)
+/* Runs GW_CLAIM_SRC for gw. Returns 1 (claimed), 0 (not: alive since
+ * cutoff, or another replica was first) or -1 (Redis unavailable). */
+static int claim_gateway(chat_redis *r, const char *gw, const char *cutoff)
 {
     char kgw[8 + PRES_GATEWAY_ID_MAX + 1], kdead[10 + PRES_GATEWAY_ID_MAX + 1];
     snprintf(kgw, sizeof kgw, "p:gw:%s", gw);
     snprintf(kdead, sizeof kdead, "p:dead:%s", gw);
-    const char *args[] = {"p:gwalive", kgw, kdead, "p:deadgws", gw, "+inf"};
+    const char *args[] = {"p:gwalive", kgw, kdead, "p:deadgws", gw, cutoff};
     redisReply *rep = chat_redis_eval(r, &gw_claim_script, 4, 6, args);
-    if (rep == NULL) {
+    if (rep == NULL)
+        return -1;
+    int claimed = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    freeReplyObject(rep);
+    return claimed;
+}
+
+/* Claims gw as dead now (its stopping heartbeat). */
+static void claim_stopping(chat_redis *r, const char *gw, pres_out *out)
+{
+    int claimed = claim_gateway(r, gw, "+inf");
+    if (claimed < 0) {
         pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");
         return;
     }
-    chat_info("pres_gateway_stopped", "gateway=%s claimed=%d", gw,
-              rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
-    freeReplyObject(rep);
+    chat_info("pres_gateway_stopped", "gateway=%s claimed=%d", gw, claimed);
 }
 
 void pres_heartbeat(chat_redis *r, const Chat__HeartbeatReq *q, int64_t now, pres_out *out)
@@ -129,17 +139,11 @@ static int claim_dead(const pres_env *env, chat_redis *r, int64_t now)
         const redisReply *gw = list->element[i];
         if (gw->type != REDIS_REPLY_STRING)
             continue;
-        char kgw[8 + PRES_GATEWAY_ID_MAX + 1], kdead[10 + PRES_GATEWAY_ID_MAX + 1];
-        snprintf(kgw, sizeof kgw, "p:gw:%s", gw->str);
-        snprintf(kdead, sizeof kdead, "p:dead:%s", gw->str);
-        const char *args[] = {"p:gwalive", kgw, kdead, "p:deadgws", gw->str, cutoff};
-        redisReply *rep = chat_redis_eval(r, &gw_claim_script, 4, 6, args);
-        if (rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+        if (claim_gateway(r, gw->str, cutoff) == 1) {
             chat_warn("pres_gateway_dead", "gateway=%s ttl_ms=%" PRId64, gw->str,
                       env->gw_ttl_ms);
             claimed++;
         }
-        freeReplyObject(rep);
     }
     freeReplyObject(list);
     return claimed;
