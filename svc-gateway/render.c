@@ -76,6 +76,7 @@ static cJSON *render_begin(const char *type, bool *ok)
     return o;
 }
 
+/* Adds req (when not NULL) and prints o; NULL when anything failed. */
 static gw_frame *render_end(cJSON *o, bool ok, const char *req)
 {
     if (o != NULL && req != NULL)
@@ -336,11 +337,7 @@ gw_frame *gw_render_history_rest(Chat__StoredMessage *const *msgs, size_t n,
     if (o == NULL)
         return NULL;
     render_page(o, &ok, msgs, n, next_before);
-    if (!ok) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return render_finish(o);
+    return render_end(o, ok, NULL);
 }
 
 gw_frame *gw_render_rest_error(gw_err code)
@@ -350,11 +347,7 @@ gw_frame *gw_render_rest_error(gw_err code)
     if (o == NULL)
         return NULL;
     render_str(o, &ok, "error", gw_err_name(code));
-    if (!ok) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return render_finish(o);
+    return render_end(o, ok, NULL);
 }
 
 gw_frame *gw_render_typing(const char *conversation_id, const char *user_id, bool start)
