@@ -53,7 +53,7 @@ int main(int argc, char **argv)
 
     chat_pub *pub = NULL;
     chat_rpc_client *message = NULL;
-    match_server *srv = NULL;
+    chat_rpc_pool *srv = NULL;
     int exit_code = 1;
     int rv;
     if ((rv = chat_pub_open(&pub, cfg_pub_listen)) != 0) {
@@ -73,8 +73,8 @@ int main(int argc, char **argv)
      * timeout) by a wide margin; it only matters if this process dies. */
     match_env env = {match_peers_message_call, match_peers_publish, &peers,
                      (int)(2 * cfg_rpc_timeout_ms / 1000) + 30};
-    match_server_cfg scfg = {cfg_listen, (int)cfg_contexts, (int)cfg_threads, cfg_redis_host,
-                             (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS};
+    chat_rpc_pool_cfg scfg = {"match", cfg_listen, (int)cfg_contexts, (int)cfg_threads,
+                             cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS};
     if (match_server_open(&srv, &scfg, &env) != 0)
         goto out;
 

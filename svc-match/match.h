@@ -26,6 +26,7 @@
 #include <hiredis.h>
 
 #include "chat/redis.h"
+#include "chat/rpc_pool.h"
 #include "chat/rpc.h"
 #include "chat/util.h"
 #include "events.pb-c.h"
@@ -155,22 +156,12 @@ bool match_peers_wait(chat_rpc_client *c, const char *name, int max_ms);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
 
-typedef struct match_server match_server;
-
-typedef struct match_server_cfg {
-    const char *listen;     /* REP url */
-    int contexts;           /* requests in flight on the socket */
-    int threads;            /* worker threads (one Redis connection each) */
-    const char *redis_host;
-    int redis_port;
-    int redis_timeout_ms;
-} match_server_cfg;
 
 /* Starts serving. env must outlive the server. On success *out is the
  * caller's, freed by match_server_close(). Returns 0 or -1 (logged). */
-int match_server_open(match_server **out, const match_server_cfg *cfg, const match_env *env);
+int match_server_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg, const match_env *env);
 /* Staged stop: refuse new requests (UNAVAILABLE), finish the queued ones,
  * close the socket, free everything. NULL is fine. */
-void match_server_close(match_server *s);
+void match_server_close(chat_rpc_pool *s);
 
 #endif

@@ -8,10 +8,6 @@
 #include "chat/log.h"
 #include "chat/rpc_pool.h"
 
-struct match_server {
-    chat_rpc_pool *pool;
-};
-
 static void refuse(chat_rpc_job *job, void *arg)
 {
     Chat__MatchReply rep = CHAT__MATCH_REPLY__INIT;
@@ -40,26 +36,13 @@ static void work(chat_rpc_job *job, const uint8_t *data, size_t len, chat_redis 
     chat__match_request__free_unpacked(req, NULL);
 }
 
-int match_server_open(match_server **out, const match_server_cfg *cfg, const match_env *env)
+int match_server_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg, const match_env *env)
 {
-    match_server *s = calloc(1, sizeof *s);
-    if (s == NULL)
-        return -1;
-    chat_rpc_pool_cfg pc = {"match", cfg->listen, cfg->contexts, cfg->threads,
-                            cfg->redis_host, cfg->redis_port, cfg->redis_timeout_ms};
     /* env is const for the handlers; the pool's arg is not. */
-    if (chat_rpc_pool_open(&s->pool, &pc, work, refuse, (void *)env) != 0) {
-        free(s);
-        return -1;
-    }
-    *out = s;
-    return 0;
+    return chat_rpc_pool_open(out, cfg, work, refuse, (void *)env);
 }
 
-void match_server_close(match_server *s)
+void match_server_close(chat_rpc_pool *s)
 {
-    if (s == NULL)
-        return;
-    chat_rpc_pool_close(s->pool);
-    free(s);
+    chat_rpc_pool_close(s);
 }

@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     chat_pub *pub = NULL;
     chat_rpc_client *match = NULL, *message = NULL;
     pres_notifier *notifier = NULL;
-    pres_server *srv = NULL;
+    chat_rpc_pool *srv = NULL;
     pres_sweeper *sweeper = NULL;
     int exit_code = 1;
     int rv;
@@ -98,8 +98,8 @@ int main(int argc, char **argv)
         goto out;
     pres_env env = {pres_peers_match_call, match, cfg_grace_ms, cfg_gw_ttl_ms,
                     pres_notifier_push, notifier};
-    pres_server_cfg scfg = {cfg_listen, (int)cfg_contexts, (int)cfg_threads, cfg_redis_host,
-                            (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS};
+    chat_rpc_pool_cfg scfg = {"presence", cfg_listen, (int)cfg_contexts, (int)cfg_threads,
+                             cfg_redis_host, (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS};
     if (pres_server_open(&srv, &scfg, &env) != 0)
         goto out;
     if (pres_sweeper_start(&sweeper, &env, cfg_redis_host, (int)cfg_redis_port,

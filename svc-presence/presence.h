@@ -26,6 +26,7 @@
 #include <hiredis.h>
 
 #include "chat/redis.h"
+#include "chat/rpc_pool.h"
 #include "chat/rpc.h"
 #include "chat/util.h"
 #include "events.pb-c.h"
@@ -201,22 +202,12 @@ bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
 
-typedef struct pres_server pres_server;
-
-typedef struct pres_server_cfg {
-    const char *listen;
-    int contexts;
-    int threads;
-    const char *redis_host;
-    int redis_port;
-    int redis_timeout_ms;
-} pres_server_cfg;
 
 /* Starts serving. env must outlive the server. Returns 0 (*out is the
  * caller's, freed by pres_server_close) or -1 (logged). */
-int pres_server_open(pres_server **out, const pres_server_cfg *cfg, const pres_env *env);
+int pres_server_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg, const pres_env *env);
 /* Staged stop: refuse new requests (UNAVAILABLE), finish the queued ones,
  * close the socket, free everything. NULL is fine. */
-void pres_server_close(pres_server *s);
+void pres_server_close(chat_rpc_pool *s);
 
 #endif
