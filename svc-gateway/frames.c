@@ -160,23 +160,10 @@ static gw_request *frame_open_dm(gw_request *rq)
     return rq;
 }
 
-bool gw_room_valid(const char *room)
-{
-    size_t n = strlen(room);
-    if (n == 0 || n > GW_ROOM_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = room[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
-            return false;
-    }
-    return true;
-}
-
 static gw_request *frame_room(gw_request *rq)
 {
     const cJSON *r = frame_field(rq, "room");
-    if (!cJSON_IsString(r) || !gw_room_valid(r->valuestring))
+    if (!cJSON_IsString(r) || !chat_room_valid(r->valuestring))
         return frame_fail(rq, GW_E_BAD_REQUEST, "room must match [a-z0-9_-]{1,64}");
     rq->room = r->valuestring;
     return rq;

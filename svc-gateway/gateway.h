@@ -32,7 +32,6 @@ struct ev_loop;
 #define GW_REPLAY_PAGE 200      /* messages per replay request */
 #define GW_TOKEN_MAX 160        /* session token text, with its NUL */
 #define GW_GATEWAY_ID_MAX 32
-#define GW_ROOM_MAX 64          /* bytes of a room name, [a-z0-9_-] */
 #define GW_HISTORY_MAX 100      /* messages of one history page */
 
 /* ------------------------------------------------------------------ errors */
@@ -132,8 +131,6 @@ typedef struct gw_request {
  * frees it with gw_request_free(). */
 gw_request *gw_frame_parse(const char *buf, size_t len, long long max_text);
 void gw_request_free(gw_request *rq); /* NULL is fine */
-/* [a-z0-9_-]{1,64} */
-bool gw_room_valid(const char *room);
 
 /* ------------------------------------------------------------------ render.c */
 /* An outgoing text frame with LWS_PRE bytes of headroom for lws_write. It is

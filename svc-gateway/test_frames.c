@@ -375,8 +375,8 @@ static void test_rooms(void **state)
     }
     expect("{\"type\":\"join_room\"}", GW_E_BAD_REQUEST, NULL);
     expect("{\"type\":\"leave_room\",\"req\":\"u\"}", GW_E_BAD_REQUEST, "u");
-    assert_true(gw_room_valid("0-9_az"));
-    assert_false(gw_room_valid(""));
+    assert_true(chat_room_valid("0-9_az"));
+    assert_false(chat_room_valid(""));
     free(r64);
     free(r65);
 }

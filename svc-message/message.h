@@ -50,7 +50,6 @@ typedef struct msg_config {
 #define MSG_REPLAY_MAX 500
 #define MSG_HISTORY_DEFAULT 50
 #define MSG_HISTORY_MAX 100
-#define MSG_ROOM_MAX 64          /* bytes of a room name */
 #define MSG_CONTACTS_MAX 10000   /* recipients of one presence push */
 
 /* Outcome of one send (the first five are the SQL status column). */
@@ -79,8 +78,6 @@ const char *msg_status_detail(msg_status st);
 int msg_replay_limit(uint32_t limit);
 /* History page size: 0 is the default; validation refuses > max. */
 int msg_history_limit(uint32_t limit);
-/* A room name: [a-z0-9_-]{1,64}. */
-bool msg_room_valid(const char *room);
 /* dm_key of a two-member DM: the two ids, lower-cased and sorted, joined by
  * ':'. out must hold 2 * 36 + 2 bytes. */
 void msg_dm_key(const char *a, const char *b, char *out);

@@ -153,19 +153,6 @@ static Chat__Code check_receipt(const Chat__ReceiptReq *r, const char **detail)
     return CHAT__CODE__OK;
 }
 
-bool msg_room_valid(const char *room)
-{
-    size_t n = room != NULL ? strlen(room) : 0;
-    if (n == 0 || n > MSG_ROOM_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = room[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
-            return false;
-    }
-    return true;
-}
-
 static Chat__Code check_user(const char *user, const char **detail)
 {
     if (!chat_uuid_valid(user)) {
@@ -193,7 +180,7 @@ static Chat__Code check_room(const char *user, const char *room, const char **de
     Chat__Code c = check_user(user, detail);
     if (c != CHAT__CODE__OK)
         return c;
-    if (!msg_room_valid(room)) {
+    if (!chat_room_valid(room)) {
         *detail = "room names match [a-z0-9_-]{1,64}";
         return CHAT__CODE__BAD_REQUEST;
     }

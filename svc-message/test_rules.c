@@ -214,7 +214,7 @@ static void test_validate_conversations(void **state)
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         jr.room = (char *)good[i];
         assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
-        assert_true(msg_room_valid(good[i]));
+        assert_true(chat_room_valid(good[i]));
     }
     const char *bad[] = {"", "Lobby", "a b", "a.b", "caf\xc3\xa9", "a/b",
                          "01234567890123456789012345678901234567890123456789012345678901234"};

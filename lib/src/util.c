@@ -45,6 +45,19 @@ bool chat_uuid_valid(const char *s)
     return true;
 }
 
+bool chat_room_valid(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n == 0 || n > CHAT_ROOM_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
 static atomic_int sig_stop;
 static sem_t sig_sem; /* posted by the handler: sem_post is async-signal-safe */
 

@@ -16,6 +16,10 @@ void chat_uuid_new(char out[CHAT_UUID_LEN + 1]);
 /* True when s is a UUID in canonical 8-4-4-4-12 hex text form. */
 bool chat_uuid_valid(const char *s);
 
+#define CHAT_ROOM_MAX 64 /* bytes of a room name */
+/* True when s is a room name: [a-z0-9_-]{1,CHAT_ROOM_MAX} (NULL: false). */
+bool chat_room_valid(const char *s);
+
 /* SIGINT/SIGTERM set a flag (a second SIGINT exits at once); SIGPIPE is
  * ignored. chat_stopping() reads the flag. */
 void chat_signals_install(void);
