@@ -37,13 +37,20 @@ static const char *conn_close_text(uint16_t code)
 /* Closes from inside this connection's own callback: the caller returns -1.
  * Only where lws is between frames (writeable, established): returning -1
  * in the middle of an incoming frame leaves lws misparsing the rest of it
- * as a protocol error and resetting the connection, close frame lost. */
+ * as a protocol error and resetting the connection, close frame lost.
+ *
+ * lws then runs the close handshake of RFC 6455 7.1.1: it sends the close
+ * frame, keeps reading (and discarding) until the client's close or EOF,
+ * and drops a client that does not answer within 5 s. Reading on matters:
+ * a socket closed with unread input answers with a reset, and the reset
+ * destroys the close frame still on its way to the client. */
 static int conn_close_now(gw_conn *c, uint16_t code)
 {
     const char *why = conn_close_text(code);
     lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
     c->closing = true;
     c->close_code = code;
+    c->close_sent = true;
     return -1;
 }
 
@@ -265,6 +272,10 @@ int gw_conn_receive(gw_server *s, gw_conn *c, const void *in, size_t len)
 
 int gw_conn_writeable(gw_server *s, gw_conn *c)
 {
+    /* lws still offers writeable callbacks while it waits for the client's
+     * close; returning -1 there would cut the handshake short. */
+    if (c->close_sent)
+        return 0;
     gw_qnode *n = c->out.head;
     if (n == NULL) {
         if (!c->closing)
@@ -412,6 +423,9 @@ void gw_conn_close(gw_server *s, gw_conn *c, uint16_t code)
         return;
     c->closing = true;
     c->close_code = code;
+    /* Input is discarded from now on, but it must still be read (see
+     * conn_close_now), also from a client whose reading was paused. */
+    lws_rx_flow_control(c->wsi, 1);
     lws_callback_on_writable(c->wsi);
     /* A stopping server bounds every close by its own deadline. lws keeps
      * timeouts in a sorted list with linear inserts: one per connection of

@@ -365,6 +365,7 @@ struct gw_conn {
     uint16_t n_waiting;      /* requests queued behind the one in flight */
     gw_request *wait_head, *wait_tail;
     bool ws, closing, announced;
+    bool close_sent;         /* the close frame is lws's: it awaits the client's */
     bool registering;        /* a new user: `connected` waits for register_user */
     bool api_waiting;        /* HTTP: in gw_server.api_waiting for a backend reply */
 };

@@ -2,16 +2,19 @@
 that must not disturb other users."""
 
 import asyncio
-
-import websockets
 import json
+import struct
 import time
 import unittest
+import urllib.parse
+
+import websockets
 
 from websockets.frames import Opcode
 
 import cluster
 from client import ABSENT, pair
+from rawws import OP_CLOSE, OP_CONT, OP_TEXT, Closed, RawWs, close_frame, frame
 
 CLUSTER = cluster.Cluster(gateways=1, name="malformed")
 setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
@@ -155,6 +158,71 @@ class MalformedTest(cluster.ClusterTestCase):
         except websockets.exceptions.ConnectionClosed:
             pass  # the server may close before the client has written it all
         await e.expect_close(1009, timeout=10)
+
+    # ---- the close handshake (RFC 6455 7.1.1) ------------------------------------
+    async def raw_client(self):
+        u = urllib.parse.urlparse(self.cluster.ws_url())
+        ws = await RawWs.open(u.hostname, u.port, u.path)
+        self.addCleanup(ws.abort)
+        op, payload = await ws.read_frame()
+        self.assertEqual((op, json.loads(payload)["type"]), (OP_TEXT, "connected"))
+        return ws
+
+    def oversized_in_fragments(self):
+        big = self.padded(65537).encode()
+        return (frame(OP_TEXT, big[:30000], fin=False) + frame(OP_CONT, big[30000:60000], fin=False)
+                + frame(OP_CONT, big[60000:]))
+
+    @staticmethod
+    async def keep_sending(ws, stop, limit_s=15):
+        """Sends a request every 10 ms until stop is set (bounded); returns how it ended."""
+        deadline = time.monotonic() + limit_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                await ws.send(frame(OP_TEXT, '{"type":"presence","user_ids":[]}'))
+            except Closed as e:
+                return e.how
+            await asyncio.sleep(0.01)
+        return "stopped"
+
+    async def expect_close_frame(self, ws, code, reason):
+        op, payload = await ws.read_frame(timeout=10)
+        self.assertEqual(op, OP_CLOSE, f"expected a close frame, got opcode {op}: {payload[:200]!r}")
+        self.assertEqual(struct.unpack("!H", payload[:2])[0], code)
+        self.assertEqual(payload[2:], reason)
+
+    async def test_close_handshake_answered(self):
+        """A client still sending when the server closes gets the close frame; the server
+        waits for the client's close (reading and discarding what comes meanwhile) and
+        then ends the connection cleanly, without a reset."""
+        ws = await self.raw_client()
+        await ws.send(self.oversized_in_fragments())
+        stop = asyncio.Event()
+        sender = asyncio.create_task(self.keep_sending(ws, stop))
+        # Nothing else first: the requests after the oversized message are ignored.
+        await self.expect_close_frame(ws, 1009, b"message too big")
+        with self.assertRaises(asyncio.TimeoutError):  # still open: it awaits our close
+            await ws.read_frame(timeout=1.0)
+        stop.set()
+        self.assertEqual(await sender, "stopped")
+        await ws.send(close_frame(1000))
+        self.assertEqual(await ws.wait_closed(5), "eof")
+
+    async def test_close_handshake_unanswered(self):
+        """A client that never answers the close and keeps sending is dropped, in bounded
+        time (lws waits 5 s for the client's close)."""
+        ws = await self.raw_client()
+        await ws.send(self.oversized_in_fragments())
+        stop = asyncio.Event()
+        sender = asyncio.create_task(self.keep_sending(ws, stop))
+        try:
+            await self.expect_close_frame(ws, 1009, b"message too big")
+            started = time.monotonic()
+            self.assertIn(await ws.wait_closed(10), ("eof", "reset"))
+            self.assertGreater(time.monotonic() - started, 1.0)  # it did wait for us
+        finally:
+            stop.set()
+            await sender
 
     async def test_flood_does_not_disturb_others(self):
         flooder = await self.connect()
