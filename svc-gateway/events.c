@@ -83,8 +83,13 @@ void gw_event_deliver(gw_server *s, const Chat__Event *ev)
         for (gw_conn *c = u->conns; c != NULL; c = c->unext) {
             if (event_excluded(s, ev, c))
                 continue;
-            gw_frame *f = event_frame_for(&ef, u->id);
-            gw_conn_push(s, c, gw_frame_ref(f));
+            gw_frame *f = gw_frame_ref(event_frame_for(&ef, u->id));
+            if (f == NULL)
+                continue; /* no body, or out of memory */
+            if (ev->body_case == CHAT__EVENT__BODY_MATCHED)
+                gw_conn_push_matched(s, c, ev->matched->conversation_id, f);
+            else
+                gw_conn_push(s, c, f);
         }
     }
     gw_frame_unref(ef.main);

@@ -360,12 +360,15 @@ struct gw_conn {
     gw_replayed *replayed;   /* after a resume: replayed seqs, until live ones pass them */
     gw_http_resp *http;      /* plain HTTP: the response being written */
     int64_t opened_ms;       /* unix ms when accepted (presence pushes' reference) */
+    uint64_t matched_key;    /* hash of the last `matched` conversation sent (0: none) */
+    gw_frame *held_matched;  /* a `matched` event that overtook its start_search reply */
     uint16_t close_code;     /* with closing */
     uint16_t inflight;       /* client requests awaiting a backend reply (0 or 1) */
     uint16_t n_waiting;      /* requests queued behind the one in flight */
     gw_request *wait_head, *wait_tail;
     bool ws, closing, announced;
     bool close_sent;         /* the close frame is lws's: it awaits the client's */
+    bool search_inflight;    /* a start_search awaits its reply */
     bool registering;        /* a new user: `connected` waits for register_user */
     bool api_waiting;        /* HTTP: in gw_server.api_waiting for a backend reply */
 };
@@ -397,6 +400,16 @@ void gw_conn_send_error(gw_server *s, gw_conn *c, gw_err code, const char *messa
                         const char *req);
 /* Closes with code after what is queued has been written. */
 void gw_conn_close(gw_server *s, gw_conn *c, uint16_t code);
+/* Queues `matched` for conversation_id unless c had it already: a match
+ * reaches a connection through a reply and an event, in either order, and
+ * must be told once. */
+void gw_conn_send_matched(gw_server *s, gw_conn *c, const char *conversation_id);
+/* The same for an event's rendered frame (takes the reference f). While
+ * the connection's start_search awaits its reply, the frame is held: the
+ * client reads `searching` before `matched`. */
+void gw_conn_push_matched(gw_server *s, gw_conn *c, const char *conversation_id, gw_frame *f);
+/* The start_search reply was answered: a held `matched` goes out now. */
+void gw_conn_search_replied(gw_server *s, gw_conn *c);
 /* A connection's requests run one at a time, in the order received, so
  * what a user does first happens first (sends get rising seqs in send
  * order, end_chat is done before the next start_search). */

@@ -31,6 +31,7 @@ static void request_match(gw_server *s, gw_conn *c, gw_request *rq)
     case GW_REQ_START_SEARCH:
         start.user_id = c->user->id;
         start.conn = &conn;
+        c->search_inflight = true;
         mr.body_case = CHAT__MATCH_REQUEST__BODY_START_SEARCH;
         mr.start_search = &start;
         op = GW_OP_START_SEARCH;
@@ -209,14 +210,19 @@ static void reply_match(gw_server *s, gw_conn *c, const gw_request *rq,
         reply_error(s, c, r->code, r->detail, rq->req);
         return;
     }
+    bool matched = r->matched_conversation_id != NULL && r->matched_conversation_id[0] != '\0';
     switch (rq->type) {
     case GW_REQ_START_SEARCH:
         gw_conn_send(s, c, gw_render_simple("searching", rq->req));
         /* Paired at once: the partner learns it through an event. */
-        if (r->matched_conversation_id != NULL && r->matched_conversation_id[0] != '\0')
-            gw_conn_send(s, c, gw_render_matched(r->matched_conversation_id));
+        if (matched)
+            gw_conn_send_matched(s, c, r->matched_conversation_id);
         break;
     case GW_REQ_STOP_SEARCH:
+        /* Matched before the stop: the `matched` event may come after this
+         * reply (another socket), so the chat is told first, here. */
+        if (matched)
+            gw_conn_send_matched(s, c, r->matched_conversation_id);
         gw_conn_send(s, c, gw_render_simple("search_stopped", rq->req));
         break;
     default:
@@ -291,7 +297,16 @@ static void reply_query(gw_server *s, gw_conn *c, const gw_request *rq,
                                           r->statuses, r->n_statuses, rq->req));
 }
 
+static void request_reply_frames(gw_server *s, gw_conn *c, gw_item *it);
+
 void gw_request_reply(gw_server *s, gw_conn *c, gw_item *it)
+{
+    request_reply_frames(s, c, it);
+    if (it->op == GW_OP_START_SEARCH)
+        gw_conn_search_replied(s, c);
+}
+
+static void request_reply_frames(gw_server *s, gw_conn *c, gw_item *it)
 {
     const gw_request *rq = it->rq;
     if (rq == NULL)

@@ -111,7 +111,9 @@ int match_parse_pair(const redisReply *rep, match_pair *out);
 void match_queue_scripts_init(void);
 void match_start_search(const match_env *env, chat_redis *r, const Chat__StartSearchReq *q,
                         match_out *out);
-/* stop_search and user_offline: leave the queue (always OK). */
+/* stop_search and user_offline: leave the queue (OK unless Redis is
+ * unreachable). A user already matched stays in its chat, named in
+ * reply.matched_conversation_id. */
 void match_leave_queue(chat_redis *r, const char *user_id, match_out *out);
 
 /* ---- chats.c: ending chats, timeout notices ---- */

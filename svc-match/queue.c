@@ -85,13 +85,17 @@ static const char ABORT_SRC[] =
 
 /* KEYS: m:q:{user} m:chat:{user}. Leaves the queue; the list entry becomes
  * stale. A user being paired right now is marked so a failed create does not
- * put it back. */
+ * put it back. Returns the user's random chat when it is in one (the stop
+ * came after the match), else nil. */
 static const char LEAVE_SRC[] =
     "redis.call('DEL', KEYS[1])\n"
-    "if redis.call('GET', KEYS[2]) == 'pending' then\n"
+    "local chat = redis.call('GET', KEYS[2])\n"
+    "if chat == 'pending' then\n"
     "  redis.call('SET', KEYS[2], 'pending:left', 'KEEPTTL')\n"
+    "  return false\n"
     "end\n"
-    "return 0\n";
+    "if chat and string.sub(chat, 1, 7) ~= 'pending' then return chat end\n"
+    "return false\n";
 
 static chat_redis_script pair_script, commit_script, abort_script, leave_script;
 
@@ -313,7 +317,16 @@ void match_leave_queue(chat_redis *r, const char *user_id, match_out *out)
     redisReply *rep = chat_redis_eval(r, &leave_script, 2, 2, args);
     /* OK whether or not the user was searching; but a leave that did not
      * reach Redis is not done, and the caller must know. */
-    if (rep == NULL)
+    if (rep == NULL) {
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "queue unavailable");
+        return;
+    }
+    /* Matched before the stop came: the match stands. The reply names the
+     * chat because its `matched` event may still be on the way, and the
+     * client must learn of the chat before it reads search_stopped. */
+    if (rep->type == REDIS_REPLY_STRING && rep->len > 0 && rep->len <= MATCH_ID_MAX) {
+        memcpy(out->conv, rep->str, rep->len + 1);
+        out->reply.matched_conversation_id = out->conv;
+    }
     freeReplyObject(rep);
 }

@@ -413,6 +413,47 @@ static void stop_then_start_goes_to_the_back(void **state)
     assert_int_equal(rint_cmd("LLEN m:queue"), 0);
 }
 
+/* stop_search: returns the code, copies the chat the reply names into conv. */
+static Chat__Code stop(const char *user, char conv[MATCH_ID_MAX + 1])
+{
+    Chat__StopSearchReq ss = CHAT__STOP_SEARCH_REQ__INIT;
+    ss.user_id = (char *)user;
+    Chat__MatchRequest req = CHAT__MATCH_REQUEST__INIT;
+    req.body_case = CHAT__MATCH_REQUEST__BODY_STOP_SEARCH;
+    req.stop_search = &ss;
+    match_out out;
+    match_out_init(&out);
+    match_handle(&env, R, &req, &out);
+    snprintf(conv, MATCH_ID_MAX + 1, "%s",
+             out.reply.matched_conversation_id ? out.reply.matched_conversation_id : "");
+    Chat__Code code = out.reply.code;
+    match_out_free(&out);
+    return code;
+}
+
+static void stop_after_match_names_the_chat(void **state)
+{
+    /* A's stop comes after B paired with A (A's `matched` event may still
+     * be on its way): the match stands and the reply names it, so the
+     * gateway can tell A before search_stopped. */
+    char c[MATCH_ID_MAX + 1], got[MATCH_ID_MAX + 1], key[80], buf[80];
+    assert_int_equal(stop(A, got), CHAT__CODE__OK); /* not searching: nothing */
+    assert_string_equal(got, "");
+    start_waits(A);
+    assert_int_equal(stop(A, got), CHAT__CODE__OK); /* only queued: nothing */
+    assert_string_equal(got, "");
+    start_waits(A);
+    start_pairs(B, A, c);
+    assert_int_equal(stop(A, got), CHAT__CODE__OK);
+    assert_string_equal(got, c);
+    snprintf(key, sizeof key, "m:chat:%s", A);
+    assert_string_equal(rget(buf, sizeof buf, key), c); /* still in it */
+    assert_int_equal(start(R, A, 1, NULL, NULL), CHAT__CODE__ALREADY_IN_CHAT);
+    assert_int_equal(end_chat(B, c, 1), CHAT__CODE__OK);
+    assert_int_equal(stop(A, got), CHAT__CODE__OK); /* ended: nothing */
+    assert_string_equal(got, "");
+}
+
 static void stop_then_start_order(void **state)
 {
     /* A waits, leaves, C waits, A returns: C is first, so A pairs with C
@@ -783,6 +824,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(start_search_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_then_start_goes_to_the_back, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_then_start_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_after_match_names_the_chat, setup, teardown),
         cmocka_unit_test_setup_teardown(already_in_chat, setup, teardown),
         cmocka_unit_test_setup_teardown(end_chat_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(end_chat_heals_unclosed, setup, teardown),

@@ -179,10 +179,13 @@ class Cluster:
 
     env: overrides for every service (e.g. {"CHAT_RATE_PER_MIN": "3"}).
     gateways: how many gateways (consecutive ids gw1, gw2, ...).
+    replicas: processes per service, e.g. {"match": 2}; the first is named
+    "svc-match", the others "svc-match.2", ...; every caller knows them all.
     """
 
-    def __init__(self, gateways=1, env=None, name=None):
+    def __init__(self, gateways=1, env=None, name=None, replicas=None):
         self.n_gateways = gateways
+        self.replicas = {n: int((replicas or {}).get(n, 1)) for n in ("message", "match", "presence")}
         self.env_overrides = dict(env or {})
         self.name = name or "cluster"
         self.external = external_url()
@@ -249,18 +252,24 @@ class Cluster:
     def _start_all(self):
         self._start_postgres()
         self._start_redis()
-        p = {name: (free_port(), free_port()) for name in ("message", "match", "presence")}
-        self.addr = {name: (f"tcp://127.0.0.1:{rep}", f"tcp://127.0.0.1:{pub}") for name, (rep, pub) in p.items()}
+        # Process name -> (REP address, PUB address), per service in replica order.
+        self.addr = {}
+        for svc in ("message", "match", "presence"):
+            for i in range(self.replicas[svc]):
+                rep, pub = free_port(), free_port()
+                self.addr[self.service_proc(svc, i)] = (f"tcp://127.0.0.1:{rep}", f"tcp://127.0.0.1:{pub}")
         base = self._base_env()
         # In dependency order (match calls message, presence calls match), each one
         # listening before the next starts: a caller's first request then finds its
         # peer connected instead of racing the peer's start.
-        for name in ("message", "match", "presence"):
-            env = dict(base)
-            env[f"CHAT_{name.upper()}_LISTEN"] = self.addr[name][0]
-            env[f"CHAT_{name.upper()}_PUB_LISTEN"] = self.addr[name][1]
-            self._add(f"svc-{name}", [os.path.join(self.bin_dir, f"svc-{name}")], env).start()
-            self.wait_listening(f"svc-{name}")
+        for svc in ("message", "match", "presence"):
+            for i in range(self.replicas[svc]):
+                name = self.service_proc(svc, i)
+                env = dict(base)
+                env[f"CHAT_{svc.upper()}_LISTEN"] = self.addr[name][0]
+                env[f"CHAT_{svc.upper()}_PUB_LISTEN"] = self.addr[name][1]
+                self._add(name, [os.path.join(self.bin_dir, f"svc-{svc}")], env).start()
+                self.wait_listening(name)
         for i in range(self.n_gateways):
             port = free_port()
             self.gateway_ports.append(port)
@@ -272,6 +281,17 @@ class Cluster:
         for i in range(self.n_gateways):
             self.wait_ready(i)
 
+    @staticmethod
+    def service_proc(svc, i=0):
+        """Process name of replica i (from 0) of service svc ("match")."""
+        return f"svc-{svc}" if i == 0 else f"svc-{svc}.{i + 1}"
+
+    def service_procs(self, svc):
+        return [self.service_proc(svc, i) for i in range(self.replicas[svc])]
+
+    def _addrs(self, svc, which):
+        return ",".join(self.addr[n][which] for n in self.service_procs(svc))
+
     def _base_env(self):
         # The services' settings come from this module only, never from the shell
         # that runs the tests (a stray CHAT_RATE_PER_MIN would change the results).
@@ -280,10 +300,10 @@ class Cluster:
             "CHAT_PG_DSN": f"host=127.0.0.1 port={self.pg_port} dbname=chat user=postgres",
             "CHAT_REDIS_HOST": "127.0.0.1",
             "CHAT_REDIS_PORT": str(self.redis_port),
-            "CHAT_MESSAGE_ADDRS": self.addr["message"][0],
-            "CHAT_MATCH_ADDRS": self.addr["match"][0],
-            "CHAT_PRESENCE_ADDRS": self.addr["presence"][0],
-            "CHAT_EVENTS_ADDRS": ",".join(self.addr[n][1] for n in ("message", "match", "presence")),
+            "CHAT_MESSAGE_ADDRS": self._addrs("message", 0),
+            "CHAT_MATCH_ADDRS": self._addrs("match", 0),
+            "CHAT_PRESENCE_ADDRS": self._addrs("presence", 0),
+            "CHAT_EVENTS_ADDRS": ",".join(self._addrs(n, 1) for n in ("message", "match", "presence")),
             "CHAT_SESSION_SECRET": self.session_secret,
             "CHAT_LOG_LEVEL": os.environ.get("CHAT_LOG_LEVEL", "info"),
         })
@@ -370,8 +390,7 @@ class Cluster:
 
     def wait_listening(self, name, timeout=READY_TIMEOUT_S):
         """Waits until service `name` listens on both its REP and PUB ports (bounded)."""
-        short = name.replace("svc-", "")
-        want = {int(a.rsplit(":", 1)[1]) for a in self.addr[short]}
+        want = {int(a.rsplit(":", 1)[1]) for a in self.addr[name]}
         proc = self.procs[name]
         deadline = time.monotonic() + timeout
         while not want <= self._listening_ports():
@@ -429,7 +448,8 @@ class Cluster:
             return
         problems = []
         order = [n for n in self.procs if n.startswith("gateway")] + \
-                [n for n in ("svc-presence", "svc-match", "svc-message") if n in self.procs]
+                [n for svc in ("presence", "match", "message") for n in self.service_procs(svc)
+                 if n in self.procs]
         for name in order:
             pb = self.procs[name].stop()
             if pb:
