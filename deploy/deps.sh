@@ -8,7 +8,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler
       libnng-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libpq-dev libhiredis-dev libcjson-dev
       libcmocka-dev libssl-dev uuid-dev uthash-dev postgresql redis-server
-      python3 python3-websockets "$@")
+      python3 python3-websockets clang-format "$@")
 
 missing=()
 for p in "${PKGS[@]}"; do

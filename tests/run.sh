@@ -1,12 +1,46 @@
 #!/usr/bin/env bash
-# The whole test run (what CI runs): dependencies, a normal build and an
-# ASan+UBSan build, and ctest (unit + integration) in both. Exits non-zero if
-# anything failed. Usage: tests/run.sh   (env: CHAT_TEST_JOBS, default 2)
+# The whole test run (what CI runs): dependencies, then for each build (normal,
+# ASan+UBSan, ThreadSanitizer) the build, the unit tests and the integration
+# tests. Exits non-zero if anything failed.
+#
+#   tests/run.sh                      every build, every test once
+#   tests/run.sh --repeat 10 --stress the integration suite 10 times per build
+#                                     while a busy loop keeps one core busy
+#   tests/run.sh --builds normal,tsan only those builds
+#
+# Env: CHAT_TEST_JOBS (ctest -j, default 2).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${CHAT_TEST_JOBS:-2}
+REPEAT=1 STRESS=0 BUILDS=normal,asan,tsan
 say() { printf '\n[tests/run.sh] %s\n' "$*" >&2; }
+usage() {
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    cat <<'TXT'
+Options:
+  --repeat N      run the integration suite N times in each build (default 1);
+                  a tally of the runs is printed at the end
+  --stress        keep one core busy (a busy-loop process, stopped by pid at
+                  the end) while the integration suites run
+  --builds LIST   comma-separated subset of normal,asan,tsan (default: all)
+  -h, --help      this text
+TXT
+}
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --repeat)
+        [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "tests/run.sh: --repeat needs a positive number" >&2; exit 2; }
+        REPEAT=$2; shift 2 ;;
+    --stress) STRESS=1; shift ;;
+    --builds)
+        [[ ${2:-} =~ ^(normal|asan|tsan)(,(normal|asan|tsan))*$ ]] ||
+            { echo "tests/run.sh: --builds takes a list of normal, asan, tsan" >&2; exit 2; }
+        BUILDS=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "tests/run.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
 
 # ---- dependencies ------------------------------------------------------------
 BROWSER=0
@@ -32,7 +66,24 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Known leaks inside nng, narrowly: see the file.
 export LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0
+# The only TSan suppression is inside nng: see the file.
+export TSAN_OPTIONS=suppressions=$ROOT/tests/tsan.supp:second_deadlock_stack=1
 export CTEST_OUTPUT_ON_FAILURE=1
+
+# ---- the busy core of --stress ---------------------------------------------------
+BUSY_PID=""
+stop_busy() {
+    if [[ -n "$BUSY_PID" ]]; then
+        kill "$BUSY_PID" 2>/dev/null && wait "$BUSY_PID" 2>/dev/null
+        BUSY_PID=""
+    fi
+}
+start_busy() {
+    [[ $STRESS -eq 1 && -z "$BUSY_PID" ]] || return 0
+    ( trap 'exit 0' TERM; while :; do :; done ) &
+    BUSY_PID=$!
+    say "--stress: busy loop running as pid $BUSY_PID"
+}
 
 # ---- scratch PostgreSQL + Redis for the unit tests that need real backends --
 # (they read CHAT_TEST_PG_DSN / CHAT_TEST_REDIS_PORT and skip without them).
@@ -54,7 +105,7 @@ stop_backends() {
     BE_DIR="" BE_PG_DATA="" BE_REDIS_PID=""
     unset CHAT_TEST_PG_DSN CHAT_TEST_REDIS_PORT
 }
-trap stop_backends EXIT
+trap 'stop_backends; stop_busy' EXIT
 
 start_backends() {
     BE_DIR=$(mktemp -d /tmp/chat-unit-backends.XXXXXX) && chmod 755 "$BE_DIR" || return 1
@@ -79,20 +130,42 @@ start_backends() {
     export CHAT_TEST_REDIS_PORT=$redis_port
 }
 
-declare -A RESULT
+declare -A RESULT TALLY
 PASSED=0 FAILED=0
-# Adds up ctest's "N% tests passed, F tests failed out of T" line of a log.
+# Adds up ctest's "N% tests passed, F tests failed out of T" line of a log;
+# returns 1 when the log has none (ctest did not even report).
 count_results() {
     local line f t
     line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$1" | tail -1)
     if [[ -z $line ]]; then
-        FAILED=$((FAILED + 1)) # ctest did not even report: count the run as failed
-        return
+        FAILED=$((FAILED + 1)) # count the run as failed
+        return 1
     fi
     f=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
     t=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
     PASSED=$((PASSED + t - f))
     FAILED=$((FAILED + f))
+}
+# The integration suite REPEAT times; every run's log is kept.
+run_integration() {  # name build-dir
+    local name=$1 dir=$2 i ok=1 good=0 failed_tests=""
+    start_busy
+    for ((i = 1; i <= REPEAT; i++)); do
+        local log="$dir/ctest-integration.log"
+        [[ $REPEAT -gt 1 ]] && log="$dir/ctest-integration.$i.log"
+        say "$name integration tests$([[ $REPEAT -gt 1 ]] && echo " (run $i of $REPEAT)")"
+        (cd "$dir" && ctest --output-on-failure -E '^(unit|lint)\.' -j"$JOBS" --timeout 600) 2>&1 | tee "$log"
+        if [[ ${PIPESTATUS[0]} -eq 0 ]]; then
+            good=$((good + 1))
+        else
+            ok=0
+            failed_tests+=" $(grep -E '^[[:space:]]+[0-9]+ - ' "$log" | awk '{print $3}' | tr '\n' ' ')"
+        fi
+        count_results "$log"
+    done
+    stop_busy
+    TALLY[$name]="$good of $REPEAT integration runs passed${failed_tests:+; failed:$failed_tests}"
+    [[ $ok -eq 1 ]]
 }
 run_one() {  # name build-dir cmake-args...
     local name=$1 dir=$2 ok=1; shift 2
@@ -105,14 +178,11 @@ run_one() {  # name build-dir cmake-args...
     # Unit tests one at a time (several FLUSHDB the shared scratch Redis), then
     # everything else in parallel (each integration module has its own cluster).
     say "$name unit tests"
-    (cd "$dir" && ctest --output-on-failure -R '^unit\.' -j1 --timeout 600) 2>&1 | tee "$dir/ctest-unit.log"
+    (cd "$dir" && ctest --output-on-failure -R '^(unit|lint)\.' -j1 --timeout 600) 2>&1 | tee "$dir/ctest-unit.log"
     [[ ${PIPESTATUS[0]} -eq 0 ]] || ok=0
-    count_results "$dir/ctest-unit.log"
+    count_results "$dir/ctest-unit.log" || ok=0
     stop_backends
-    say "$name integration tests"
-    (cd "$dir" && ctest --output-on-failure -E '^unit\.' -j"$JOBS" --timeout 600) 2>&1 | tee "$dir/ctest-integration.log"
-    [[ ${PIPESTATUS[0]} -eq 0 ]] || ok=0
-    count_results "$dir/ctest-integration.log"
+    run_integration "$name" "$dir" || ok=0
     if [[ $ok -eq 1 ]]; then
         RESULT[$name]="passed"
     else
@@ -122,10 +192,22 @@ run_one() {  # name build-dir cmake-args...
 }
 
 status=0
-run_one normal "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF || status=1
-run_one asan "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON || status=1
+summary=""
+for b in ${BUILDS//,/ }; do
+    case $b in
+    normal) run_one normal "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF -DCHAT_TSAN=OFF || status=1 ;;
+    asan) run_one asan "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON -DCHAT_TSAN=OFF || status=1 ;;
+    tsan) run_one tsan "$ROOT/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF -DCHAT_TSAN=ON || status=1 ;;
+    esac
+    summary+="$b: ${RESULT[$b]:-not run}; "
+done
 
-say "summary: normal build: ${RESULT[normal]:-not run}; ASan+UBSan build: ${RESULT[asan]:-not run}"
+say "summary: ${summary%; }"
+if [[ $REPEAT -gt 1 || $STRESS -eq 1 ]]; then
+    for b in ${BUILDS//,/ }; do
+        say "tally $b: ${TALLY[$b]:-not run}$([[ $STRESS -eq 1 ]] && echo ' (one core kept busy)')"
+    done
+fi
 [[ $status -eq 0 || $FAILED -gt 0 ]] || FAILED=1 # a failed build counts too
 echo "tests/run.sh: $PASSED passed, $FAILED failed"
 exit $status

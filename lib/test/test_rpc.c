@@ -20,8 +20,11 @@
 #include "match.pb-c.h"
 
 /* Echo server: replies with detail = the request's user id; a user id of
- * "hold" is parked and answered only at teardown (to test timeouts). */
+ * "hold" is parked in `held` and answered by the test (to test timeouts);
+ * held_ready is posted when it is there (the handler runs on an nng
+ * thread: the semaphore orders the hand-over). */
 static chat_rpc_job *held;
+static sem_t held_ready;
 
 static void echo_handler(chat_rpc_job *job, const uint8_t *data, size_t len, void *arg)
 {
@@ -32,6 +35,7 @@ static void echo_handler(chat_rpc_job *job, const uint8_t *data, size_t len, voi
         chat_rpc_job_reply_pb(job, &rep.base);
     } else if (strcmp(req->start_search->user_id, "hold") == 0) {
         held = job;
+        sem_post(&held_ready);
     } else {
         rep.detail = req->start_search->user_id;
         chat_rpc_job_reply_pb(job, &rep.base);
@@ -186,6 +190,7 @@ static void test_timeout(void **st)
     chat_rpc_call_async(cli, &r.base, on_done, &res);
     sem_wait_bounded(&res.done);
     assert_int_equal(res.err, NNG_ETIMEDOUT);
+    sem_wait_bounded(&held_ready);
     assert_non_null(held);
     chat_rpc_job_reply(held, (const uint8_t *)"", 0); /* late reply is dropped */
     held = NULL;
@@ -215,10 +220,7 @@ static void test_queued_calls_share_one_request(void **st)
     }
     chat_rpc_client_flush(cli);
     /* The held item keeps the whole batch: nobody is answered yet. */
-    for (int i = 0; i < 500 && held == NULL; i++) {
-        struct timespec ts = {0, 2000000};
-        nanosleep(&ts, NULL);
-    }
+    sem_wait_bounded(&held_ready);
     assert_non_null(held);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -371,5 +373,6 @@ int main(void)
         cmocka_unit_test(test_server_answers_garbage_with_empty_batch),
         cmocka_unit_test(test_pub_sub),
     };
+    sem_init(&held_ready, 0, 0);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
