@@ -64,12 +64,18 @@ const char *gw_api_bearer(const char *header)
 unsigned gw_api_status(gw_err e)
 {
     switch (e) {
-    case GW_E_BAD_REQUEST: return 400;
-    case GW_E_UNAUTHORIZED: return 401;
-    case GW_E_NOT_MEMBER: return 403;
-    case GW_E_NOT_FOUND: return 404;
-    case GW_E_UNAVAILABLE: return 503;
-    default: return 500;
+    case GW_E_BAD_REQUEST:
+        return 400;
+    case GW_E_UNAUTHORIZED:
+        return 401;
+    case GW_E_NOT_MEMBER:
+        return 403;
+    case GW_E_NOT_FOUND:
+        return 404;
+    case GW_E_UNAVAILABLE:
+        return 503;
+    default:
+        return 500;
     }
 }
 
@@ -148,10 +154,10 @@ void gw_api_reply(gw_server *s, gw_item *it)
     gw_err e = GW_E_UNAVAILABLE;
     if (it->err == 0)
         e = gw_err_from_code(it->r.msg->code);
-    gw_frame *f = e == GW_E_NONE ? gw_render_history_rest(it->r.msg->messages,
-                                                          it->r.msg->n_messages,
-                                                          it->r.msg->next_before)
-                                 : gw_render_rest_error(e);
+    gw_frame *f = e == GW_E_NONE
+                      ? gw_render_history_rest(it->r.msg->messages, it->r.msg->n_messages,
+                                               it->r.msg->next_before)
+                      : gw_render_rest_error(e);
     unsigned status = e == GW_E_NONE ? 200 : gw_api_status(e);
     if (f == NULL || gw_http_respond(c, c->wsi, status, "application/json", gw_frame_data(f),
                                      f->len, false) != 0) {

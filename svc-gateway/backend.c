@@ -33,17 +33,17 @@
 struct gw_backend {
     chat_rpc_client *rpc[GW_SVC_EVENTS]; /* match, message, presence */
     chat_sub *sub;
-    int n_publishers;            /* addresses in CHAT_EVENTS_ADDRS */
+    int n_publishers; /* addresses in CHAT_EVENTS_ADDRS */
     pthread_mutex_t mu;
-    gw_item *head, *tail;        /* under mu */
-    size_t qlen;                 /* under mu */
-    struct lws_context *ctx;     /* under mu: woken on new items; NULL: nobody */
-    atomic_int inflight;         /* calls whose callback has not run yet */
+    gw_item *head, *tail;             /* under mu */
+    size_t qlen;                      /* under mu */
+    struct lws_context *ctx;          /* under mu: woken on new items; NULL: nobody */
+    atomic_int inflight;              /* calls whose callback has not run yet */
     lws_sorted_usec_list_t sul_flush; /* lws thread only */
     gw_flush_arm arm;                 /* set: arms the flush instead of sul_flush */
     void *arm_arg;
-    bool flush_armed;                 /* lws thread only */
-    int64_t last_flush_us;            /* lws thread only: lws_now_usecs() */
+    bool flush_armed;      /* lws thread only */
+    int64_t last_flush_us; /* lws thread only: lws_now_usecs() */
     int64_t linger_us;
 };
 
@@ -163,8 +163,8 @@ int gw_backend_open(gw_backend **out, const gw_config *cfg)
     for (int i = 0; i < GW_SVC_EVENTS && rv == 0; i++) {
         rv = chat_rpc_client_open(&be->rpc[i], addrs[i], (int)cfg->rpc_timeout_ms);
         if (rv != 0)
-            chat_error("backend_open_failed", "service=%s addrs=%s err=\"%s\"",
-                       svc_names[i], addrs[i], nng_strerror(rv));
+            chat_error("backend_open_failed", "service=%s addrs=%s err=\"%s\"", svc_names[i],
+                       addrs[i], nng_strerror(rv));
     }
     chat_split_list(cfg->events_addrs, backend_count, &be->n_publishers);
     if (rv == 0 && (rv = chat_sub_open(&be->sub, cfg->events_addrs, backend_event, be)) != 0)
@@ -292,11 +292,20 @@ void gw_item_free(gw_item *it)
         return;
     if (it->r.any != NULL) {
         switch (gw_op_service(it->op)) {
-        case GW_SVC_MATCH: chat__match_reply__free_unpacked(it->r.match, NULL); break;
-        case GW_SVC_MESSAGE: chat__message_reply__free_unpacked(it->r.msg, NULL); break;
-        case GW_SVC_PRESENCE: chat__presence_reply__free_unpacked(it->r.pres, NULL); break;
-        case GW_SVC_EVENTS: chat__event__free_unpacked(it->r.ev, NULL); break;
-        default: break;
+        case GW_SVC_MATCH:
+            chat__match_reply__free_unpacked(it->r.match, NULL);
+            break;
+        case GW_SVC_MESSAGE:
+            chat__message_reply__free_unpacked(it->r.msg, NULL);
+            break;
+        case GW_SVC_PRESENCE:
+            chat__presence_reply__free_unpacked(it->r.pres, NULL);
+            break;
+        case GW_SVC_EVENTS:
+            chat__event__free_unpacked(it->r.ev, NULL);
+            break;
+        default:
+            break;
         }
     }
     gw_request_free(it->rq);

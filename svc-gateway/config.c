@@ -32,8 +32,8 @@ static bool config_id_ok(const char *id)
 int gw_config_main(gw_config *cfg, int argc, char **argv)
 {
     const chat_cfg_item items[] = {
-        {"CHAT_GATEWAY_PORT", CHAT_CFG_INT, "8080", 1, 65535,
-         "HTTP/WebSocket port", &cfg->port},
+        {"CHAT_GATEWAY_PORT", CHAT_CFG_INT, "8080", 1, 65535, "HTTP/WebSocket port",
+         &cfg->port},
         {"CHAT_GATEWAY_BIND", CHAT_CFG_STR, "", 0, 0,
          "address to listen on (empty: all interfaces)", &cfg->bind},
         {"CHAT_GATEWAY_ID", CHAT_CFG_STR, "", 0, 0,
@@ -65,7 +65,8 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
          "timeout of a request to a service, ms", &cfg->rpc_timeout_ms},
         {"CHAT_BATCH_LINGER_US", CHAT_CFG_INT, "0", 0, 100000,
          "requests to a service are sent together at most this often, us (0: every "
-         "event-loop pass); a request after a quiet spell goes at once", &cfg->batch_linger_us},
+         "event-loop pass); a request after a quiet spell goes at once",
+         &cfg->batch_linger_us},
         {"CHAT_TYPING_TIMEOUT_MS", CHAT_CFG_INT, "6000", 100, 600000,
          "a typing start not refreshed this long becomes a stop, ms", &cfg->typing_timeout_ms},
         {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",
@@ -78,12 +79,15 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
         return 2;
 
     if (cfg->session_secret[0] == '\0') {
-        fprintf(stderr, "%s: configuration error: CHAT_SESSION_SECRET is required (a "
-                        "non-empty secret shared by all gateways)\n", argv[0]);
+        fprintf(stderr,
+                "%s: configuration error: CHAT_SESSION_SECRET is required (a "
+                "non-empty secret shared by all gateways)\n",
+                argv[0]);
         return 2;
     }
     if (strcmp(cfg->loop, "libev") != 0 && strcmp(cfg->loop, "poll") != 0) {
-        fprintf(stderr, "%s: configuration error: CHAT_GATEWAY_LOOP=\"%s\" must be libev or poll\n",
+        fprintf(stderr,
+                "%s: configuration error: CHAT_GATEWAY_LOOP=\"%s\" must be libev or poll\n",
                 argv[0], cfg->loop);
         return 2;
     }
@@ -94,8 +98,10 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
         snprintf(cfg->id_buf, sizeof cfg->id_buf, "gw-%.8s", uuid);
         cfg->gateway_id = cfg->id_buf;
     } else if (!config_id_ok(cfg->gateway_id)) {
-        fprintf(stderr, "%s: configuration error: CHAT_GATEWAY_ID=\"%s\" must match "
-                        "[A-Za-z0-9_-]{1,32}\n", argv[0], cfg->gateway_id);
+        fprintf(stderr,
+                "%s: configuration error: CHAT_GATEWAY_ID=\"%s\" must match "
+                "[A-Za-z0-9_-]{1,32}\n",
+                argv[0], cfg->gateway_id);
         return 2;
     }
     return 0;

@@ -23,14 +23,22 @@ static void conn_waiting_free(gw_conn *c);
 static const char *conn_close_text(uint16_t code)
 {
     switch (code) {
-    case 1001: return "going away";
-    case 1003: return "binary frames are not accepted";
-    case 1007: return "invalid UTF-8";
-    case 1008: return "output buffer full";
-    case 1009: return "message too big";
-    case 1011: return "internal error";
-    case 4401: return "unauthorized";
-    default: return "";
+    case 1001:
+        return "going away";
+    case 1003:
+        return "binary frames are not accepted";
+    case 1007:
+        return "invalid UTF-8";
+    case 1008:
+        return "output buffer full";
+    case 1009:
+        return "message too big";
+    case 1011:
+        return "internal error";
+    case 4401:
+        return "unauthorized";
+    default:
+        return "";
     }
 }
 
@@ -106,8 +114,8 @@ static int conn_session(gw_server *s, struct lws *wsi, char user[CHAT_UUID_LEN +
     const char *tok = lws_get_urlarg_by_name(wsi, "session=", buf, CONN_URLARG_MAX);
     int rv = 0;
     if (tok != NULL)
-        rv = gw_token_verify(s->cfg->session_secret, tok, chat_now_ms() / 1000, user) == 0
-                 ? 1 : -1;
+        rv = gw_token_verify(s->cfg->session_secret, tok, chat_now_ms() / 1000, user) == 0 ? 1
+                                                                                           : -1;
     free(buf);
     return rv;
 }
@@ -308,8 +316,7 @@ void gw_conn_closed(gw_server *s, gw_conn *c)
         return;
     if (c->announced)
         gw_presence_disconnect(s, c);
-    chat_debug("conn_closed", "conn=%" PRIu64 " user=%s", c->id,
-               c->user ? c->user->id : "-");
+    chat_debug("conn_closed", "conn=%" PRIu64 " user=%s", c->id, c->user ? c->user->id : "-");
     conn_detach_user(s, c);
     HASH_DEL(s->conns, c);
     s->n_conns--;

@@ -10,8 +10,8 @@
 /* The frames one event can turn into; chat_ended differs per recipient. */
 typedef struct event_frames {
     const Chat__Event *ev;
-    gw_frame *main;     /* every body; chat_ended: "timeout" or "partner" */
-    gw_frame *you;      /* chat_ended to the user who ended it */
+    gw_frame *main; /* every body; chat_ended: "timeout" or "partner" */
+    gw_frame *you;  /* chat_ended to the user who ended it */
 } event_frames;
 
 static gw_frame *event_render(const Chat__Event *ev, const char *by)
@@ -45,8 +45,7 @@ static gw_frame *event_frame_for(event_frames *ef, const char *user_id)
 {
     const Chat__Event *ev = ef->ev;
     if (ev->body_case == CHAT__EVENT__BODY_CHAT_ENDED && ev->chat_ended != NULL &&
-        !ev->chat_ended->timeout &&
-        strcmp(ev->chat_ended->ended_by, user_id) == 0) {
+        !ev->chat_ended->timeout && strcmp(ev->chat_ended->ended_by, user_id) == 0) {
         if (ef->you == NULL)
             ef->you = event_render(ev, "you");
         return ef->you;
@@ -54,7 +53,8 @@ static gw_frame *event_frame_for(event_frames *ef, const char *user_id)
     if (ef->main == NULL) {
         const char *by = ev->body_case == CHAT__EVENT__BODY_CHAT_ENDED &&
                                  ev->chat_ended != NULL && ev->chat_ended->timeout
-                             ? "timeout" : "partner";
+                             ? "timeout"
+                             : "partner";
         ef->main = event_render(ev, by);
     }
     return ef->main;

@@ -91,8 +91,7 @@ static gw_request *frame_send(gw_request *rq, long long max_text)
         return frame_fail(rq, GW_E_BAD_REQUEST,
                           "conversation_id must be a string of 1-64 bytes");
     if (!frame_id(rq, "client_msg_id", &rq->client_msg_id))
-        return frame_fail(rq, GW_E_BAD_REQUEST,
-                          "client_msg_id must be a string of 1-64 bytes");
+        return frame_fail(rq, GW_E_BAD_REQUEST, "client_msg_id must be a string of 1-64 bytes");
     const cJSON *t = frame_field(rq, "text");
     if (!cJSON_IsString(t) || t->valuestring == NULL)
         return frame_fail(rq, GW_E_BAD_REQUEST, "text must be a string");

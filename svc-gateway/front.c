@@ -42,20 +42,20 @@ typedef struct front_pending {
 
 struct gw_front {
     int listen_fd;
-    int wake[2];                 /* pipe: wakes the thread to stop */
+    int wake[2]; /* pipe: wakes the thread to stop */
     pthread_t thread;
     bool thread_started;
-    front_pending **pending;     /* front thread only */
+    front_pending **pending; /* front thread only */
     size_t n_pending;
     pthread_mutex_t mu;
-    gw_accepted *head, *tail;    /* under mu */
-    struct lws_context *ctx;     /* under mu */
+    gw_accepted *head, *tail; /* under mu */
+    struct lws_context *ctx;  /* under mu */
 };
 
 static int front_listen_on(const struct addrinfo *ai)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
         return -1;
     int one = 1, zero = 0;

@@ -32,7 +32,7 @@ struct ev_loop;
 #define GW_REPLAY_PAGE 200      /* messages per replay request */
 #define GW_TOKEN_MAX 160        /* session token text, with its NUL */
 #define GW_GATEWAY_ID_MAX 32
-#define GW_HISTORY_MAX 100      /* messages of one history page */
+#define GW_HISTORY_MAX 100 /* messages of one history page */
 
 /* ------------------------------------------------------------------ errors */
 /* The client error codes of PROTOCOL.md "Errors". */
@@ -53,9 +53,9 @@ typedef enum {
     GW_E_COUNT
 } gw_err;
 
-const char *gw_err_name(gw_err e);   /* "bad_json", ...; "" for GW_E_NONE */
-const char *gw_err_text(gw_err e);   /* default human message */
-gw_err gw_err_from_code(int code);   /* chat.Code -> client code (INTERNAL -> unavailable) */
+const char *gw_err_name(gw_err e); /* "bad_json", ...; "" for GW_E_NONE */
+const char *gw_err_text(gw_err e); /* default human message */
+gw_err gw_err_from_code(int code); /* chat.Code -> client code (INTERNAL -> unavailable) */
 
 /* ------------------------------------------------------------------ config.c */
 typedef struct gw_config {
@@ -108,21 +108,21 @@ typedef enum {
 typedef struct gw_request {
     struct gw_request *next; /* the connection's waiting list */
     gw_req_type type;
-    gw_err err;             /* GW_E_NONE when the frame is valid */
-    const char *err_msg;    /* static text, with err */
-    const char *req;        /* the client's req to echo; NULL if absent/invalid */
+    gw_err err;          /* GW_E_NONE when the frame is valid */
+    const char *err_msg; /* static text, with err */
+    const char *req;     /* the client's req to echo; NULL if absent/invalid */
     const char *conversation_id;
     const char *text;
     const char *client_msg_id;
-    uint64_t seq;           /* receipt */
-    bool read;              /* receipt: "read" (else "delivered") */
-    size_t n_user_ids;      /* presence */
-    const char **user_ids;  /* presence: malloc'd array */
-    const char *user_id;    /* open_dm: a valid UUID */
-    const char *room;       /* join_room, leave_room: a valid room name */
-    uint64_t before;        /* history: 0 when absent (from the newest) */
-    uint32_t limit;         /* history: 0 when absent (the default) */
-    bool start;             /* typing: "start" (else "stop") */
+    uint64_t seq;          /* receipt */
+    bool read;             /* receipt: "read" (else "delivered") */
+    size_t n_user_ids;     /* presence */
+    const char **user_ids; /* presence: malloc'd array */
+    const char *user_id;   /* open_dm: a valid UUID */
+    const char *room;      /* join_room, leave_room: a valid room name */
+    uint64_t before;       /* history: 0 when absent (from the newest) */
+    uint32_t limit;        /* history: 0 when absent (the default) */
+    bool start;            /* typing: "start" (else "stop") */
     cJSON *root;
 } gw_request;
 
@@ -139,9 +139,9 @@ void gw_request_free(gw_request *rq); /* NULL is fine */
 typedef struct gw_frame {
     int refs;
     size_t len;
-    uint64_t seq;                  /* "message" pushes: for replay dedup */
-    char conv[GW_ID_MAX + 1];      /* "message" pushes: conversation id, else "" */
-    unsigned char buf[];           /* LWS_PRE headroom, then len bytes and a NUL */
+    uint64_t seq;             /* "message" pushes: for replay dedup */
+    char conv[GW_ID_MAX + 1]; /* "message" pushes: conversation id, else "" */
+    unsigned char buf[];      /* LWS_PRE headroom, then len bytes and a NUL */
 } gw_frame;
 
 static inline char *gw_frame_data(gw_frame *f)
@@ -190,7 +190,13 @@ gw_frame *gw_render_typing(const char *conversation_id, const char *user_id, boo
 gw_frame *gw_render_presence_push(const char *user_id, bool online, int64_t last_seen);
 
 /* ------------------------------------------------------------------ backend.c */
-typedef enum { GW_SVC_MATCH, GW_SVC_MESSAGE, GW_SVC_PRESENCE, GW_SVC_EVENTS, GW_SVC_COUNT } gw_svc;
+typedef enum {
+    GW_SVC_MATCH,
+    GW_SVC_MESSAGE,
+    GW_SVC_PRESENCE,
+    GW_SVC_EVENTS,
+    GW_SVC_COUNT
+} gw_svc;
 const char *gw_svc_name(gw_svc svc);
 
 /* What an item coming back from nng is the answer to. */
@@ -200,13 +206,13 @@ typedef enum {
     GW_OP_END_CHAT,
     GW_OP_SEND,
     GW_OP_RECEIPT,
-    GW_OP_QUERY,       /* presence query frame */
-    GW_OP_CONNECT,     /* presence connect */
-    GW_OP_DISCONNECT,  /* presence disconnect */
+    GW_OP_QUERY,      /* presence query frame */
+    GW_OP_CONNECT,    /* presence connect */
+    GW_OP_DISCONNECT, /* presence disconnect */
     GW_OP_HEARTBEAT,
-    GW_OP_SESSION,     /* resume: match session */
-    GW_OP_REPLAY,      /* resume: one replay page */
-    GW_OP_EVENT,       /* a published Event */
+    GW_OP_SESSION, /* resume: match session */
+    GW_OP_REPLAY,  /* resume: one replay page */
+    GW_OP_EVENT,   /* a published Event */
     GW_OP_OPEN_DM,
     GW_OP_JOIN_ROOM,
     GW_OP_LEAVE_ROOM,
@@ -223,10 +229,10 @@ typedef struct gw_item {
     struct gw_item *next;
     gw_backend *be;
     gw_op op;
-    uint64_t conn_id;   /* the connection this answers (0: none) */
-    int err;            /* 0, an nng error, or -1 (reply could not be decoded) */
-    gw_request *rq;     /* owned: the client frame this answers, or NULL */
-    union {             /* decoded on the nng thread; NULL when err != 0 */
+    uint64_t conn_id; /* the connection this answers (0: none) */
+    int err;          /* 0, an nng error, or -1 (reply could not be decoded) */
+    gw_request *rq;   /* owned: the client frame this answers, or NULL */
+    union {           /* decoded on the nng thread; NULL when err != 0 */
         void *any;
         Chat__MatchReply *match;
         Chat__MessageReply *msg;
@@ -309,22 +315,22 @@ typedef struct gw_server {
     const char *gateway_id;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
-    gw_front *front;         /* NULL once we stopped accepting */
+    gw_front *front; /* NULL once we stopped accepting */
     gw_backend *be;
-    gw_conn *conns;          /* uthash: open WebSocket connections by id */
-    gw_user *users;          /* uthash: users with >= 1 connection, by id */
-    gw_conn *api_waiting;    /* uthash: HTTP connections awaiting a backend reply */
-    gw_typing *typing;       /* uthash: typing starts delivered here (typing.c) */
+    gw_conn *conns;       /* uthash: open WebSocket connections by id */
+    gw_user *users;       /* uthash: users with >= 1 connection, by id */
+    gw_conn *api_waiting; /* uthash: HTTP connections awaiting a backend reply */
+    gw_typing *typing;    /* uthash: typing starts delivered here (typing.c) */
     size_t n_typing;
     bool typing_full_logged;
     unsigned n_conns;
     uint64_t next_conn_id;
     gw_metrics m;
     lws_sorted_usec_list_t sul_tick, sul_heartbeat;
-    struct ev_loop *loop;    /* the libev loop lws runs on; NULL: lws's poll() */
-    void *flush_w;           /* with loop: our libev watchers for backend flushes */
+    struct ev_loop *loop; /* the libev loop lws runs on; NULL: lws's poll() */
+    void *flush_w;        /* with loop: our libev watchers for backend flushes */
     bool stopping, done, heartbeat_inflight, heartbeat_failing;
-    bool closing_all;        /* fini: lws closes what is left; no disconnect each */
+    bool closing_all; /* fini: lws closes what is left; no disconnect each */
     int64_t stop_deadline_ms;
 } gw_server;
 
@@ -348,35 +354,35 @@ typedef struct gw_http_resp gw_http_resp;
  * it after LWS_CALLBACK_CLOSED / CLOSED_HTTP. Everything it points to is
  * owned here and freed by gw_conn_closed() / gw_http_free(). */
 struct gw_conn {
-    UT_hash_handle hh;       /* gw_server.conns */
-    gw_conn *unext, *uprev;  /* the user's connections */
+    UT_hash_handle hh;      /* gw_server.conns */
+    gw_conn *unext, *uprev; /* the user's connections */
     gw_user *user;
     struct lws *wsi;
     uint64_t id;
-    gw_queue out;            /* frames to write */
-    char *rx;                /* reassembly, only while a message is split */
+    gw_queue out; /* frames to write */
+    char *rx;     /* reassembly, only while a message is split */
     size_t rx_len, rx_cap;
-    gw_resume *resume;       /* non-NULL while a resume runs */
-    gw_replayed *replayed;   /* after a resume: replayed seqs, until live ones pass them */
-    gw_http_resp *http;      /* plain HTTP: the response being written */
-    int64_t opened_ms;       /* unix ms when accepted (presence pushes' reference) */
-    uint64_t matched_key;    /* hash of the last `matched` conversation sent (0: none) */
-    gw_frame *held_matched;  /* a `matched` event that overtook its start_search reply */
-    uint16_t close_code;     /* with closing */
-    uint16_t inflight;       /* client requests awaiting a backend reply (0 or 1) */
-    uint16_t n_waiting;      /* requests queued behind the one in flight */
+    gw_resume *resume;      /* non-NULL while a resume runs */
+    gw_replayed *replayed;  /* after a resume: replayed seqs, until live ones pass them */
+    gw_http_resp *http;     /* plain HTTP: the response being written */
+    int64_t opened_ms;      /* unix ms when accepted (presence pushes' reference) */
+    uint64_t matched_key;   /* hash of the last `matched` conversation sent (0: none) */
+    gw_frame *held_matched; /* a `matched` event that overtook its start_search reply */
+    uint16_t close_code;    /* with closing */
+    uint16_t inflight;      /* client requests awaiting a backend reply (0 or 1) */
+    uint16_t n_waiting;     /* requests queued behind the one in flight */
     gw_request *wait_head, *wait_tail;
     bool ws, closing, announced;
-    bool close_sent;         /* the close frame is lws's: it awaits the client's */
-    bool search_inflight;    /* a start_search awaits its reply */
-    bool registering;        /* a new user: `connected` waits for register_user */
-    bool api_waiting;        /* HTTP: in gw_server.api_waiting for a backend reply */
+    bool close_sent;      /* the close frame is lws's: it awaits the client's */
+    bool search_inflight; /* a start_search awaits its reply */
+    bool registering;     /* a new user: `connected` waits for register_user */
+    bool api_waiting;     /* HTTP: in gw_server.api_waiting for a backend reply */
 };
 
 struct gw_user {
-    UT_hash_handle hh;       /* gw_server.users */
+    UT_hash_handle hh; /* gw_server.users */
     char id[CHAT_UUID_LEN + 1];
-    gw_conn *conns;          /* utlist DL through unext/uprev */
+    gw_conn *conns; /* utlist DL through unext/uprev */
 };
 
 /* LWS_CALLBACK_ESTABLISHED / RECEIVE / SERVER_WRITEABLE / CLOSED. The int

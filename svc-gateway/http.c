@@ -13,9 +13,9 @@
 
 /* A response body with lws_write headroom; owned by the connection. */
 struct gw_http_resp {
-    bool headers_due;    /* the headers still wait for the writeable callback */
+    bool headers_due; /* the headers still wait for the writeable callback */
     unsigned status;
-    const char *ctype;   /* static */
+    const char *ctype; /* static */
     size_t len;
     unsigned char buf[]; /* LWS_PRE, then len bytes */
 };

@@ -42,8 +42,7 @@ static void metrics_printf(metrics_buf *b, const char *fmt, ...)
     }
 }
 
-static void metrics_family(metrics_buf *b, const char *name, const char *type,
-                           const char *help)
+static void metrics_family(metrics_buf *b, const char *name, const char *type, const char *help)
 {
     metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -62,7 +61,8 @@ char *gw_metrics_render(gw_server *s, size_t *len)
     metrics_printf(&b, "chat_gateway_connections_total %" PRIu64 "\n", m->conns_total);
     metrics_family(&b, "chat_gateway_frames_in_total", "counter", "Client messages received.");
     metrics_printf(&b, "chat_gateway_frames_in_total %" PRIu64 "\n", m->frames_in);
-    metrics_family(&b, "chat_gateway_frames_out_total", "counter", "Frames written to clients.");
+    metrics_family(&b, "chat_gateway_frames_out_total", "counter",
+                   "Frames written to clients.");
     metrics_printf(&b, "chat_gateway_frames_out_total %" PRIu64 "\n", m->frames_out);
 
     metrics_family(&b, "chat_gateway_errors_total", "counter", "Error frames sent, by code.");
@@ -87,7 +87,8 @@ char *gw_metrics_render(gw_server *s, size_t *len)
 
     metrics_family(&b, "chat_gateway_events_total", "counter", "Events received.");
     metrics_printf(&b, "chat_gateway_events_total %" PRIu64 "\n", m->events_in);
-    metrics_family(&b, "chat_gateway_events_bad_total", "counter", "Events that did not decode.");
+    metrics_family(&b, "chat_gateway_events_bad_total", "counter",
+                   "Events that did not decode.");
     metrics_printf(&b, "chat_gateway_events_bad_total %" PRIu64 "\n", m->events_bad);
     metrics_family(&b, "chat_gateway_event_queue_length", "gauge",
                    "Replies and events waiting for the lws thread.");

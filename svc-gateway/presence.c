@@ -7,8 +7,7 @@
 
 #include "chat/log.h"
 
-static void presence_call(gw_server *s, gw_op op, uint64_t conn_id,
-                          Chat__PresenceRequest *pr)
+static void presence_call(gw_server *s, gw_op op, uint64_t conn_id, Chat__PresenceRequest *pr)
 {
     s->m.be_requests[GW_SVC_PRESENCE]++;
     gw_backend_call(s->be, op, conn_id, NULL, &pr->base);

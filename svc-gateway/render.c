@@ -205,8 +205,8 @@ gw_frame *gw_render_receipt(const char *conversation_id, uint64_t seq, bool read
     return render_end(o, ok, NULL);
 }
 
-static const Chat__UserStatus *render_find_status(const char *id,
-                                                  Chat__UserStatus *const *st, size_t n)
+static const Chat__UserStatus *render_find_status(const char *id, Chat__UserStatus *const *st,
+                                                  size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (st[i] != NULL && st[i]->user_id != NULL && strcmp(st[i]->user_id, id) == 0)

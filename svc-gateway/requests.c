@@ -197,8 +197,7 @@ void gw_request_dispatch(gw_server *s, gw_conn *c, gw_request *rq)
 }
 
 /* The reply's error (code != OK) as an error frame. */
-static void reply_error(gw_server *s, gw_conn *c, int code, const char *detail,
-                        const char *req)
+static void reply_error(gw_server *s, gw_conn *c, int code, const char *detail, const char *req)
 {
     gw_conn_send_error(s, c, gw_err_from_code(code), detail, req);
 }
@@ -260,9 +259,9 @@ static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
     case GW_REQ_OPEN_DM:
         if (!reply_conv_ok(r) || r->n_member_ids != 2)
             break;
-        gw_conn_send(s, c, gw_render_conversation_dm(r->conversation_id,
-                                                     (const char *const *)r->member_ids,
-                                                     rq->req));
+        gw_conn_send(s, c,
+                     gw_render_conversation_dm(r->conversation_id,
+                                               (const char *const *)r->member_ids, rq->req));
         return;
     case GW_REQ_JOIN_ROOM:
         if (!reply_conv_ok(r))
@@ -275,8 +274,9 @@ static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
         gw_conn_send(s, c, gw_render_left(r->conversation_id, rq->req));
         return;
     case GW_REQ_HISTORY:
-        gw_conn_send(s, c, gw_render_history(rq->conversation_id, r->messages, r->n_messages,
-                                             r->next_before, rq->req));
+        gw_conn_send(s, c,
+                     gw_render_history(rq->conversation_id, r->messages, r->n_messages,
+                                       r->next_before, rq->req));
         return;
     default:
         return; /* receipt, typing: no answer frame */
@@ -293,8 +293,9 @@ static void reply_query(gw_server *s, gw_conn *c, const gw_request *rq,
         reply_error(s, c, r->code, r->detail, rq->req);
         return;
     }
-    gw_conn_send(s, c, gw_render_presence(rq->user_ids, rq->n_user_ids,
-                                          r->statuses, r->n_statuses, rq->req));
+    gw_conn_send(
+        s, c,
+        gw_render_presence(rq->user_ids, rq->n_user_ids, r->statuses, r->n_statuses, rq->req));
 }
 
 static void request_reply_frames(gw_server *s, gw_conn *c, gw_item *it);

@@ -26,11 +26,11 @@ struct gw_replayed {
 typedef gw_replayed resume_seen;
 
 struct gw_resume {
-    gw_queue held;               /* live pushes, in arrival order */
-    resume_seen *seen;           /* uthash by conv */
+    gw_queue held;     /* live pushes, in arrival order */
+    resume_seen *seen; /* uthash by conv */
     char after_conv[GW_ID_MAX + 1];
-    uint64_t after_seq;          /* replay cursor: after (after_conv, after_seq) */
-    bool waiting_drain;          /* next page asked for once output drained */
+    uint64_t after_seq; /* replay cursor: after (after_conv, after_seq) */
+    bool waiting_drain; /* next page asked for once output drained */
 };
 
 static void resume_session(gw_server *s, gw_conn *c)
@@ -122,8 +122,7 @@ bool gw_resume_was_replayed(gw_conn *c, const gw_frame *f)
 void gw_replayed_free(gw_conn *c)
 {
     gw_replayed *e, *tmp;
-    HASH_ITER(hh, c->replayed, e, tmp)
-    {
+    HASH_ITER (hh, c->replayed, e, tmp) {
         HASH_DEL(c->replayed, e);
         free(e);
     }
@@ -158,8 +157,8 @@ static void resume_session_reply(gw_server *s, gw_conn *c, gw_item *it)
             gw_conn_send(s, c,
                          gw_render_chat_ended(m->timed_out_conversation_ids[i], "timeout"));
         for (size_t i = 0; i < m->n_partner_ended_conversation_ids; i++)
-            gw_conn_send(s, c, gw_render_chat_ended(m->partner_ended_conversation_ids[i],
-                                                    "partner"));
+            gw_conn_send(s, c,
+                         gw_render_chat_ended(m->partner_ended_conversation_ids[i], "partner"));
     }
     resume_page(s, c);
 }
@@ -226,8 +225,7 @@ void gw_resume_free(gw_resume *r)
         return;
     gw_queue_clear(&r->held);
     resume_seen *e, *tmp;
-    HASH_ITER(hh, r->seen, e, tmp)
-    {
+    HASH_ITER (hh, r->seen, e, tmp) {
         HASH_DEL(r->seen, e);
         free(e);
     }

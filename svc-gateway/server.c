@@ -13,7 +13,7 @@
 
 #define SERVER_TICK_MS 100
 #define SERVER_HEARTBEAT_MS 2000
-#define SERVER_STOP_WAIT_MS 3000  /* for clients to take their 1001 close */
+#define SERVER_STOP_WAIT_MS 3000 /* for clients to take their 1001 close */
 
 /* WebSocket keepalive: ping after 30 s of silence, drop after 60 s. */
 static const lws_retry_bo_t server_keepalive = {
@@ -397,8 +397,7 @@ void gw_server_fini(gw_server *s)
     s->loop = NULL;
     gw_typing_free_all(s);
     gw_user *u, *tmp;
-    HASH_ITER(hh, s->users, u, tmp)
-    {
+    HASH_ITER (hh, s->users, u, tmp) {
         HASH_DEL(s->users, u);
         free(u);
     }

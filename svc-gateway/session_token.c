@@ -22,8 +22,8 @@ static int token_mac(const char *secret, const char *data, size_t len,
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)data, len,
-             md, &mdlen) == NULL ||
+    if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)data, len, md,
+             &mdlen) == NULL ||
         mdlen * 2 != TOKEN_MAC_HEX)
         return -1;
     static const char digits[] = "0123456789abcdef";

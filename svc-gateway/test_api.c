@@ -24,10 +24,15 @@ static void test_path(void **state)
     assert_true(gw_api_history_path(p64, conv));
     assert_int_equal(strlen(conv), 64);
     assert_false(gw_api_history_path(p65, conv));
-    const char *bad[] = {"/api/conversations//messages", "/api/conversations/messages",
-                         "/api/conversations/a/b/messages", "/api/conversations/a/messages/",
-                         "/api/conversations/a/message", "/api/conversation/a/messages",
-                         "/api/conversations/a", "/api/", "/"};
+    const char *bad[] = {"/api/conversations//messages",
+                         "/api/conversations/messages",
+                         "/api/conversations/a/b/messages",
+                         "/api/conversations/a/messages/",
+                         "/api/conversations/a/message",
+                         "/api/conversation/a/messages",
+                         "/api/conversations/a",
+                         "/api/",
+                         "/"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_false(gw_api_history_path(bad[i], conv));
 }
@@ -41,8 +46,8 @@ static void test_uint(void **state)
     assert_int_equal(v, 100);
     assert_true(gw_api_uint("007", 1, 100, &v));
     assert_int_equal(v, 7);
-    const char *bad[] = {"", "0", "101", "-1", "+1", " 1", "1 ", "1.0", "1e2", "x", "0x10",
-                         "99999999999999999999999"};
+    const char *bad[] = {"",   "0",   "101", "-1", "+1",   " 1",
+                         "1 ", "1.0", "1e2", "x",  "0x10", "99999999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         v = 5;
         assert_false(gw_api_uint(bad[i], 1, 100, &v));

@@ -53,10 +53,22 @@ static char *repeat(const char *unit, int n)
 
 static void test_bad_json(void **state)
 {
-    const char *cases[] = {"", " ", "nope", "[]", "[{\"type\":\"start_search\"}]",
-                           "\"start_search\"", "123", "null", "true", "{",
-                           "{\"type\":\"start_search\"", "{} x", "{}{}", "{\"a\":1,}",
-                           "{'type':'start_search'}", "{\"type\":\"start_search\"}]"};
+    const char *cases[] = {"",
+                           " ",
+                           "nope",
+                           "[]",
+                           "[{\"type\":\"start_search\"}]",
+                           "\"start_search\"",
+                           "123",
+                           "null",
+                           "true",
+                           "{",
+                           "{\"type\":\"start_search\"",
+                           "{} x",
+                           "{}{}",
+                           "{\"a\":1,}",
+                           "{'type':'start_search'}",
+                           "{\"type\":\"start_search\"}]"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect(cases[i], GW_E_BAD_JSON, NULL);
     /* a raw NUL inside or after the object */
@@ -150,8 +162,10 @@ static void test_end_chat(void **state)
 
 static void send_json(char *out, size_t n, const char *conv, const char *text, const char *cmid)
 {
-    snprintf(out, n, "{\"type\":\"send\",\"req\":\"s\",\"conversation_id\":%s,\"text\":%s,"
-                     "\"client_msg_id\":%s}", conv, text, cmid);
+    snprintf(out, n,
+             "{\"type\":\"send\",\"req\":\"s\",\"conversation_id\":%s,\"text\":%s,"
+             "\"client_msg_id\":%s}",
+             conv, text, cmid);
 }
 
 static void test_send(void **state)
@@ -216,8 +230,8 @@ static void test_send_length(void **state)
     const struct {
         const char *t;
         gw_err want;
-    } cases[] = {{a500, GW_E_NONE}, {a501, GW_E_TOO_LONG},
-                 {e500, GW_E_NONE}, {e501, GW_E_TOO_LONG}};
+    } cases[] = {
+        {a500, GW_E_NONE}, {a501, GW_E_TOO_LONG}, {e500, GW_E_NONE}, {e501, GW_E_TOO_LONG}};
     for (size_t i = 0; i < 4; i++) {
         snprintf(text, sizeof text, "\"%s\"", cases[i].t);
         send_json(json, sizeof json, "\"c1\"", text, "\"m1\"");
@@ -226,8 +240,10 @@ static void test_send_length(void **state)
     /* 500 code points written as \u escapes (surrogate pairs): still 500 */
     char *esc = repeat("\\ud83d\\ude00", 500);
     char *big = malloc(strlen(esc) + 200);
-    sprintf(big, "{\"type\":\"send\",\"conversation_id\":\"c\",\"client_msg_id\":\"m\","
-                 "\"text\":\"%s\"}", esc);
+    sprintf(big,
+            "{\"type\":\"send\",\"conversation_id\":\"c\",\"client_msg_id\":\"m\","
+            "\"text\":\"%s\"}",
+            esc);
     expect(big, GW_E_NONE, NULL);
     free(big);
     free(esc);
@@ -268,7 +284,7 @@ static void test_receipt(void **state)
     gw_request_free(rq);
 
     receipt_expect("1", "\"read\"", GW_E_NONE);
-    receipt_expect("1.0", "\"read\"", GW_E_NONE);   /* integral */
+    receipt_expect("1.0", "\"read\"", GW_E_NONE); /* integral */
     receipt_expect("1e2", "\"read\"", GW_E_NONE);
     receipt_expect("9007199254740992", "\"read\"", GW_E_NONE); /* 2^53 */
     receipt_expect("9007199254740994", "\"read\"", GW_E_BAD_REQUEST);
@@ -344,8 +360,7 @@ static void test_open_dm(void **state)
 static void room_expect(const char *type, const char *room_json, gw_err want)
 {
     char json[256];
-    snprintf(json, sizeof json, "{\"type\":\"%s\",\"room\":%s,\"req\":\"q\"}", type,
-             room_json);
+    snprintf(json, sizeof json, "{\"type\":\"%s\",\"room\":%s,\"req\":\"q\"}", type, room_json);
     expect(json, want, "q");
 }
 
@@ -367,9 +382,9 @@ static void test_rooms(void **state)
         room_expect(types[t], q, GW_E_NONE);
         snprintf(q, sizeof q, "\"%s\"", r65);
         room_expect(types[t], q, GW_E_BAD_REQUEST);
-        const char *bad[] = {"\"\"", "\"Bad Name\"", "\"Lobby\"", "\"a b\"", "\"a.b\"",
-                             "\"a/b\"", "\"caf\u00e9\"", "\"\\u0000\"", "5", "null",
-                             "[\"a\"]", "{}"};
+        const char *bad[] = {"\"\"",    "\"Bad Name\"", "\"Lobby\"",     "\"a b\"",
+                             "\"a.b\"", "\"a/b\"",      "\"caf\u00e9\"", "\"\\u0000\"",
+                             "5",       "null",         "[\"a\"]",       "{}"};
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
             room_expect(types[t], bad[i], GW_E_BAD_REQUEST);
     }
@@ -407,16 +422,15 @@ static void test_history(void **state)
     history_expect(",\"limit\":1.0", GW_E_NONE);
     history_expect(",\"before\":1", GW_E_NONE);
     history_expect(",\"before\":9007199254740992", GW_E_NONE);
-    const char *bad[] = {",\"limit\":0", ",\"limit\":101", ",\"limit\":\"5\"",
-                         ",\"limit\":null", ",\"limit\":2.5", ",\"limit\":-1",
-                         ",\"before\":0", ",\"before\":-1", ",\"before\":\"4\"",
+    const char *bad[] = {",\"limit\":0",     ",\"limit\":101",  ",\"limit\":\"5\"",
+                         ",\"limit\":null",  ",\"limit\":2.5",  ",\"limit\":-1",
+                         ",\"before\":0",    ",\"before\":-1",  ",\"before\":\"4\"",
                          ",\"before\":null", ",\"before\":1.5", ",\"before\":1e300",
                          ",\"before\":true"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         history_expect(bad[i], GW_E_BAD_REQUEST);
     expect("{\"type\":\"history\"}", GW_E_BAD_REQUEST, NULL);
-    expect("{\"type\":\"history\",\"conversation_id\":5,\"req\":\"h\"}", GW_E_BAD_REQUEST,
-           "h");
+    expect("{\"type\":\"history\",\"conversation_id\":5,\"req\":\"h\"}", GW_E_BAD_REQUEST, "h");
     expect("{\"type\":\"history\",\"conversation_id\":\"\"}", GW_E_BAD_REQUEST, NULL);
 }
 
@@ -434,15 +448,16 @@ static void test_typing(void **state)
     assert_false(rq->start);
     gw_request_free(rq);
     expect("{\"type\":\"typing\",\"conversation_id\":\"c1\",\"state\":\"maybe\","
-           "\"req\":\"t\"}", GW_E_BAD_REQUEST, "t");
+           "\"req\":\"t\"}",
+           GW_E_BAD_REQUEST, "t");
     expect("{\"type\":\"typing\",\"conversation_id\":\"c1\",\"state\":\"START\"}",
            GW_E_BAD_REQUEST, NULL);
-    expect("{\"type\":\"typing\",\"conversation_id\":\"c1\",\"state\":true}",
-           GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"typing\",\"conversation_id\":\"c1\",\"state\":true}", GW_E_BAD_REQUEST,
+           NULL);
     expect("{\"type\":\"typing\",\"conversation_id\":\"c1\"}", GW_E_BAD_REQUEST, NULL);
     expect("{\"type\":\"typing\",\"state\":\"start\"}", GW_E_BAD_REQUEST, NULL);
-    expect("{\"type\":\"typing\",\"conversation_id\":1,\"state\":\"start\"}",
-           GW_E_BAD_REQUEST, NULL);
+    expect("{\"type\":\"typing\",\"conversation_id\":1,\"state\":\"start\"}", GW_E_BAD_REQUEST,
+           NULL);
 }
 
 /* ---- render ---- */
@@ -629,16 +644,25 @@ static void test_frame_refs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_json),        cmocka_unit_test(test_unknown_type),
-        cmocka_unit_test(test_req),             cmocka_unit_test(test_search),
-        cmocka_unit_test(test_end_chat),        cmocka_unit_test(test_send),
-        cmocka_unit_test(test_send_length),     cmocka_unit_test(test_receipt),
-        cmocka_unit_test(test_presence),        cmocka_unit_test(test_open_dm),
-        cmocka_unit_test(test_rooms),           cmocka_unit_test(test_history),
-        cmocka_unit_test(test_typing),          cmocka_unit_test(test_render_conversations),
+        cmocka_unit_test(test_bad_json),
+        cmocka_unit_test(test_unknown_type),
+        cmocka_unit_test(test_req),
+        cmocka_unit_test(test_search),
+        cmocka_unit_test(test_end_chat),
+        cmocka_unit_test(test_send),
+        cmocka_unit_test(test_send_length),
+        cmocka_unit_test(test_receipt),
+        cmocka_unit_test(test_presence),
+        cmocka_unit_test(test_open_dm),
+        cmocka_unit_test(test_rooms),
+        cmocka_unit_test(test_history),
+        cmocka_unit_test(test_typing),
+        cmocka_unit_test(test_render_conversations),
         cmocka_unit_test(test_render_history),
-        cmocka_unit_test(test_render_basic),    cmocka_unit_test(test_render_error),
-        cmocka_unit_test(test_render_messages), cmocka_unit_test(test_render_presence),
+        cmocka_unit_test(test_render_basic),
+        cmocka_unit_test(test_render_error),
+        cmocka_unit_test(test_render_messages),
+        cmocka_unit_test(test_render_presence),
         cmocka_unit_test(test_frame_refs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,7 +27,8 @@ static void test_sanitize(void **state)
     expect("GET /ws?session=%ff%fe%20 HTTP/1.1\r\n", "GET /ws?session=%ff%fe%20 HTTP/1.1\r\n");
     /* NUL escapes and malformed escapes are escaped themselves */
     expect("GET /ws?session=%00 HTTP/1.1\r\n", "GET /ws?session=%2500 HTTP/1.1\r\n");
-    expect("GET /ws?session=abc%00def HTTP/1.1\r\n", "GET /ws?session=abc%2500def HTTP/1.1\r\n");
+    expect("GET /ws?session=abc%00def HTTP/1.1\r\n",
+           "GET /ws?session=abc%2500def HTTP/1.1\r\n");
     expect("GET /ws?session=%zz%4 HTTP/1.1\r\n", "GET /ws?session=%25zz%254 HTTP/1.1\r\n");
     expect("GET /%", "GET /%25");
     expect("GET /%4", "GET /%254");

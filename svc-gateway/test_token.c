@@ -137,9 +137,9 @@ static void test_sign_rejects(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),   cmocka_unit_test(test_tampered),
-        cmocka_unit_test(test_expired),     cmocka_unit_test(test_wrong_secret),
-        cmocka_unit_test(test_garbage),     cmocka_unit_test(test_sign_rejects),
+        cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_tampered),
+        cmocka_unit_test(test_expired),   cmocka_unit_test(test_wrong_secret),
+        cmocka_unit_test(test_garbage),   cmocka_unit_test(test_sign_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

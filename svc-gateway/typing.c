@@ -26,8 +26,8 @@ struct gw_typing {
     char key[GW_ID_MAX + CHAT_UUID_LEN + 3]; /* conversation '\n' typist */
     char conv[GW_ID_MAX + 1];
     char user[CHAT_UUID_LEN + 1];
-    int64_t deadline_ms;                     /* monotonic */
-    uint64_t *conns;                         /* got the start (may have closed since) */
+    int64_t deadline_ms; /* monotonic */
+    uint64_t *conns;     /* got the start (may have closed since) */
     size_t n, cap;
 };
 
@@ -115,7 +115,8 @@ void gw_typing_deliver(gw_server *s, const Chat__Event *ev)
         gw_user *u = gw_user_find(s, ev->user_ids[i]);
         if (u == NULL)
             continue;
-        if (f == NULL && (f = gw_render_typing(te->conversation_id, te->user_id, te->start)) == NULL)
+        if (f == NULL &&
+            (f = gw_render_typing(te->conversation_id, te->user_id, te->start)) == NULL)
             return;
         if (te->start && t == NULL)
             t = typing_get(s, te->conversation_id, te->user_id);
@@ -135,8 +136,7 @@ void gw_typing_deliver(gw_server *s, const Chat__Event *ev)
 void gw_typing_sweep(gw_server *s, int64_t now_ms)
 {
     gw_typing *t, *tmp;
-    HASH_ITER(hh, s->typing, t, tmp)
-    {
+    HASH_ITER (hh, s->typing, t, tmp) {
         if (t->deadline_ms > now_ms)
             continue;
         gw_frame *f = gw_render_typing(t->conv, t->user, false);
@@ -153,7 +153,7 @@ void gw_typing_sweep(gw_server *s, int64_t now_ms)
 void gw_typing_free_all(gw_server *s)
 {
     gw_typing *t, *tmp;
-    HASH_ITER(hh, s->typing, t, tmp)
-    typing_remove(s, t);
+    HASH_ITER (hh, s->typing, t, tmp)
+        typing_remove(s, t);
     s->typing_full_logged = false;
 }

@@ -37,8 +37,8 @@ static int utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
     }
     /* The lead byte ranges above exclude most overlongs; these catch the
      * 3- and 4-byte ones, UTF-16 surrogates and values past U+10FFFF. */
-    if ((len == 3 && v < 0x800) || (len == 4 && v < 0x10000) ||
-        (v >= 0xD800 && v <= 0xDFFF) || v > 0x10FFFF)
+    if ((len == 3 && v < 0x800) || (len == 4 && v < 0x10000) || (v >= 0xD800 && v <= 0xDFFF) ||
+        v > 0x10FFFF)
         return 0;
     *cp = v;
     return len;
@@ -77,8 +77,8 @@ size_t gw_utf8_count(const char *text, size_t n)
 static bool utf8_is_space(uint32_t cp)
 {
     return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
-           cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 bool gw_utf8_only_space(const char *text, size_t n)

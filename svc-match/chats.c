@@ -12,54 +12,51 @@
 /* Lua helper shared by END and GONE: removes the chat of `user` (whose
  * m:chat was just checked to be `id`), the partner's m:chat if it still
  * points at id, and m:conv:{id}. Returns the partner ("" if unknown). */
-#define FINISH_FN                                                                  \
-    "local function finish(id, user)\n"                                            \
-    "  local ck = 'm:conv:' .. id\n"                                               \
-    "  local a = redis.call('HGET', ck, 'a')\n"                                    \
-    "  local b = redis.call('HGET', ck, 'b')\n"                                    \
-    "  local partner = ''\n"                                                       \
+#define FINISH_FN                                                                         \
+    "local function finish(id, user)\n"                                                   \
+    "  local ck = 'm:conv:' .. id\n"                                                      \
+    "  local a = redis.call('HGET', ck, 'a')\n"                                           \
+    "  local b = redis.call('HGET', ck, 'b')\n"                                           \
+    "  local partner = ''\n"                                                              \
     "  if a == user and b then partner = b elseif b == user and a then partner = a end\n" \
-    "  redis.call('DEL', 'm:chat:' .. user)\n"                                     \
-    "  if partner ~= '' and redis.call('GET', 'm:chat:' .. partner) == id then\n"  \
-    "    redis.call('DEL', 'm:chat:' .. partner)\n"                                \
-    "  end\n"                                                                      \
-    "  redis.call('DEL', ck)\n"                                                    \
-    "  return partner\n"                                                           \
+    "  redis.call('DEL', 'm:chat:' .. user)\n"                                            \
+    "  if partner ~= '' and redis.call('GET', 'm:chat:' .. partner) == id then\n"         \
+    "    redis.call('DEL', 'm:chat:' .. partner)\n"                                       \
+    "  end\n"                                                                             \
+    "  redis.call('DEL', ck)\n"                                                           \
+    "  return partner\n"                                                                  \
     "end\n"
 
 /* KEYS: m:chat:{user}; ARGV: id user ttl_s max. The partner, or nil when id
  * is not the user's active chat. The partner gets a notice for its next
  * session: if it had no connection, the live chat_ended never reached it. */
 static const char END_SRC[] =
-    FINISH_FN
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end\n"
-    "local partner = finish(ARGV[1], ARGV[2])\n"
-    "if partner ~= '' then\n"
-    "  local nk = 'm:timeouts:' .. partner\n"
-    "  redis.call('RPUSH', nk, 'p:' .. ARGV[1])\n"
-    "  redis.call('LTRIM', nk, -tonumber(ARGV[4]), -1)\n"
-    "  redis.call('EXPIRE', nk, ARGV[3])\n"
-    "end\n"
-    "return partner\n";
+    FINISH_FN "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end\n"
+              "local partner = finish(ARGV[1], ARGV[2])\n"
+              "if partner ~= '' then\n"
+              "  local nk = 'm:timeouts:' .. partner\n"
+              "  redis.call('RPUSH', nk, 'p:' .. ARGV[1])\n"
+              "  redis.call('LTRIM', nk, -tonumber(ARGV[4]), -1)\n"
+              "  redis.call('EXPIRE', nk, ARGV[3])\n"
+              "end\n"
+              "return partner\n";
 
 /* KEYS: m:chat:{user} m:timeouts:{user}; ARGV: user ttl_s max. Ends the
  * user's random chat (not a pending one) and keeps a notice for its return.
  * Returns {id, partner} or nil. */
 static const char GONE_SRC[] =
-    FINISH_FN
-    "local id = redis.call('GET', KEYS[1])\n"
-    "if not id or string.sub(id, 1, 7) == 'pending' then return false end\n"
-    "local partner = finish(id, ARGV[1])\n"
-    "redis.call('RPUSH', KEYS[2], id)\n"
-    "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)\n"
-    "redis.call('EXPIRE', KEYS[2], ARGV[2])\n"
-    "return {id, partner}\n";
+    FINISH_FN "local id = redis.call('GET', KEYS[1])\n"
+              "if not id or string.sub(id, 1, 7) == 'pending' then return false end\n"
+              "local partner = finish(id, ARGV[1])\n"
+              "redis.call('RPUSH', KEYS[2], id)\n"
+              "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)\n"
+              "redis.call('EXPIRE', KEYS[2], ARGV[2])\n"
+              "return {id, partner}\n";
 
 /* KEYS: m:timeouts:{user}. Hands the notices over exactly once. */
-static const char SESSION_SRC[] =
-    "local l = redis.call('LRANGE', KEYS[1], 0, -1)\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "return l\n";
+static const char SESSION_SRC[] = "local l = redis.call('LRANGE', KEYS[1], 0, -1)\n"
+                                  "redis.call('DEL', KEYS[1])\n"
+                                  "return l\n";
 
 static chat_redis_script end_script, gone_script, session_script;
 
@@ -79,8 +76,8 @@ int match_parse_gone(const redisReply *rep, match_gone *out)
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
         return -1;
     const redisReply *id = rep->element[0], *p = rep->element[1];
-    if (id->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING ||
-        id->len == 0 || id->len > MATCH_ID_MAX || p->len > CHAT_UUID_LEN)
+    if (id->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING || id->len == 0 ||
+        id->len > MATCH_ID_MAX || p->len > CHAT_UUID_LEN)
         return -1;
     memcpy(out->conv, id->str, id->len + 1);
     memcpy(out->partner, p->str, p->len + 1);
@@ -120,7 +117,8 @@ static void end_inactive(const match_env *env, const char *user, const char *con
         return;
     }
     if (rep->code != CHAT__CODE__OK)
-        match_out_err(out, rep->code, "%s", rep->detail[0] ? rep->detail : "no such conversation");
+        match_out_err(out, rep->code, "%s",
+                      rep->detail[0] ? rep->detail : "no such conversation");
     else if (rep->kind != CHAT__CONVERSATION_KIND__RANDOM)
         match_out_err(out, CHAT__CODE__BAD_REQUEST, "not a random chat");
     else if (!rep->is_member)
@@ -169,8 +167,7 @@ void match_end_chat(const match_env *env, chat_redis *r, const Chat__EndChatReq 
     publish_ended(env, user, partner, conv, q->conn);
 }
 
-void match_user_gone(const match_env *env, chat_redis *r, const char *user_id,
-                     match_out *out)
+void match_user_gone(const match_env *env, chat_redis *r, const char *user_id, match_out *out)
 {
     char kchat[64], kto[64], ttl[16], max[16];
     snprintf(kchat, sizeof kchat, "m:chat:%s", user_id);

@@ -35,8 +35,8 @@ static const chat_cfg_item cfg_items[] = {
      * arrive together. */
     {"CHAT_MATCH_THREADS", CHAT_CFG_INT, "32", 1, 256,
      "worker threads (one Redis connection each)", &cfg_threads},
-    {"CHAT_MATCH_CONTEXTS", CHAT_CFG_INT, "256", 1, 65536,
-     "requests accepted at once", &cfg_contexts},
+    {"CHAT_MATCH_CONTEXTS", CHAT_CFG_INT, "256", 1, 65536, "requests accepted at once",
+     &cfg_contexts},
     {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",
      &cfg_log_level},
 };
@@ -60,7 +60,8 @@ int main(int argc, char **argv)
         chat_error("match_pub_failed", "url=%s err=\"%s\"", cfg_pub_listen, nng_strerror(rv));
         goto out;
     }
-    if ((rv = chat_rpc_client_open(&message, cfg_message_addrs, (int)cfg_rpc_timeout_ms)) != 0) {
+    if ((rv = chat_rpc_client_open(&message, cfg_message_addrs, (int)cfg_rpc_timeout_ms)) !=
+        0) {
         chat_error("match_message_client_failed", "urls=%s err=\"%s\"", cfg_message_addrs,
                    nng_strerror(rv));
         goto out;
@@ -73,8 +74,9 @@ int main(int argc, char **argv)
      * timeout) by a wide margin; it only matters if this process dies. */
     match_env env = {match_peers_message_call, match_peers_publish, &peers,
                      (int)(2 * cfg_rpc_timeout_ms / 1000) + 30};
-    chat_rpc_pool_cfg scfg = {"match", cfg_listen, (int)cfg_contexts, (int)cfg_threads,
-                             cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS};
+    chat_rpc_pool_cfg scfg = {
+        "match",        cfg_listen,          (int)cfg_contexts,     (int)cfg_threads,
+        cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS};
     if (match_server_open(&srv, &scfg, &env) != 0)
         goto out;
 

@@ -50,8 +50,7 @@ typedef struct match_env {
      * caller frees it with chat__message_reply__free_unpacked(*reply,
      * NULL)), or -1 when svc-message is unreachable, timed out or answered
      * garbage (nothing written then). */
-    int (*message_call)(void *ctx, const Chat__MessageRequest *req,
-                        Chat__MessageReply **reply);
+    int (*message_call)(void *ctx, const Chat__MessageRequest *req, Chat__MessageReply **reply);
     /* Publishes an event to every gateway; best effort, never blocks long. */
     void (*publish)(void *ctx, const Chat__Event *ev);
     void *ctx;
@@ -130,8 +129,7 @@ int match_parse_gone(const redisReply *rep, match_gone *out);
 void match_chats_scripts_init(void);
 void match_end_chat(const match_env *env, chat_redis *r, const Chat__EndChatReq *q,
                     match_out *out);
-void match_user_gone(const match_env *env, chat_redis *r, const char *user_id,
-                     match_out *out);
+void match_user_gone(const match_env *env, chat_redis *r, const char *user_id, match_out *out);
 void match_session(chat_redis *r, const char *user_id, match_out *out);
 
 /* ---- shared helpers (service.c) ---- */
@@ -157,7 +155,6 @@ void match_peers_publish(void *ctx, const Chat__Event *ev);
 bool match_peers_wait(chat_rpc_client *c, const char *name, int max_ms);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
-
 
 /* Starts serving. env must outlive the server. On success *out is the
  * caller's, freed by match_server_close(). Returns 0 or -1 (logged). */

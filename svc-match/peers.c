@@ -11,7 +11,8 @@ int match_peers_message_call(void *ctx, const Chat__MessageRequest *req,
 {
     match_peers *p = ctx;
     ProtobufCMessage *rep = NULL;
-    int rv = chat_rpc_call_decode(p->message, &req->base, &chat__message_reply__descriptor, &rep);
+    int rv =
+        chat_rpc_call_decode(p->message, &req->base, &chat__message_reply__descriptor, &rep);
     if (rv != 0) {
         chat_warn("match_message_call_failed", "req=%d err=\"%s\"", (int)req->body_case,
                   nng_strerror(rv));

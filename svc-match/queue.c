@@ -151,8 +151,8 @@ static void pair_abort(chat_redis *r, const char *user, const match_pair *p)
 }
 
 /* Asks svc-message for the conversation. Returns 0 and conv, or -1. */
-static int pair_create_conversation(const match_env *env, const char *user,
-                                    const match_pair *p, char conv[MATCH_ID_MAX + 1])
+static int pair_create_conversation(const match_env *env, const char *user, const match_pair *p,
+                                    char conv[MATCH_ID_MAX + 1])
 {
     Chat__CreateConversationReq cc = CHAT__CREATE_CONVERSATION_REQ__INIT;
     char *members[2] = {(char *)p->partner, (char *)user};
@@ -165,7 +165,8 @@ static int pair_create_conversation(const match_env *env, const char *user,
 
     Chat__MessageReply *rep = NULL;
     if (env->message_call(env->ctx, &req, &rep) != 0) {
-        chat_warn("match_create_failed", "user=%s partner=%s err=unreachable", user, p->partner);
+        chat_warn("match_create_failed", "user=%s partner=%s err=unreachable", user,
+                  p->partner);
         return -1;
     }
     int rv = -1;
@@ -193,7 +194,8 @@ static int pair_commit(chat_redis *r, const char *user, const match_pair *p, con
     if (rep == NULL)
         return -1;
     int rv = rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1 && rep->integer <= 3
-                 ? (int)rep->integer : 0;
+                 ? (int)rep->integer
+                 : 0;
     freeReplyObject(rep);
     return rv;
 }

@@ -21,8 +21,8 @@ void match_out_free(match_out *o)
 {
     if (o == NULL || o->timeouts == NULL)
         return;
-    size_t n = o->reply.n_timed_out_conversation_ids +
-               o->reply.n_partner_ended_conversation_ids;
+    size_t n =
+        o->reply.n_timed_out_conversation_ids + o->reply.n_partner_ended_conversation_ids;
     for (size_t i = 0; i < n; i++)
         free(o->timeouts[i]);
     free(o->timeouts);
@@ -48,7 +48,6 @@ void match_scripts_init(void)
     match_queue_scripts_init();
     match_chats_scripts_init();
 }
-
 
 bool match_conv_id_valid(const char *s)
 {
@@ -82,13 +81,20 @@ int match_close_conversation(const match_env *env, const char *conv, const char 
 static const char *request_user(const Chat__MatchRequest *req)
 {
     switch (req->body_case) {
-    case CHAT__MATCH_REQUEST__BODY_START_SEARCH: return req->start_search->user_id;
-    case CHAT__MATCH_REQUEST__BODY_STOP_SEARCH: return req->stop_search->user_id;
-    case CHAT__MATCH_REQUEST__BODY_END_CHAT: return req->end_chat->user_id;
-    case CHAT__MATCH_REQUEST__BODY_USER_OFFLINE: return req->user_offline->user_id;
-    case CHAT__MATCH_REQUEST__BODY_USER_GONE: return req->user_gone->user_id;
-    case CHAT__MATCH_REQUEST__BODY_SESSION: return req->session->user_id;
-    default: return NULL;
+    case CHAT__MATCH_REQUEST__BODY_START_SEARCH:
+        return req->start_search->user_id;
+    case CHAT__MATCH_REQUEST__BODY_STOP_SEARCH:
+        return req->stop_search->user_id;
+    case CHAT__MATCH_REQUEST__BODY_END_CHAT:
+        return req->end_chat->user_id;
+    case CHAT__MATCH_REQUEST__BODY_USER_OFFLINE:
+        return req->user_offline->user_id;
+    case CHAT__MATCH_REQUEST__BODY_USER_GONE:
+        return req->user_gone->user_id;
+    case CHAT__MATCH_REQUEST__BODY_SESSION:
+        return req->session->user_id;
+    default:
+        return NULL;
     }
 }
 

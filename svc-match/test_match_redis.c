@@ -42,8 +42,8 @@ typedef struct fake_event {
 
 typedef struct fake {
     pthread_mutex_t mu;
-    bool down;           /* every call fails (unreachable) */
-    int fail_creates;    /* that many creates fail with UNAVAILABLE */
+    bool down;                         /* every call fails (unreachable) */
+    int fail_creates;                  /* that many creates fail with UNAVAILABLE */
     void (*on_create)(struct fake *f); /* runs inside create (a race made to order) */
     int n_creates, n_closes, n_infos;
     fake_conv convs[FAKE_MAX_CONVS];
@@ -214,7 +214,8 @@ static char users[8][CHAT_UUID_LEN + 1];
 #define D users[3]
 #define E users[4]
 
-static Chat__Code start(chat_redis *r, const char *user, uint64_t conn, char *conv, char *partner)
+static Chat__Code start(chat_redis *r, const char *user, uint64_t conn, char *conv,
+                        char *partner)
 {
     Chat__ConnRef cr = CHAT__CONN_REF__INIT;
     cr.gateway_id = "gw-test";
@@ -809,8 +810,10 @@ int main(void)
 {
     const char *port = getenv("CHAT_TEST_REDIS_PORT");
     if (port == NULL || *port == '\0') {
-        fprintf(stderr, "test_match_redis: SKIPPED: set CHAT_TEST_REDIS_PORT to a Redis "
-                        "on 127.0.0.1 (database %d is emptied)\n", TEST_DB);
+        fprintf(stderr,
+                "test_match_redis: SKIPPED: set CHAT_TEST_REDIS_PORT to a Redis "
+                "on 127.0.0.1 (database %d is emptied)\n",
+                TEST_DB);
         return 77;
     }
     redis_port = atoi(port);
@@ -829,7 +832,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(end_chat_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(end_chat_heals_unclosed, setup, teardown),
         cmocka_unit_test_setup_teardown(user_offline_leaves_queue, setup, teardown),
-        cmocka_unit_test_setup_teardown(create_failure_requeues_partner_at_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(create_failure_requeues_partner_at_head, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(create_failure_respects_a_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_while_pending_is_final, setup, teardown),
         cmocka_unit_test_setup_teardown(searching_again_while_pending, setup, teardown),

@@ -198,12 +198,9 @@ static void out_lifecycle(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(parse_pair_states),
-        cmocka_unit_test(parse_pair_rejects_garbage),
-        cmocka_unit_test(parse_gone),
-        cmocka_unit_test(handle_rejects_bad_input),
-        cmocka_unit_test(conv_id_bounds),
-        cmocka_unit_test(out_lifecycle),
+        cmocka_unit_test(parse_pair_states), cmocka_unit_test(parse_pair_rejects_garbage),
+        cmocka_unit_test(parse_gone),        cmocka_unit_test(handle_rejects_bad_input),
+        cmocka_unit_test(conv_id_bounds),    cmocka_unit_test(out_lifecycle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

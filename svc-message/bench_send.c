@@ -103,7 +103,8 @@ static int create_conversations(void)
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0) {
-        fprintf(stderr, "usage: %s URL [threads=64] [seconds=5] [conversations=100]\n", argv[0]);
+        fprintf(stderr, "usage: %s URL [threads=64] [seconds=5] [conversations=100]\n",
+                argv[0]);
         return 2;
     }
     int threads = argc > 2 ? atoi(argv[2]) : 64;
@@ -143,8 +144,10 @@ int main(int argc, char **argv)
     printf("codes:");
     for (int i = 0; i < 16; i++)
         if (codes[i])
-            printf(" %s=%ld", i == 15 ? "transport" : protobuf_c_enum_descriptor_get_value(
-                                                          &chat__code__descriptor, i)->name,
+            printf(" %s=%ld",
+                   i == 15
+                       ? "transport"
+                       : protobuf_c_enum_descriptor_get_value(&chat__code__descriptor, i)->name,
                    codes[i]);
     printf("\n");
     /* No chat_rpc_client_close(): nng_close() was seen to hang after the

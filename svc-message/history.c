@@ -10,8 +10,8 @@
 #include <stdlib.h>
 
 /* Fills rep with rows [0, n) of res (newest first) in ascending order. */
-static int history_fill(Chat__MessageReply *rep, const PGresult *res, int n,
-                        const char *conv, Chat__StoredMessage **msgs_out)
+static int history_fill(Chat__MessageReply *rep, const PGresult *res, int n, const char *conv,
+                        Chat__StoredMessage **msgs_out)
 {
     Chat__StoredMessage *msgs = calloc((size_t)n + 1, sizeof *msgs);
     Chat__StoredMessage **ptrs = calloc((size_t)n + 1, sizeof *ptrs);

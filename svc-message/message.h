@@ -33,24 +33,24 @@ typedef struct msg_config {
     const char *redis_host;
     const char *log_level;
     long long redis_port;
-    long long rate_per_min;   /* 0: no rate limit, Redis is not used */
-    long long max_text;       /* code points; we only reject > 4 * max bytes */
+    long long rate_per_min; /* 0: no rate limit, Redis is not used */
+    long long max_text;     /* code points; we only reject > 4 * max bytes */
     long long writers;
-    long long batch;          /* max sends per transaction */
-    long long contexts;       /* nng contexts of the REP socket */
+    long long batch;    /* max sends per transaction */
+    long long contexts; /* nng contexts of the REP socket */
     long long readers;
-    long long pg_timeout_ms;  /* statement_timeout; client gives up a bit later */
+    long long pg_timeout_ms; /* statement_timeout; client gives up a bit later */
 } msg_config;
 
 /* ---- rules.c: pure logic (no I/O), unit tested in test_rules.c ---- */
 
-#define MSG_CLIENT_ID_MAX 64     /* bytes, as in the client protocol */
-#define MSG_MAX_MEMBERS 1000     /* create_conversation */
+#define MSG_CLIENT_ID_MAX 64 /* bytes, as in the client protocol */
+#define MSG_MAX_MEMBERS 1000 /* create_conversation */
 #define MSG_REPLAY_DEFAULT 200
 #define MSG_REPLAY_MAX 500
 #define MSG_HISTORY_DEFAULT 50
 #define MSG_HISTORY_MAX 100
-#define MSG_CONTACTS_MAX 10000   /* recipients of one presence push */
+#define MSG_CONTACTS_MAX 10000 /* recipients of one presence push */
 
 /* Outcome of one send (the first five are the SQL status column). */
 typedef enum msg_status {
@@ -100,18 +100,18 @@ void msg_sort_batch(struct msg_job **jobs, int n);
 /* Kinds of failure, deciding what the caller does next. */
 typedef enum msg_pg_err {
     MSG_PG_OK = 0,
-    MSG_PG_RETRY,       /* a statement failed (unique violation, deadlock...):
+    MSG_PG_RETRY, /* a statement failed (unique violation, deadlock...):
                            rolled back; the connection is fine */
-    MSG_PG_DOWN,        /* connection lost, timeout, server going away */
+    MSG_PG_DOWN,  /* connection lost, timeout, server going away */
 } msg_pg_err;
 
 typedef struct msg_pg {
     const char *dsn;
     int timeout_ms;
-    PGconn *conn;             /* NULL while disconnected */
-    int64_t next_try_ms;      /* no connect attempt before (monotonic) */
-    int backoff_ms;           /* current reconnect backoff, 0 when connected */
-    bool warned;              /* "unreachable" logged once per outage */
+    PGconn *conn;        /* NULL while disconnected */
+    int64_t next_try_ms; /* no connect attempt before (monotonic) */
+    int backoff_ms;      /* current reconnect backoff, 0 when connected */
+    bool warned;         /* "unreachable" logged once per outage */
     /* Plan every join as index lookups in nested loops (writer connections;
      * set before the first msg_pg_ensure). Their tables are updated all the
      * time: a plan that scans one whole (costed from small or stale
@@ -188,8 +188,8 @@ typedef struct msg_send_result {
     char msg_id[24];
     int64_t seq;
     int64_t ts;
-    char *body;       /* original text of a duplicate (malloc'd), else NULL */
-    char *others;     /* comma-separated other members when stored (malloc'd) */
+    char *body;   /* original text of a duplicate (malloc'd), else NULL */
+    char *others; /* comma-separated other members when stored (malloc'd) */
     int64_t retry_after_ms;
 } msg_send_result;
 
@@ -204,10 +204,10 @@ typedef struct msg_service msg_service;
  * it. */
 typedef struct msg_job {
     chat_rpc_job *rpc;
-    Chat__MessageRequest *req;    /* owned; freed with the job */
+    Chat__MessageRequest *req; /* owned; freed with the job */
     msg_service *svc;
-    msg_op op;                    /* send: planned work in the batch */
-    struct msg_job *copy_of;      /* MSG_OP_COPY: the first send */
+    msg_op op;               /* send: planned work in the batch */
+    struct msg_job *copy_of; /* MSG_OP_COPY: the first send */
     bool token_taken;
     msg_send_result res;
 } msg_job;
@@ -250,7 +250,7 @@ void msg_meta_close(msg_meta *m);
 typedef struct msg_create_args {
     char kind[16];
     char dm_key[2 * CHAT_UUID_LEN + 2];
-    char *members;           /* malloc'd uuid[] literal; the caller frees it */
+    char *members; /* malloc'd uuid[] literal; the caller frees it */
     const char *v[3];
 } msg_create_args;
 int msg_create_params(const msg_job *job, msg_create_args *a); /* 0 or -1 (memory) */
@@ -260,7 +260,7 @@ void msg_close_result(msg_job *job, PGresult *res);
 /* Each in its own transaction. */
 void msg_create_one(msg_job *job, msg_pg *pg);
 void msg_close_one(msg_job *job, msg_pg *pg);
-void *msg_store_thread_init(void *cfg);   /* returns the thread's msg_pg */
+void *msg_store_thread_init(void *cfg); /* returns the thread's msg_pg */
 void msg_store_thread_fini(void *pg);
 void msg_store_work(void *job, void *pg);
 /* For the reader handlers (store.c and the files below), which own the job
@@ -299,9 +299,9 @@ struct msg_service {
     chat_pub *pub;
     msg_writers *writers;
     msg_meta *meta;
-    void *readers;                /* chat_workq */
+    void *readers; /* chat_workq */
     chat_rpc_server *rpc;
-    atomic_bool stopping;         /* set first by msg_service_stop */
+    atomic_bool stopping; /* set first by msg_service_stop */
 };
 
 /* Starts everything in order: schema (best effort), publisher, writers,

@@ -69,8 +69,13 @@ static PGconn *pg_connect(const char *dsn, int64_t deadline, char *err, size_t e
 {
     /* Our defaults first, then the operator's conninfo (expanded from
      * dbname) overrides them; the encoding is ours to decide. */
-    const char *kw[] = {"keepalives_idle", "keepalives_interval", "keepalives_count",
-                        "application_name", "dbname", "client_encoding", NULL};
+    const char *kw[] = {"keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                        "application_name",
+                        "dbname",
+                        "client_encoding",
+                        NULL};
     const char *val[] = {"10", "3", "3", "svc-message", dsn, "UTF8", NULL};
     PGconn *c = PQconnectStartParams(kw, val, 1);
     if (c == NULL) {
@@ -109,10 +114,9 @@ static int pg_setup(msg_pg *pg, PGconn *c)
     PQsetNoticeProcessor(c, pg_notice, NULL);
     char sql[160];
     snprintf(sql, sizeof sql, "SET statement_timeout = %d%s", pg->timeout_ms,
-             pg->point_lookups
-                 ? "; SET enable_seqscan = off; SET enable_hashjoin = off;"
-                   " SET enable_mergejoin = off"
-                 : "");
+             pg->point_lookups ? "; SET enable_seqscan = off; SET enable_hashjoin = off;"
+                                 " SET enable_mergejoin = off"
+                               : "");
     PGresult *r = PQexec(c, sql);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);

@@ -232,9 +232,10 @@ Chat__Code msg_validate(const Chat__MessageRequest *req, long long max_text,
         return check_receipt(req->receipt, detail);
     case CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER:
         return req->register_user == NULL ? CHAT__CODE__BAD_REQUEST
-                                           : check_user(req->register_user->user_id, detail);
+                                          : check_user(req->register_user->user_id, detail);
     case CHAT__MESSAGE_REQUEST__BODY_OPEN_DM:
-        return req->open_dm == NULL ? CHAT__CODE__BAD_REQUEST : check_open_dm(req->open_dm, detail);
+        return req->open_dm == NULL ? CHAT__CODE__BAD_REQUEST
+                                    : check_open_dm(req->open_dm, detail);
     case CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM:
         return req->join_room == NULL
                    ? CHAT__CODE__BAD_REQUEST
@@ -244,7 +245,8 @@ Chat__Code msg_validate(const Chat__MessageRequest *req, long long max_text,
                    ? CHAT__CODE__BAD_REQUEST
                    : check_room(req->leave_room->user_id, req->leave_room->room, detail);
     case CHAT__MESSAGE_REQUEST__BODY_HISTORY:
-        return req->history == NULL ? CHAT__CODE__BAD_REQUEST : check_history(req->history, detail);
+        return req->history == NULL ? CHAT__CODE__BAD_REQUEST
+                                    : check_history(req->history, detail);
     case CHAT__MESSAGE_REQUEST__BODY_TYPING:
         return req->typing == NULL ? CHAT__CODE__BAD_REQUEST
                                    : check_conv_user(req->typing->conversation_id,

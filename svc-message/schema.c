@@ -59,9 +59,10 @@ static bool exec_ok(PGconn *c, const char *sql)
     ExecStatusType st = PQresultStatus(r);
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     if (!ok)
-        chat_error("schema_sql_failed", "err=\"%s\"", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-                                                          ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-                                                          : "no result");
+        chat_error("schema_sql_failed", "err=\"%s\"",
+                   PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                       ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+                       : "no result");
     PQclear(r);
     return ok;
 }
@@ -341,14 +342,14 @@ int msg_schema_prepare(PGconn *c)
         const char *name, *sql;
         int nparams;
     } stmts[] = {
-        {MSG_SQL_SEND, sql_send, 5},       {MSG_SQL_LOOKUP, sql_lookup, 2},
-        {MSG_SQL_SEND_MANY, sql_send_many, 5},
-        {MSG_SQL_CREATE, sql_create, 3},   {MSG_SQL_CLOSE, sql_close, 1},
-        {MSG_SQL_INFO, sql_info, 2},       {MSG_SQL_REPLAY, sql_replay, 4},
-        {MSG_SQL_RECEIPT, sql_receipt, 4}, {MSG_SQL_REGISTER, sql_register, 1},
-        {MSG_SQL_OPEN_DM, sql_open_dm, 3}, {MSG_SQL_JOIN, sql_join, 2},
-        {MSG_SQL_LEAVE, sql_leave, 2},     {MSG_SQL_HISTORY, sql_history, 4},
-        {MSG_SQL_TYPING, sql_typing, 2},   {MSG_SQL_CONTACTS, sql_contacts, 3},
+        {MSG_SQL_SEND, sql_send, 5},           {MSG_SQL_LOOKUP, sql_lookup, 2},
+        {MSG_SQL_SEND_MANY, sql_send_many, 5}, {MSG_SQL_CREATE, sql_create, 3},
+        {MSG_SQL_CLOSE, sql_close, 1},         {MSG_SQL_INFO, sql_info, 2},
+        {MSG_SQL_REPLAY, sql_replay, 4},       {MSG_SQL_RECEIPT, sql_receipt, 4},
+        {MSG_SQL_REGISTER, sql_register, 1},   {MSG_SQL_OPEN_DM, sql_open_dm, 3},
+        {MSG_SQL_JOIN, sql_join, 2},           {MSG_SQL_LEAVE, sql_leave, 2},
+        {MSG_SQL_HISTORY, sql_history, 4},     {MSG_SQL_TYPING, sql_typing, 2},
+        {MSG_SQL_CONTACTS, sql_contacts, 3},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);

@@ -148,7 +148,8 @@ int msg_service_start(msg_service *svc, const msg_config *cfg)
         chat_pub_close(svc->pub);
         return -1;
     }
-    chat_info("listening", "rpc=%s pub=%s writers=%lld readers=%lld batch=%lld rate_per_min=%lld",
+    chat_info("listening",
+              "rpc=%s pub=%s writers=%lld readers=%lld batch=%lld rate_per_min=%lld",
               cfg->listen, cfg->pub_listen, cfg->writers, cfg->readers, cfg->batch,
               cfg->rate_per_min);
     return 0;

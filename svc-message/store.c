@@ -142,8 +142,8 @@ static void do_replay(msg_job *job, msg_pg *pg)
     int limit = msg_replay_limit(r->limit);
     char seq[24], lim[16];
     /* A cursor past any bigint is past everything in its conversation. */
-    snprintf(seq, sizeof seq, "%" PRIu64, r->after_seq > INT64_MAX ? (uint64_t)INT64_MAX
-                                                                    : r->after_seq);
+    snprintf(seq, sizeof seq, "%" PRIu64,
+             r->after_seq > INT64_MAX ? (uint64_t)INT64_MAX : r->after_seq);
     snprintf(lim, sizeof lim, "%d", limit);
     /* No cursor: start before every conversation id. */
     const char *after = r->after_conversation_id[0] ? r->after_conversation_id

@@ -16,8 +16,8 @@
 
 static void test_utf8(void **state)
 {
-    const char *ok[] = {"", "plain", "h\xc3\xa9llo", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
-                        "\xf4\x8f\xbf\xbf"};
+    const char *ok[] = {
+        "", "plain", "h\xc3\xa9llo", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         assert_true(msg_utf8_valid(ok[i], strlen(ok[i])));
     const char *bad[] = {
@@ -209,14 +209,20 @@ static void test_validate_conversations(void **state)
     req.body_case = CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM;
     req.join_room = &jr;
     jr.user_id = U1;
-    const char *good[] = {"a", "lobby", "a-b_c-9", "0123456789012345678901234567890123456789"
-                                                   "012345678901234567890123"};
+    const char *good[] = {"a", "lobby", "a-b_c-9",
+                          "0123456789012345678901234567890123456789"
+                          "012345678901234567890123"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         jr.room = (char *)good[i];
         assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__OK);
         assert_true(chat_room_valid(good[i]));
     }
-    const char *bad[] = {"", "Lobby", "a b", "a.b", "caf\xc3\xa9", "a/b",
+    const char *bad[] = {"",
+                         "Lobby",
+                         "a b",
+                         "a.b",
+                         "caf\xc3\xa9",
+                         "a/b",
                          "01234567890123456789012345678901234567890123456789012345678901234"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         jr.room = (char *)bad[i];
@@ -272,10 +278,11 @@ static void test_validate_conversations(void **state)
     assert_int_equal(msg_validate(&req, 500, &detail), CHAT__CODE__BAD_REQUEST);
 
     /* Cases set with their pointer missing must not crash. */
-    int cases[] = {CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER, CHAT__MESSAGE_REQUEST__BODY_OPEN_DM,
-                   CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM, CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM,
-                   CHAT__MESSAGE_REQUEST__BODY_HISTORY, CHAT__MESSAGE_REQUEST__BODY_TYPING,
-                   CHAT__MESSAGE_REQUEST__BODY_CONTACTS};
+    int cases[] = {
+        CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER, CHAT__MESSAGE_REQUEST__BODY_OPEN_DM,
+        CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM,     CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM,
+        CHAT__MESSAGE_REQUEST__BODY_HISTORY,       CHAT__MESSAGE_REQUEST__BODY_TYPING,
+        CHAT__MESSAGE_REQUEST__BODY_CONTACTS};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         req.body_case = (Chat__MessageRequest__BodyCase)cases[i];
         req.register_user = NULL;
@@ -379,7 +386,7 @@ static msg_job *send_job(const char *conv, const char *text)
 static void test_sort_batch(void **state)
 {
     /* Sorted by conversation (case-insensitively), stable within one. */
-    msg_job *jobs[6] = {send_job(U2, "b1"), send_job(U1, "a1"), send_job(U2, "b2"),
+    msg_job *jobs[6] = {send_job(U2, "b1"),       send_job(U1, "a1"), send_job(U2, "b2"),
                         send_job(U1_UPPER, "a2"), send_job(U1, "a3"), send_job(U2, "b3")};
     msg_sort_batch(jobs, 6);
     const char *want[] = {"a1", "a2", "a3", "b1", "b2", "b3"};
@@ -395,12 +402,18 @@ static void test_sort_batch(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8),           cmocka_unit_test(test_validate_send),
-        cmocka_unit_test(test_validate_create), cmocka_unit_test(test_validate_others),
-        cmocka_unit_test(test_route),          cmocka_unit_test(test_status_code),
-        cmocka_unit_test(test_replay_limit),   cmocka_unit_test(test_dm_key),
-        cmocka_unit_test(test_uuid_array),     cmocka_unit_test(test_split_ids),
-        cmocka_unit_test(test_sort_batch),     cmocka_unit_test(test_validate_conversations),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_validate_send),
+        cmocka_unit_test(test_validate_create),
+        cmocka_unit_test(test_validate_others),
+        cmocka_unit_test(test_route),
+        cmocka_unit_test(test_status_code),
+        cmocka_unit_test(test_replay_limit),
+        cmocka_unit_test(test_dm_key),
+        cmocka_unit_test(test_uuid_array),
+        cmocka_unit_test(test_split_ids),
+        cmocka_unit_test(test_sort_batch),
+        cmocka_unit_test(test_validate_conversations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

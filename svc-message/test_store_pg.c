@@ -43,8 +43,8 @@ typedef struct inst {
     bool up;
 } inst;
 
-static inst free_i;   /* no rate limit */
-static inst rl_i;     /* RATE per minute */
+static inst free_i; /* no rate limit */
+static inst rl_i;   /* RATE per minute */
 
 /* ---- events seen by our subscriber ---- */
 typedef struct seen_evt {
@@ -52,8 +52,8 @@ typedef struct seen_evt {
     char conv[40];
     uint64_t seq;
     bool read;
-    char user[40];     /* receipt: whose; message: sender */
-    char to[1024];     /* recipients, comma-separated */
+    char user[40]; /* receipt: whose; message: sender */
+    char to[1024]; /* recipients, comma-separated */
 } seen_evt;
 
 #define MAX_EVTS 20000
@@ -128,13 +128,23 @@ static int wait_events(int body_case, const char *conv, int want, seen_evt *out,
 
 static void cfg_defaults(inst *in, const char *tag, long long rate, const char *dsn, int rport)
 {
-    snprintf(in->listen, sizeof in->listen, "ipc:///tmp/test_msg_%d_%s_rep", (int)getpid(), tag);
+    snprintf(in->listen, sizeof in->listen, "ipc:///tmp/test_msg_%d_%s_rep", (int)getpid(),
+             tag);
     snprintf(in->pub, sizeof in->pub, "ipc:///tmp/test_msg_%d_%s_pub", (int)getpid(), tag);
     msg_config c = {
-        .listen = in->listen, .pub_listen = in->pub, .pg_dsn = dsn,
-        .redis_host = "127.0.0.1", .log_level = "info", .redis_port = rport,
-        .rate_per_min = rate, .max_text = 500, .writers = 2, .batch = 256,
-        .contexts = 256, .readers = 2, .pg_timeout_ms = 3000,
+        .listen = in->listen,
+        .pub_listen = in->pub,
+        .pg_dsn = dsn,
+        .redis_host = "127.0.0.1",
+        .log_level = "info",
+        .redis_port = rport,
+        .rate_per_min = rate,
+        .max_text = 500,
+        .writers = 2,
+        .batch = 256,
+        .contexts = 256,
+        .readers = 2,
+        .pg_timeout_ms = 3000,
     };
     in->cfg = c;
 }
@@ -463,7 +473,8 @@ static void test_send_codes(void **state)
     longid[65] = '\0';
     assert_int_equal(send_code(&free_i, conv, a, longid, "hi"), CHAT__CODE__BAD_REQUEST);
     assert_int_equal(send_code(&free_i, conv, a, "c1", ""), CHAT__CODE__BAD_REQUEST);
-    assert_int_equal(send_code(&free_i, conv, a, "c1", "bad \xff utf8"), CHAT__CODE__BAD_REQUEST);
+    assert_int_equal(send_code(&free_i, conv, a, "c1", "bad \xff utf8"),
+                     CHAT__CODE__BAD_REQUEST);
     char *big = malloc(2002);
     memset(big, 'a', 2001);
     big[2001] = '\0';
@@ -835,7 +846,8 @@ static void test_duplicate_race(void **state)
     }
     /* No seq was burnt by a rolled-back attempt. */
     for (int c = 0; c < 2; c++) {
-        Chat__MessageReply *r = do_send(&free_i, race_conv[c], race_sender, c ? "after-1" : "after-0", "x");
+        Chat__MessageReply *r =
+            do_send(&free_i, race_conv[c], race_sender, c ? "after-1" : "after-0", "x");
         assert_int_equal(r->code, CHAT__CODE__OK);
         assert_int_equal(r->message->seq, (uint64_t)stored_in[c] + 1);
         done(r);
@@ -1331,7 +1343,8 @@ static void test_pg_down(void **state)
 {
     inst down;
     memset(&down, 0, sizeof down);
-    cfg_defaults(&down, "pdown", 0, "host=127.0.0.1 port=1 dbname=chat user=postgres", redis_port);
+    cfg_defaults(&down, "pdown", 0, "host=127.0.0.1 port=1 dbname=chat user=postgres",
+                 redis_port);
     assert_int_equal(inst_start(&down), 0);
     char a[37], b[37], conv[37];
     uid(a), uid(b), uid(conv);
@@ -1371,7 +1384,8 @@ static Chat__MessageReply *raw_call(const uint8_t *data, size_t len)
     nng_close(s);
     assert_non_null(rb);
     assert_int_equal(rb->n_items, 1);
-    Chat__MessageReply *r = chat__message_reply__unpack(NULL, rb->items[0].len, rb->items[0].data);
+    Chat__MessageReply *r =
+        chat__message_reply__unpack(NULL, rb->items[0].len, rb->items[0].data);
     chat__batch__free_unpacked(rb, NULL);
     assert_non_null(r);
     return r;

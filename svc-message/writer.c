@@ -167,10 +167,22 @@ static char *pg_array(msg_job **jobs, int n, const char *(*field)(const msg_job 
     return out;
 }
 
-static const char *f_conv(const msg_job *j) { return j->req->send->conversation_id; }
-static const char *f_sender(const msg_job *j) { return j->req->send->sender; }
-static const char *f_cmid(const msg_job *j) { return j->req->send->client_msg_id; }
-static const char *f_text(const msg_job *j) { return j->req->send->text; }
+static const char *f_conv(const msg_job *j)
+{
+    return j->req->send->conversation_id;
+}
+static const char *f_sender(const msg_job *j)
+{
+    return j->req->send->sender;
+}
+static const char *f_cmid(const msg_job *j)
+{
+    return j->req->send->client_msg_id;
+}
+static const char *f_text(const msg_job *j)
+{
+    return j->req->send->text;
+}
 
 /* Queues sends[0..n) as one MSG_SQL_SEND_MANY. */
 static int queue_many(msg_pg *pg, msg_job **jobs, int n, const char *ts)
@@ -311,7 +323,8 @@ static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
             if (op == MSG_OP_NONE || op == MSG_OP_COPY || (many && op == MSG_OP_SEND))
                 continue;
             if (!take_result(jobs[i], out[q++])) {
-                chat_error("send_result_unexpected", "conv=%s", jobs[i]->req->send->conversation_id);
+                chat_error("send_result_unexpected", "conv=%s",
+                           jobs[i]->req->send->conversation_id);
                 jobs[i]->res.status = MSG_ST_INTERNAL;
             }
         }
@@ -373,9 +386,9 @@ static void refund_step(const msg_config *cfg, chat_redis *redis, msg_job **jobs
 /* The events of one batch, published together as one nng message. */
 typedef struct batch_events {
     int n;
-    Chat__Event *ev;          /* [batch size] */
-    Chat__StoredMessage *sm;  /* [batch size] */
-    char **ids;               /* recipients of every event, one block */
+    Chat__Event *ev;         /* [batch size] */
+    Chat__StoredMessage *sm; /* [batch size] */
+    char **ids;              /* recipients of every event, one block */
     size_t ids_used, ids_cap;
 } batch_events;
 

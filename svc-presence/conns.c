@@ -61,10 +61,10 @@ int pres_user_member(char *buf, size_t n, const char *user, uint64_t conn)
 
 /* The keys and members both scripts use. Returns 0 or -1 (too long). */
 typedef struct conn_keys {
-    char conns[64];                          /* p:conns:{user} */
-    char gw[8 + PRES_GATEWAY_ID_MAX];        /* p:gw:{gw} */
-    char gwconn[PRES_GATEWAY_ID_MAX + 24];   /* gw/conn */
-    char userconn[CHAT_UUID_LEN + 24];       /* user/conn */
+    char conns[64];                        /* p:conns:{user} */
+    char gw[8 + PRES_GATEWAY_ID_MAX];      /* p:gw:{gw} */
+    char gwconn[PRES_GATEWAY_ID_MAX + 24]; /* gw/conn */
+    char userconn[CHAT_UUID_LEN + 24];     /* user/conn */
 } conn_keys;
 
 static int conn_keys_make(conn_keys *k, const char *user, const Chat__ConnRef *c)
@@ -86,8 +86,8 @@ void pres_connect(chat_redis *r, const Chat__ConnectReq *q, pres_out *out)
         pres_out_err(out, CHAT__CODE__BAD_REQUEST, "gateway id too long");
         return;
     }
-    const char *args[] = {k.conns,    k.gw,        "p:grace",          "p:gwalive",
-                          k.gwconn,   k.userconn,  q->user_id,         q->conn->gateway_id};
+    const char *args[] = {k.conns,  k.gw,       "p:grace",  "p:gwalive",
+                          k.gwconn, k.userconn, q->user_id, q->conn->gateway_id};
     redisReply *rep = chat_redis_eval(r, &connect_script, 4, 8, args);
     if (rep == NULL) {
         pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");
@@ -112,8 +112,8 @@ void pres_disconnect(const pres_env *env, chat_redis *r, const Chat__DisconnectR
     snprintf(now_s, sizeof now_s, "%" PRId64, now);
     snprintf(deadline, sizeof deadline, "%" PRId64, now + env->grace_ms);
     snprintf(ttl, sizeof ttl, "%d", PRES_SEEN_TTL_S);
-    const char *args[] = {k.conns, k.gw, seen_key, "p:grace", k.gwconn, k.userconn,
-                          now_s, deadline, q->user_id, ttl};
+    const char *args[] = {k.conns,    k.gw,  seen_key, "p:grace",  k.gwconn,
+                          k.userconn, now_s, deadline, q->user_id, ttl};
     redisReply *rep = chat_redis_eval(r, &disconnect_script, 4, 10, args);
     if (rep == NULL) {
         pres_out_err(out, CHAT__CODE__UNAVAILABLE, "presence store unavailable");

@@ -14,11 +14,10 @@
  * data) and says it holds connections: it then sends connect again for each.
  * p:gwhb, not p:gwalive, says "heard before": a connect also enters the
  * gateway in p:gwalive (see conns.c). */
-static const char HEARTBEAT_SRC[] =
-    "local known = redis.call('SADD', KEYS[2], ARGV[2]) == 0\n"
-    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
-    "if not known and tonumber(ARGV[3]) > 0 then return 1 end\n"
-    "return 0\n";
+static const char HEARTBEAT_SRC[] = "local known = redis.call('SADD', KEYS[2], ARGV[2]) == 0\n"
+                                    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
+                                    "if not known and tonumber(ARGV[3]) > 0 then return 1 end\n"
+                                    "return 0\n";
 
 /* KEYS: p:gwalive p:gw:{gw} p:dead:{gw} p:deadgws; ARGV: gw cutoff.
  * Claims a gateway silent since cutoff ("+inf": whatever its last

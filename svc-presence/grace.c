@@ -21,10 +21,9 @@ static const char CLAIM_SRC[] =
 
 /* KEYS: p:grace p:conns:{user}; ARGV: user when. Puts a claimed user back
  * for a later try, unless it came back meanwhile or has a newer grace. */
-static const char RETRY_SRC[] =
-    "if redis.call('SCARD', KEYS[2]) > 0 then return 0 end\n"
-    "redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])\n"
-    "return 1\n";
+static const char RETRY_SRC[] = "if redis.call('SCARD', KEYS[2]) > 0 then return 0 end\n"
+                                "redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])\n"
+                                "return 1\n";
 
 static chat_redis_script claim_script, retry_script;
 
@@ -64,8 +63,8 @@ int pres_sweep_grace(const pres_env *env, chat_redis *r, int64_t now)
 {
     char now_s[24];
     snprintf(now_s, sizeof now_s, "%" PRId64, now);
-    redisReply *due = chat_redis_cmd(r, "ZRANGEBYSCORE p:grace -inf %s LIMIT 0 %d", now_s,
-                                     PRES_GRACE_BATCH);
+    redisReply *due =
+        chat_redis_cmd(r, "ZRANGEBYSCORE p:grace -inf %s LIMIT 0 %d", now_s, PRES_GRACE_BATCH);
     if (due == NULL || due->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(due);
         return -1;

@@ -43,11 +43,10 @@ static const chat_cfg_item cfg_items[] = {
      "timeout of a call to another service (ms)", &cfg_rpc_timeout_ms},
     {"CHAT_PRESENCE_THREADS", CHAT_CFG_INT, "4", 1, 256,
      "worker threads (one Redis connection each)", &cfg_threads},
-    {"CHAT_PRESENCE_CONTEXTS", CHAT_CFG_INT, "256", 1, 65536,
-     "requests accepted at once", &cfg_contexts},
+    {"CHAT_PRESENCE_CONTEXTS", CHAT_CFG_INT, "256", 1, 65536, "requests accepted at once",
+     &cfg_contexts},
     {"CHAT_PRESENCE_NOTIFIERS", CHAT_CFG_INT, "2", 1, 64,
-     "threads sending presence pushes to contacts (one Redis connection each)",
-     &cfg_notifiers},
+     "threads sending presence pushes to contacts (one Redis connection each)", &cfg_notifiers},
     {"CHAT_PRESENCE_NOTIFY_QUEUE", CHAT_CFG_INT, "10000", 1, 10000000,
      "presence pushes waiting per notifier thread before new ones are dropped",
      &cfg_notify_queue},
@@ -85,7 +84,8 @@ int main(int argc, char **argv)
      * follows ours, and a disconnect before could not take users out of the
      * queue. */
     pres_peers_wait(match, "svc-match", PRES_PEER_WAIT_MS);
-    if ((rv = chat_rpc_client_open(&message, cfg_message_addrs, (int)cfg_rpc_timeout_ms)) != 0) {
+    if ((rv = chat_rpc_client_open(&message, cfg_message_addrs, (int)cfg_rpc_timeout_ms)) !=
+        0) {
         chat_error("pres_message_client_failed", "urls=%s err=\"%s\"", cfg_message_addrs,
                    nng_strerror(rv));
         goto out;
@@ -96,19 +96,22 @@ int main(int argc, char **argv)
                             PRES_REDIS_TIMEOUT_MS, (int)cfg_notifiers,
                             (int)cfg_notify_queue) != 0)
         goto out;
-    pres_env env = {pres_peers_match_call, match, cfg_grace_ms, cfg_gw_ttl_ms,
-                    pres_notifier_push, notifier};
-    chat_rpc_pool_cfg scfg = {"presence", cfg_listen, (int)cfg_contexts, (int)cfg_threads,
-                             cfg_redis_host, (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS};
+    pres_env env = {pres_peers_match_call, match,   cfg_grace_ms, cfg_gw_ttl_ms,
+                    pres_notifier_push,    notifier};
+    chat_rpc_pool_cfg scfg = {"presence",           cfg_listen,     (int)cfg_contexts,
+                              (int)cfg_threads,     cfg_redis_host, (int)cfg_redis_port,
+                              PRES_REDIS_TIMEOUT_MS};
     if (pres_server_open(&srv, &scfg, &env) != 0)
         goto out;
     if (pres_sweeper_start(&sweeper, &env, cfg_redis_host, (int)cfg_redis_port,
                            PRES_REDIS_TIMEOUT_MS, PRES_SWEEP_INTERVAL_MS) != 0)
         goto out;
 
-    chat_info("pres_started", "listen=%s pub=%s match=%s redis=%s:%lld grace_ms=%lld "
-              "gateway_ttl_ms=%lld", cfg_listen, cfg_pub_listen, cfg_match_addrs,
-              cfg_redis_host, cfg_redis_port, cfg_grace_ms, cfg_gw_ttl_ms);
+    chat_info("pres_started",
+              "listen=%s pub=%s match=%s redis=%s:%lld grace_ms=%lld "
+              "gateway_ttl_ms=%lld",
+              cfg_listen, cfg_pub_listen, cfg_match_addrs, cfg_redis_host, cfg_redis_port,
+              cfg_grace_ms, cfg_gw_ttl_ms);
     chat_wait_for_stop();
     chat_info("pres_stopping", "reason=signal");
     exit_code = 0;

@@ -83,10 +83,10 @@ typedef struct notify_thread {
     bool started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    notify_item *head, *tail;   /* under mu */
-    int len;                    /* under mu */
-    bool stop;                  /* under mu */
-    int64_t dropped;            /* under mu: since the last warning */
+    notify_item *head, *tail; /* under mu */
+    int len;                  /* under mu */
+    bool stop;                /* under mu */
+    int64_t dropped;          /* under mu: since the last warning */
 } notify_thread;
 
 struct pres_notifier {
@@ -119,7 +119,8 @@ static void *notify_main(void *arg)
         t->dropped = 0;
         pthread_mutex_unlock(&t->mu);
         if (dropped > 0)
-            chat_warn("pres_notify_dropped", "pushes=%lld reason=queue_full", (long long)dropped);
+            chat_warn("pres_notify_dropped", "pushes=%lld reason=queue_full",
+                      (long long)dropped);
         if (r != NULL)
             pres_notify_run(nt->deps, r, it->user, it->online, it->at, chat_now_ms());
         free(it);

@@ -202,7 +202,6 @@ bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
 
-
 /* Starts serving. env must outlive the server. Returns 0 (*out is the
  * caller's, freed by pres_server_close) or -1 (logged). */
 int pres_server_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg, const pres_env *env);

@@ -9,13 +9,12 @@
 
 /* ARGV: user ids. Returns {scard1, seen1, scard2, seen2, ...}, seen "" when
  * unknown (a Lua nil would end the array). */
-static const char QUERY_SRC[] =
-    "local out = {}\n"
-    "for i, u in ipairs(ARGV) do\n"
-    "  out[2 * i - 1] = redis.call('SCARD', 'p:conns:' .. u)\n"
-    "  out[2 * i] = redis.call('GET', 'p:seen:' .. u) or ''\n"
-    "end\n"
-    "return out\n";
+static const char QUERY_SRC[] = "local out = {}\n"
+                                "for i, u in ipairs(ARGV) do\n"
+                                "  out[2 * i - 1] = redis.call('SCARD', 'p:conns:' .. u)\n"
+                                "  out[2 * i] = redis.call('GET', 'p:seen:' .. u) or ''\n"
+                                "end\n"
+                                "return out\n";
 
 /* Ids per script call (chat_redis_eval takes at most 64 arguments). */
 #define QUERY_CHUNK 50

@@ -51,7 +51,6 @@ void pres_scripts_init(void)
     pres_query_scripts_init();
 }
 
-
 int pres_tell_match(const pres_env *env, Chat__MatchRequest__BodyCase kind, const char *user)
 {
     Chat__UserOfflineReq off = CHAT__USER_OFFLINE_REQ__INIT;
@@ -65,8 +64,8 @@ int pres_tell_match(const pres_env *env, Chat__MatchRequest__BodyCase kind, cons
         gone.user_id = (char *)user;
         req.user_gone = &gone;
     }
-    const char *what = kind == CHAT__MATCH_REQUEST__BODY_USER_OFFLINE ? "user_offline"
-                                                                       : "user_gone";
+    const char *what =
+        kind == CHAT__MATCH_REQUEST__BODY_USER_OFFLINE ? "user_offline" : "user_gone";
     Chat__MatchReply *rep = NULL;
     if (env->match_call(env->ctx, &req, &rep) != 0) {
         chat_warn("pres_match_call_failed", "call=%s user=%s err=unreachable", what, user);

@@ -35,7 +35,7 @@ typedef struct fake_call {
 typedef struct fake {
     pthread_mutex_t mu;
     bool down;
-    Chat__Code code; /* what svc-match answers */
+    Chat__Code code;       /* what svc-match answers */
     void (*on_call)(void); /* runs once inside the next call (a race made to order) */
     fake_call calls[FAKE_MAX_CALLS];
     int n_calls;
@@ -199,8 +199,8 @@ static int teardown(void **state)
 static void first_and_last(void **state)
 {
     assert_true(CONNECT(A, "gw1", 1, T0));
-    assert_false(CONNECT(A, "gw2", 7, T0));     /* second connection, other gateway */
-    assert_false(CONNECT(A, "gw1", 1, T0));     /* the same again (resync) */
+    assert_false(CONNECT(A, "gw2", 7, T0)); /* second connection, other gateway */
+    assert_false(CONNECT(A, "gw1", 1, T0)); /* the same again (resync) */
     assert_false(DISCONNECT(A, "gw1", 1, T0 + 5));
     assert_int_equal(calls_of(OFFLINE, A), 0);
     assert_true(DISCONNECT(A, "gw2", 7, T0 + 10));
@@ -261,9 +261,18 @@ static void query_statuses(void **state)
         const Chat__UserStatus *st = out.reply.statuses[i];
         assert_string_equal(st->user_id, users[i % 3]);
         switch (i % 3) {
-        case 0: assert_true(st->online); assert_int_equal(st->last_seen, T0 + 500); break;
-        case 1: assert_false(st->online); assert_int_equal(st->last_seen, T0 + 100); break;
-        case 2: assert_false(st->online); assert_int_equal(st->last_seen, 0); break;
+        case 0:
+            assert_true(st->online);
+            assert_int_equal(st->last_seen, T0 + 500);
+            break;
+        case 1:
+            assert_false(st->online);
+            assert_int_equal(st->last_seen, T0 + 100);
+            break;
+        case 2:
+            assert_false(st->online);
+            assert_int_equal(st->last_seen, 0);
+            break;
         }
     }
     /* The reply packs (what the server sends). */
@@ -274,9 +283,9 @@ static void query_statuses(void **state)
 
 static void heartbeat_resync(void **state)
 {
-    assert_true(heartbeat("gw1", 3, T0));      /* unknown gateway with connections */
+    assert_true(heartbeat("gw1", 3, T0)); /* unknown gateway with connections */
     assert_false(heartbeat("gw1", 3, T0 + 2000));
-    assert_false(heartbeat("gw2", 0, T0));     /* nothing to re-send */
+    assert_false(heartbeat("gw2", 0, T0)); /* nothing to re-send */
     assert_false(heartbeat("gw2", 1, T0 + 2000));
     /* Redis lost its data: the next heartbeat asks for the connections. */
     freeReplyObject(chat_redis_cmd(R, "FLUSHDB"));
@@ -290,7 +299,7 @@ static void grace_claimed_once(void **state)
     DISCONNECT(A, "gw1", 1, T0);
     CONNECT(B, "gw1", 2, T0);
     DISCONNECT(B, "gw1", 2, T0);
-    CONNECT(B, "gw1", 3, T0 + 1000);            /* B came back */
+    CONNECT(B, "gw1", 3, T0 + 1000); /* B came back */
     assert_int_equal(pres_sweep_grace(&env, R, T0 + GRACE - 1), 0);
     assert_int_equal(calls_of(GONE, NULL), 0);
     assert_int_equal(pres_sweep_grace(&env, R, T0 + GRACE), 1);
@@ -489,17 +498,17 @@ static void notify_hooks(void **state)
 {
     n_notified = 0;
     env.notify = record_notify;
-    CONNECT(A, "gw1", 1, T0);           /* first: online */
-    CONNECT(A, "gw2", 2, T0 + 1);       /* second: nothing */
-    DISCONNECT(A, "gw1", 1, T0 + 2);    /* not the last: nothing */
-    DISCONNECT(A, "gw2", 2, T0 + 3);    /* last: offline */
+    CONNECT(A, "gw1", 1, T0);        /* first: online */
+    CONNECT(A, "gw2", 2, T0 + 1);    /* second: nothing */
+    DISCONNECT(A, "gw1", 1, T0 + 2); /* not the last: nothing */
+    DISCONNECT(A, "gw2", 2, T0 + 3); /* last: offline */
     heartbeat("gw3", 1, T0);
-    CONNECT(B, "gw3", 3, T0);           /* online */
+    CONNECT(B, "gw3", 3, T0);                   /* online */
     pres_sweep_gateways(&env, R, T0 + TTL + 1); /* gw3 dead: B offline */
     env.notify = NULL;
     assert_int_equal(n_notified, 4);
-    const notified want[] = {{"", true, T0}, {"", false, T0 + 3}, {"", true, T0},
-                             {"", false, T0 + TTL + 1}};
+    const notified want[] = {
+        {"", true, T0}, {"", false, T0 + 3}, {"", true, T0}, {"", false, T0 + TTL + 1}};
     for (int i = 0; i < 4; i++) {
         assert_string_equal(nlist[i].user, i < 2 ? A : B);
         assert_int_equal(nlist[i].online, want[i].online);
@@ -511,14 +520,14 @@ static void notify_hooks(void **state)
 typedef struct fake_deps {
     pthread_mutex_t mu;
     bool contacts_down, publish_down;
-    int n_contacts;                  /* contacts handed out per call */
+    int n_contacts; /* contacts handed out per call */
     int calls;
     int published;
-    Chat__PresenceEvt last;          /* strings not kept */
+    Chat__PresenceEvt last; /* strings not kept */
     char last_user[CHAT_UUID_LEN + 1];
     size_t last_n;
     char last_to0[CHAT_UUID_LEN + 1];
-    int64_t last_at;                 /* contacts: joined before */
+    int64_t last_at; /* contacts: joined before */
 } fake_deps;
 
 static fake_deps FD = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -677,8 +686,10 @@ int main(void)
 {
     const char *port = getenv("CHAT_TEST_REDIS_PORT");
     if (port == NULL || *port == '\0') {
-        fprintf(stderr, "test_pres_redis: SKIPPED: set CHAT_TEST_REDIS_PORT to a Redis "
-                        "on 127.0.0.1 (database %d is emptied)\n", TEST_DB);
+        fprintf(stderr,
+                "test_pres_redis: SKIPPED: set CHAT_TEST_REDIS_PORT to a Redis "
+                "on 127.0.0.1 (database %d is emptied)\n",
+                TEST_DB);
         return 77;
     }
     redis_port = atoi(port);

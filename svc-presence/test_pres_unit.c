@@ -19,8 +19,7 @@ static void members(void **state)
     char buf[64];
     assert_int_equal(pres_conn_member(buf, sizeof buf, "gw1", 42), 6);
     assert_string_equal(buf, "gw1/42");
-    assert_int_equal(pres_user_member(buf, sizeof buf, UA, UINT64_MAX),
-                     36 + 1 + 20);
+    assert_int_equal(pres_user_member(buf, sizeof buf, UA, UINT64_MAX), 36 + 1 + 20);
     assert_string_equal(buf, UA "/18446744073709551615");
     assert_int_equal(pres_conn_member(buf, 6, "gw1", 42), -1); /* no room for the NUL */
 }

@@ -25,11 +25,16 @@
 #define CONN_HEAD_MAX 16384 /* an upgrade response longer than this is not one */
 
 static const cb_counter fail_counter[] = {
-    [CB_FAIL_REFUSED] = CB_C_FAIL_REFUSED,   [CB_FAIL_RESET] = CB_C_FAIL_RESET,
-    [CB_FAIL_TIMEOUT] = CB_C_FAIL_TIMEOUT,   [CB_FAIL_HTTP] = CB_C_FAIL_HTTP,
-    [CB_FAIL_UNAUTHORIZED] = CB_C_FAIL_UNAUTHORIZED, [CB_FAIL_PROTOCOL] = CB_C_FAIL_PROTOCOL,
-    [CB_FAIL_ADDR] = CB_C_FAIL_ADDR,         [CB_FAIL_FILES] = CB_C_FAIL_FILES,
-    [CB_FAIL_OTHER] = CB_C_FAIL_OTHER,       [CB_FAIL_CLOSED] = CB_C_DROPPED,
+    [CB_FAIL_REFUSED] = CB_C_FAIL_REFUSED,
+    [CB_FAIL_RESET] = CB_C_FAIL_RESET,
+    [CB_FAIL_TIMEOUT] = CB_C_FAIL_TIMEOUT,
+    [CB_FAIL_HTTP] = CB_C_FAIL_HTTP,
+    [CB_FAIL_UNAUTHORIZED] = CB_C_FAIL_UNAUTHORIZED,
+    [CB_FAIL_PROTOCOL] = CB_C_FAIL_PROTOCOL,
+    [CB_FAIL_ADDR] = CB_C_FAIL_ADDR,
+    [CB_FAIL_FILES] = CB_C_FAIL_FILES,
+    [CB_FAIL_OTHER] = CB_C_FAIL_OTHER,
+    [CB_FAIL_CLOSED] = CB_C_DROPPED,
 };
 
 static cb_fail fail_of_errno(int e)
@@ -61,7 +66,8 @@ static uint64_t ev_data(const cb_conn *c)
 
 static bool in_flight(const cb_conn *c)
 {
-    return c->st == CB_CS_CONNECTING || c->st == CB_CS_HANDSHAKE || c->st == CB_CS_WAIT_CONNECTED;
+    return c->st == CB_CS_CONNECTING || c->st == CB_CS_HANDSHAKE ||
+           c->st == CB_CS_WAIT_CONNECTED;
 }
 
 void cb_conn_close(cb_worker *w, cb_conn *c, bool rst)
@@ -171,8 +177,8 @@ static int queue_frame(cb_worker *w, cb_conn *c, int opcode, const void *p, size
         w->res.c[CB_C_SHED]++;
         return -1;
     }
-    c->out_len += (uint32_t)cb_ws_encode(c->out + c->out_len, opcode, p, len,
-                                         (uint32_t)cb_rand(&w->rng));
+    c->out_len +=
+        (uint32_t)cb_ws_encode(c->out + c->out_len, opcode, p, len, (uint32_t)cb_rand(&w->rng));
     mark_dirty(w, c);
     return 0;
 }
@@ -215,7 +221,8 @@ void cb_conn_start(cb_worker *w, cb_conn *c, int64_t now, const char *session)
         }
     }
     const cb_url *u = &o->urls[c->url_i];
-    if (connect(fd, (const struct sockaddr *)&u->addr, sizeof u->addr) != 0 && errno != EINPROGRESS) {
+    if (connect(fd, (const struct sockaddr *)&u->addr, sizeof u->addr) != 0 &&
+        errno != EINPROGRESS) {
         fail_soon(w, c, fail_of_errno(errno), now);
         return;
     }
@@ -284,7 +291,8 @@ void cb_count_error(cb_worker *w, const char *code)
 }
 
 /* "connected" (or the error that replaces it). */
-static void conn_first_frame(cb_worker *w, cb_conn *c, const cJSON *j, const char *type, int64_t now)
+static void conn_first_frame(cb_worker *w, cb_conn *c, const cJSON *j, const char *type,
+                             int64_t now)
 {
     if (strcmp(type, "connected") == 0) {
         const char *uid = cb_json_str(j, "user_id");
@@ -311,8 +319,10 @@ static void conn_first_frame(cb_worker *w, cb_conn *c, const cJSON *j, const cha
     } else if (strcmp(type, "error") == 0) {
         const char *code = cb_json_str(j, "code");
         cb_count_error(w, code);
-        conn_fail(w, c, code && strcmp(code, "unauthorized") == 0 ? CB_FAIL_UNAUTHORIZED
-                                                                  : CB_FAIL_PROTOCOL, now);
+        conn_fail(w, c,
+                  code && strcmp(code, "unauthorized") == 0 ? CB_FAIL_UNAUTHORIZED
+                                                            : CB_FAIL_PROTOCOL,
+                  now);
     } else {
         conn_fail(w, c, CB_FAIL_PROTOCOL, now);
     }
@@ -343,11 +353,15 @@ static void conn_close_frame(cb_worker *w, cb_conn *c, const uint8_t *p, size_t 
         queue_frame(w, c, CB_OP_CLOSE, echo, 2);
         conn_write(w, c); /* best effort: we close right after */
     }
-    conn_fail(w, c, code == 4401 ? CB_FAIL_UNAUTHORIZED
-                    : c->st == CB_CS_READY ? CB_FAIL_CLOSED : CB_FAIL_RESET, now);
+    conn_fail(w, c,
+              code == 4401           ? CB_FAIL_UNAUTHORIZED
+              : c->st == CB_CS_READY ? CB_FAIL_CLOSED
+                                     : CB_FAIL_RESET,
+              now);
 }
 
-static void conn_frame(cb_worker *w, cb_conn *c, const cb_ws_frame *f, const uint8_t *p, int64_t now)
+static void conn_frame(cb_worker *w, cb_conn *c, const cb_ws_frame *f, const uint8_t *p,
+                       int64_t now)
 {
     switch (f->opcode) {
     case CB_OP_PING:
@@ -416,7 +430,8 @@ static long conn_consume(cb_worker *w, cb_conn *c, uint8_t *buf, size_t len, int
             char name[32];
             snprintf(name, sizeof name, "http_%d", status);
             cb_result_error(&w->res, name, 1);
-            conn_fail(w, c, status == 101 || status == 0 ? CB_FAIL_PROTOCOL : CB_FAIL_HTTP, now);
+            conn_fail(w, c, status == 101 || status == 0 ? CB_FAIL_PROTOCOL : CB_FAIL_HTTP,
+                      now);
             return -1;
         }
         pos = hl;
@@ -480,7 +495,8 @@ static void conn_read(cb_worker *w, cb_conn *c, int64_t now)
         long used = conn_consume(w, c, w->scratch, total, now);
         if (used < 0)
             return;
-        if (total - (size_t)used >= CB_SCRATCH - 1 || keep_rest(c, w->scratch + used, total - (size_t)used) != 0) {
+        if (total - (size_t)used >= CB_SCRATCH - 1 ||
+            keep_rest(c, w->scratch + used, total - (size_t)used) != 0) {
             conn_fail(w, c, CB_FAIL_PROTOCOL, now); /* a frame larger than we accept */
             return;
         }

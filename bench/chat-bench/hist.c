@@ -4,9 +4,9 @@
 
 #include <math.h>
 
-#define HIST_LINEAR 128                       /* exact below this */
-#define HIST_SUB 64                           /* sub-buckets per power of two */
-#define HIST_MAX ((uint64_t)UINT32_MAX)       /* clamp, us */
+#define HIST_LINEAR 128                 /* exact below this */
+#define HIST_SUB 64                     /* sub-buckets per power of two */
+#define HIST_MAX ((uint64_t)UINT32_MAX) /* clamp, us */
 
 _Static_assert(CB_HIST_SLOTS == HIST_LINEAR + (32 - 7) * HIST_SUB, "slot count");
 
@@ -140,7 +140,7 @@ cJSON *cb_hist_summary(const cb_hist *h)
     cJSON_AddNumberToObject(o, "p90", ms(cb_hist_pct(h, 90)));
     cJSON_AddNumberToObject(o, "p99", ms(cb_hist_pct(h, 99)));
     cJSON_AddNumberToObject(o, "max", ms(h->max_us));
-    cJSON_AddNumberToObject(o, "mean",
-                            h->count ? round((double)h->sum_us / (double)h->count) / 1000.0 : 0);
+    cJSON_AddNumberToObject(
+        o, "mean", h->count ? round((double)h->sum_us / (double)h->count) / 1000.0 : 0);
     return o;
 }

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOOP_MAX_WAIT_MS 5  /* modes' ticks run at least this often */
+#define LOOP_MAX_WAIT_MS 5 /* modes' ticks run at least this often */
 #define LOOP_EVENTS 512
 
 long cb_share(long total, int id, int n, long *first)
@@ -179,8 +179,8 @@ int cb_worker_init(cb_worker *w, int id, int n_workers, const cb_opts *o, cb_sha
     }
     int64_t now = cb_now_ns();
     w->setup_deadline_ns = now + (int64_t)(o->setup_timeout_s * 1e9);
-    w->hard_deadline_ns = w->setup_deadline_ns +
-                          (int64_t)((o->duration_s + o->drain_s + 120) * 1e9);
+    w->hard_deadline_ns =
+        w->setup_deadline_ns + (int64_t)((o->duration_s + o->drain_s + 120) * 1e9);
     return w->ops->setup(w);
 }
 

@@ -32,24 +32,24 @@ typedef enum { P_NEW, P_WAIT_A, P_WAIT_MATCH, P_WAIT_DM, P_OK, P_FAILED } pair_s
 
 typedef struct chat_pair {
     uint8_t st;
-    bool broken;                       /* a member dropped during the run */
+    bool broken; /* a member dropped during the run */
     char conv[CB_ID_MAX + 1];
-    char conv_esc[6 * CB_ID_MAX + 1];  /* as a JSON string body */
-    char matched[2][CB_ID_MAX + 1];    /* random: what each member was matched into */
-    uint8_t *flags;                    /* by seq: F_* */
+    char conv_esc[6 * CB_ID_MAX + 1]; /* as a JSON string body */
+    char matched[2][CB_ID_MAX + 1];   /* random: what each member was matched into */
+    uint8_t *flags;                   /* by seq: F_* */
     uint32_t cap;
-    uint64_t last_seq[2];              /* highest seq delivered to each member */
+    uint64_t last_seq[2]; /* highest seq delivered to each member */
 } chat_pair;
 
 typedef enum { CH_CONNECT, CH_PAIR, CH_WAIT_GO, CH_SEND, CH_DRAIN, CH_DONE } chat_phase;
 
 typedef struct chat_state {
     chat_phase phase;
-    chat_pair *pairs;                  /* owned; n_pairs */
+    chat_pair *pairs; /* owned; n_pairs */
     uint32_t n_pairs;
-    uint32_t cur;                      /* the pair being formed */
+    uint32_t cur; /* the pair being formed */
     int64_t cur_t0;
-    bool locked;                       /* we hold sh->pair_lock */
+    bool locked; /* we hold sh->pair_lock */
     int64_t t0, end, drain_end, interval_ns;
     bool finished;
 } chat_state;
@@ -80,7 +80,8 @@ static void end_quietly(cb_worker *w, cb_conn *c, const char *conv)
 {
     char esc[6 * CB_ID_MAX + 1];
     if (conv[0] && cb_json_escape(esc, sizeof esc, conv) >= 0)
-        send_json(w, c, "{\"type\":\"end_chat\",\"req\":\"x\",\"conversation_id\":\"%s\"}", esc);
+        send_json(w, c, "{\"type\":\"end_chat\",\"req\":\"x\",\"conversation_id\":\"%s\"}",
+                  esc);
 }
 
 static void pair_failed(cb_worker *w, chat_state *s, chat_pair *p)
@@ -124,7 +125,8 @@ static void pairing_tick(cb_worker *w, chat_state *s, int64_t now)
                 continue;
             }
             if (w->o->dm) {
-                send_json(w, a, "{\"type\":\"open_dm\",\"req\":\"p\",\"user_id\":\"%s\"}", b->user_id);
+                send_json(w, a, "{\"type\":\"open_dm\",\"req\":\"p\",\"user_id\":\"%s\"}",
+                          b->user_id);
                 p->st = P_WAIT_DM;
             } else {
                 if (!s->locked) {
@@ -152,7 +154,8 @@ static void pairing_tick(cb_worker *w, chat_state *s, int64_t now)
     s->phase = CH_WAIT_GO;
 }
 
-static void pairing_frame(cb_worker *w, chat_state *s, cb_conn *c, const cJSON *f, const char *type)
+static void pairing_frame(cb_worker *w, chat_state *s, cb_conn *c, const cJSON *f,
+                          const char *type)
 {
     const char *req = cb_json_str(f, "req");
     bool mine = req && strcmp(req, "p") == 0;
@@ -195,7 +198,8 @@ static void pairing_frame(cb_worker *w, chat_state *s, cb_conn *c, const cJSON *
 static void send_one(cb_worker *w, chat_pair *p, cb_conn *c, int64_t sched, int64_t now)
 {
     char text[TEXT_MAX + 64];
-    int n = snprintf(text, sizeof text, "t=%lld;n=%llu", (long long)now, (unsigned long long)c->n);
+    int n =
+        snprintf(text, sizeof text, "t=%lld;n=%llu", (long long)now, (unsigned long long)c->n);
     int want = w->o->text_size < TEXT_MAX ? w->o->text_size : TEXT_MAX;
     if (n < want) {
         memset(text + n, 'x', (size_t)(want - n));
@@ -203,10 +207,11 @@ static void send_one(cb_worker *w, chat_pair *p, cb_conn *c, int64_t sched, int6
         text[n] = '\0';
     }
     char frame[TEXT_MAX + 1024];
-    int len = snprintf(frame, sizeof frame,
-                       "{\"type\":\"send\",\"conversation_id\":\"%s\",\"client_msg_id\":\"%lld-%llu\","
-                       "\"text\":\"%s\"}",
-                       p->conv_esc, (long long)now, (unsigned long long)c->n, text);
+    int len = snprintf(
+        frame, sizeof frame,
+        "{\"type\":\"send\",\"conversation_id\":\"%s\",\"client_msg_id\":\"%lld-%llu\","
+        "\"text\":\"%s\"}",
+        p->conv_esc, (long long)now, (unsigned long long)c->n, text);
     if (len <= 0 || (size_t)len >= sizeof frame || cb_conn_send(w, c, frame, (size_t)len) != 0)
         return; /* shed (counted by conn.c): never sent */
     c->n++;
@@ -272,7 +277,8 @@ static uint8_t *seq_flag(chat_pair *p, uint64_t seq)
     return &p->flags[seq];
 }
 
-static void on_ack(cb_worker *w, chat_state *s, chat_pair *p, cb_conn *c, const cJSON *f, int64_t now)
+static void on_ack(cb_worker *w, chat_state *s, chat_pair *p, cb_conn *c, const cJSON *f,
+                   int64_t now)
 {
     const char *conv = cb_json_str(f, "conversation_id");
     const char *cmid = cb_json_str(f, "client_msg_id");
@@ -298,13 +304,15 @@ static void on_ack(cb_worker *w, chat_state *s, chat_pair *p, cb_conn *c, const 
         w->res.m[CB_M_LAST_ACK_NS] = now - s->t0;
 }
 
-static void on_message(cb_worker *w, chat_state *s, chat_pair *p, cb_conn *c, const cJSON *f, int64_t now)
+static void on_message(cb_worker *w, chat_state *s, chat_pair *p, cb_conn *c, const cJSON *f,
+                       int64_t now)
 {
     const char *conv = cb_json_str(f, "conversation_id");
     const char *text = cb_json_str(f, "text");
     uint64_t seq;
     uint8_t *fl;
-    if (!conv || strcmp(conv, p->conv) != 0 || !cb_json_u64(f, "seq", &seq) || !(fl = seq_flag(p, seq))) {
+    if (!conv || strcmp(conv, p->conv) != 0 || !cb_json_u64(f, "seq", &seq) ||
+        !(fl = seq_flag(p, seq))) {
         w->res.c[CB_C_FOREIGN]++;
         return;
     }
@@ -330,7 +338,8 @@ static void on_message(cb_worker *w, chat_state *s, chat_pair *p, cb_conn *c, co
         w->res.m[CB_M_LAST_DELIVER_NS] = now - s->t0;
 }
 
-static void chat_on_frame(cb_worker *w, cb_conn *c, const cJSON *f, const char *type, int64_t now)
+static void chat_on_frame(cb_worker *w, cb_conn *c, const cJSON *f, const char *type,
+                          int64_t now)
 {
     chat_state *s = w->mode;
     if (s->phase <= CH_PAIR) {
@@ -357,7 +366,8 @@ static void chat_on_frame(cb_worker *w, cb_conn *c, const cJSON *f, const char *
 static bool settled(const cb_worker *w)
 {
     const uint64_t *c = w->res.c;
-    return c[CB_C_SENT] == c[CB_C_ACKED] + c[CB_C_SEND_ERRORS] && c[CB_C_DELIVERED] >= c[CB_C_ACKED];
+    return c[CB_C_SENT] == c[CB_C_ACKED] + c[CB_C_SEND_ERRORS] &&
+           c[CB_C_DELIVERED] >= c[CB_C_ACKED];
 }
 
 static void chat_tick(cb_worker *w, int64_t now)
@@ -373,7 +383,7 @@ static void chat_tick(cb_worker *w, int64_t now)
         return;
     case CH_PAIR:
         if (now > w->setup_deadline_ns)
-            for (; s->cur < s->n_pairs; ) /* out of time: the rest fail */
+            for (; s->cur < s->n_pairs;) /* out of time: the rest fail */
                 pair_failed(w, s, &s->pairs[s->cur]);
         pairing_tick(w, s, now);
         return;
@@ -406,7 +416,9 @@ static void chat_tick(cb_worker *w, int64_t now)
     }
 }
 
-static void chat_on_ready(cb_worker *w, cb_conn *c, int64_t now) {}
+static void chat_on_ready(cb_worker *w, cb_conn *c, int64_t now)
+{
+}
 
 static void chat_on_fail(cb_worker *w, cb_conn *c, cb_fail why, int64_t now)
 {
@@ -471,6 +483,6 @@ static void chat_cleanup(cb_worker *w)
 }
 
 const cb_mode_ops cb_chat_ops = {
-    chat_setup, chat_tick, chat_on_ready, chat_on_frame, chat_on_fail, chat_on_timer,
-    chat_finish, chat_cleanup,
+    chat_setup,   chat_tick,     chat_on_ready, chat_on_frame,
+    chat_on_fail, chat_on_timer, chat_finish,   chat_cleanup,
 };

@@ -45,15 +45,24 @@ static void idle_tick(cb_worker *w, int64_t now)
     }
 }
 
-static void idle_on_ready(cb_worker *w, cb_conn *c, int64_t now) {}
-static void idle_on_frame(cb_worker *w, cb_conn *c, const cJSON *f, const char *type, int64_t now)
+static void idle_on_ready(cb_worker *w, cb_conn *c, int64_t now)
+{
+}
+static void idle_on_frame(cb_worker *w, cb_conn *c, const cJSON *f, const char *type,
+                          int64_t now)
 {
     if (strcmp(type, "error") == 0)
         cb_count_error(w, cb_json_str(f, "code"));
 }
-static void idle_on_fail(cb_worker *w, cb_conn *c, cb_fail why, int64_t now) {}
-static void idle_on_timer(cb_worker *w, cb_conn *c, int64_t now) {}
-static void idle_finish(cb_worker *w) {}
+static void idle_on_fail(cb_worker *w, cb_conn *c, cb_fail why, int64_t now)
+{
+}
+static void idle_on_timer(cb_worker *w, cb_conn *c, int64_t now)
+{
+}
+static void idle_finish(cb_worker *w)
+{
+}
 
 static void idle_cleanup(cb_worker *w)
 {
@@ -62,6 +71,6 @@ static void idle_cleanup(cb_worker *w)
 }
 
 const cb_mode_ops cb_idle_ops = {
-    idle_setup, idle_tick, idle_on_ready, idle_on_frame, idle_on_fail, idle_on_timer,
-    idle_finish, idle_cleanup,
+    idle_setup,   idle_tick,     idle_on_ready, idle_on_frame,
+    idle_on_fail, idle_on_timer, idle_finish,   idle_cleanup,
 };

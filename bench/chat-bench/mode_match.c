@@ -24,7 +24,7 @@ enum { M_IDLE, M_SEARCHING, M_IN_CHAT, M_ENDING, M_STOPPING };
 
 typedef struct match_seen {
     char conv[CB_ID_MAX + 1];
-    uint32_t idx;                 /* the member that saw it first */
+    uint32_t idx; /* the member that saw it first */
     UT_hash_handle hh;
 } match_seen;
 
@@ -33,7 +33,7 @@ typedef enum { MA_CONNECT, MA_WAIT_GO, MA_LOOP, MA_WIND, MA_DONE } match_phase;
 typedef struct match_state {
     match_phase phase;
     int64_t end, wind_end;
-    match_seen *seen;             /* owned entries */
+    match_seen *seen; /* owned entries */
 } match_state;
 
 static void search(cb_worker *w, cb_conn *c, int64_t now)
@@ -63,7 +63,8 @@ static void end_chat(cb_worker *w, match_state *s, cb_conn *c)
     cb_timer_clear(w, c);
     if (cb_json_escape(esc, sizeof esc, c->conv) < 0)
         return;
-    int n = snprintf(f, sizeof f, "{\"type\":\"end_chat\",\"req\":\"e\",\"conversation_id\":\"%s\"}", esc);
+    int n = snprintf(f, sizeof f,
+                     "{\"type\":\"end_chat\",\"req\":\"e\",\"conversation_id\":\"%s\"}", esc);
     if (cb_conn_send(w, c, f, (size_t)n) == 0)
         c->ms = M_ENDING;
 }
@@ -119,7 +120,8 @@ static void after_chat(cb_worker *w, match_state *s, cb_conn *c, int64_t now)
         search(w, c, now);
 }
 
-static void match_on_frame(cb_worker *w, cb_conn *c, const cJSON *f, const char *type, int64_t now)
+static void match_on_frame(cb_worker *w, cb_conn *c, const cJSON *f, const char *type,
+                           int64_t now)
 {
     match_state *s = w->mode;
     if (strcmp(type, "matched") == 0) {
@@ -239,7 +241,9 @@ static int match_setup(cb_worker *w)
     return 0;
 }
 
-static void match_on_ready(cb_worker *w, cb_conn *c, int64_t now) {}
+static void match_on_ready(cb_worker *w, cb_conn *c, int64_t now)
+{
+}
 
 static void match_on_fail(cb_worker *w, cb_conn *c, cb_fail why, int64_t now)
 {
@@ -251,7 +255,9 @@ static void match_on_fail(cb_worker *w, cb_conn *c, cb_fail why, int64_t now)
     c->ms = M_IDLE;
 }
 
-static void match_finish(cb_worker *w) {}
+static void match_finish(cb_worker *w)
+{
+}
 
 static void match_cleanup(cb_worker *w)
 {
@@ -259,7 +265,7 @@ static void match_cleanup(cb_worker *w)
     if (!s)
         return;
     match_seen *e, *tmp;
-    HASH_ITER(hh, s->seen, e, tmp) {
+    HASH_ITER (hh, s->seen, e, tmp) {
         HASH_DEL(s->seen, e);
         free(e);
     }
@@ -268,6 +274,6 @@ static void match_cleanup(cb_worker *w)
 }
 
 const cb_mode_ops cb_match_ops = {
-    match_setup, match_tick, match_on_ready, match_on_frame, match_on_fail, match_on_timer,
-    match_finish, match_cleanup,
+    match_setup,   match_tick,     match_on_ready, match_on_frame,
+    match_on_fail, match_on_timer, match_finish,   match_cleanup,
 };

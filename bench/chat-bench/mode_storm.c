@@ -16,7 +16,7 @@ typedef enum { ST_CONNECT, ST_WAIT_GO, ST_RESUME, ST_DONE } storm_phase;
 typedef struct storm_state {
     storm_phase phase;
     int64_t drop_ns, deadline;
-    char (*uid)[37];              /* user id of each connection before the drop */
+    char (*uid)[37]; /* user id of each connection before the drop */
     uint64_t dropped, settled;
 } storm_state;
 
@@ -90,7 +90,8 @@ static void storm_on_fail(cb_worker *w, cb_conn *c, cb_fail why, int64_t now)
     cb_timer_set(w, c, now + (int64_t)(cb_rand01(&w->rng) * cap * 1e6));
 }
 
-static void storm_on_frame(cb_worker *w, cb_conn *c, const cJSON *f, const char *type, int64_t now)
+static void storm_on_frame(cb_worker *w, cb_conn *c, const cJSON *f, const char *type,
+                           int64_t now)
 {
     if (strcmp(type, "error") == 0)
         cb_count_error(w, cb_json_str(f, "code"));
@@ -163,6 +164,6 @@ static void storm_cleanup(cb_worker *w)
 }
 
 const cb_mode_ops cb_storm_ops = {
-    storm_setup, storm_tick, storm_on_ready, storm_on_frame, storm_on_fail, storm_on_timer,
-    storm_finish, storm_cleanup,
+    storm_setup,   storm_tick,     storm_on_ready, storm_on_frame,
+    storm_on_fail, storm_on_timer, storm_finish,   storm_cleanup,
 };

@@ -85,9 +85,11 @@ static void add_idle(cJSON *root, const cb_opts *o, const cb_run *run)
             known = false;
         delta += run->rss_held_kib[i] - run->rss_before_kib[i];
     }
-    uint64_t held = r->c[CB_C_CONN_OK] - (r->c[CB_C_DROPPED] < r->c[CB_C_CONN_OK] ? r->c[CB_C_DROPPED] : 0);
+    uint64_t held =
+        r->c[CB_C_CONN_OK] - (r->c[CB_C_DROPPED] < r->c[CB_C_CONN_OK] ? r->c[CB_C_DROPPED] : 0);
     if (known && held > 0)
-        cJSON_AddNumberToObject(root, "gateway_rss_per_conn_kib", r3((double)delta / (double)held));
+        cJSON_AddNumberToObject(root, "gateway_rss_per_conn_kib",
+                                r3((double)delta / (double)held));
     else
         cJSON_AddNullToObject(root, "gateway_rss_per_conn_kib");
     add_u(root, "held", held);
@@ -115,7 +117,8 @@ static void add_chat(cJSON *root, const cb_opts *o, const cb_run *run)
     cJSON_AddNumberToObject(root, "acked_per_s", per_s(c[CB_C_ACKED], ack_win));
     cJSON_AddNumberToObject(root, "delivered_per_s", per_s(c[CB_C_DELIVERED], dlv_win));
     cJSON_AddNumberToObject(root, "last_ack_s", r3((double)r->m[CB_M_LAST_ACK_NS] / 1e9));
-    cJSON_AddNumberToObject(root, "last_delivery_s", r3((double)r->m[CB_M_LAST_DELIVER_NS] / 1e9));
+    cJSON_AddNumberToObject(root, "last_delivery_s",
+                            r3((double)r->m[CB_M_LAST_DELIVER_NS] / 1e9));
     cJSON_AddItemToObject(root, "ack_ms", cb_hist_summary(&r->h[CB_H_ACK]));
     cJSON_AddItemToObject(root, "delivery_ms", cb_hist_summary(&r->h[CB_H_DELIVERY]));
     cJSON_AddItemToObject(root, "send_lag_ms", cb_hist_summary(&r->h[CB_H_SEND_LAG]));
@@ -155,7 +158,8 @@ static void add_storm(cJSON *root, const cb_opts *o, const cb_run *run)
     add_u(root, "attempts", c[CB_C_RESUME_ATTEMPTS]);
     bool all = c[CB_C_STORM_DROPPED] > 0 && c[CB_C_RESUMED] == c[CB_C_STORM_DROPPED];
     if (all)
-        cJSON_AddNumberToObject(root, "all_resumed_s", r3((double)r->m[CB_M_ALL_RESUMED_NS] / 1e9));
+        cJSON_AddNumberToObject(root, "all_resumed_s",
+                                r3((double)r->m[CB_M_ALL_RESUMED_NS] / 1e9));
     else
         cJSON_AddNullToObject(root, "all_resumed_s");
     cJSON_AddItemToObject(root, "resume_ms", cb_hist_summary(&r->h[CB_H_RESUME]));
@@ -180,8 +184,8 @@ static cJSON *build(const cb_opts *o, const cb_run *run)
     add_u(conn, "dropped", r->c[CB_C_DROPPED]);
     double ramp_s = (double)r->m[CB_M_RAMP_NS] / 1e9;
     cJSON_AddNumberToObject(conn, "ramp_s", r3(ramp_s));
-    uint64_t first_ok = o->mode == CB_MODE_STORM ? r->c[CB_C_CONN_OK] - r->c[CB_C_RESUMED]
-                                                 : r->c[CB_C_CONN_OK];
+    uint64_t first_ok =
+        o->mode == CB_MODE_STORM ? r->c[CB_C_CONN_OK] - r->c[CB_C_RESUMED] : r->c[CB_C_CONN_OK];
     cJSON_AddNumberToObject(conn, "rate_per_s", per_s(first_ok, ramp_s));
     cJSON_AddItemToObject(root, "connect_ms", cb_hist_summary(&r->h[CB_H_CONNECT]));
     switch (o->mode) {
@@ -251,7 +255,8 @@ void cb_report_text(const cb_opts *o, const cb_run *run)
     const cJSON *conn = cJSON_GetObjectItemCaseSensitive(j, "connections");
     printf("chat-bench %s against %s%s, %d worker(s) (%d proc x %d thread)%s\n",
            cb_mode_name(o->mode), o->urls[0].text, o->n_urls > 1 ? " (+ more)" : "",
-           o->procs * o->threads, o->procs, o->threads, run->interrupted ? "  [INTERRUPTED]" : "");
+           o->procs * o->threads, o->procs, o->threads,
+           run->interrupted ? "  [INTERRUPTED]" : "");
     printf("  %-18s %.0f ok, %.0f failed, %.0f dropped; ramp %.2f s (%.0f/s)\n", "connections",
            num(conn, "ok"), num(conn, "failed"), num(conn, "dropped"), num(conn, "ramp_s"),
            num(conn, "rate_per_s"));
@@ -263,7 +268,8 @@ void cb_report_text(const cb_opts *o, const cb_run *run)
         const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "gateway_rss_per_conn_kib");
         printf("  %-18s %.0f connections\n", "held", num(j, "held"));
         if (cJSON_IsNumber(g))
-            printf("  %-18s %.3f KiB resident per connection\n", "gateway memory", g->valuedouble);
+            printf("  %-18s %.3f KiB resident per connection\n", "gateway memory",
+                   g->valuedouble);
         else
             printf("  %-18s unknown (give --gateway-pid)\n", "gateway memory");
         printf("  %-18s %.0f KiB (%.3f KiB per connection)\n", "chat-bench memory",
@@ -271,33 +277,37 @@ void cb_report_text(const cb_opts *o, const cb_run *run)
         break;
     }
     case CB_MODE_CHAT:
-        printf("  %-18s %.0f ok, %.0f failed; %.0f senders x %g msg/s = %.0f msg/s offered\n", "pairs",
-               num(j, "pairs"), num(j, "pair_failures"), num(j, "senders"), o->rate,
+        printf("  %-18s %.0f ok, %.0f failed; %.0f senders x %g msg/s = %.0f msg/s offered\n",
+               "pairs", num(j, "pairs"), num(j, "pair_failures"), num(j, "senders"), o->rate,
                num(j, "offered_per_s"));
-        printf("  %-18s sent %.0f (%.1f/s)  acked %.0f (%.1f/s)  delivered %.0f (%.1f/s)\n", "messages",
-               num(j, "sent"), num(j, "sent_per_s"), num(j, "acked"), num(j, "acked_per_s"),
-               num(j, "delivered"), num(j, "delivered_per_s"));
+        printf("  %-18s sent %.0f (%.1f/s)  acked %.0f (%.1f/s)  delivered %.0f (%.1f/s)\n",
+               "messages", num(j, "sent"), num(j, "sent_per_s"), num(j, "acked"),
+               num(j, "acked_per_s"), num(j, "delivered"), num(j, "delivered_per_s"));
         lat_line("ack latency", cJSON_GetObjectItemCaseSensitive(j, "ack_ms"));
         lat_line("delivery latency", cJSON_GetObjectItemCaseSensitive(j, "delivery_ms"));
         lat_line("send lag (ours)", cJSON_GetObjectItemCaseSensitive(j, "send_lag_ms"));
         printf("  %-18s lost %.0f  duplicates %.0f  reordered %.0f  unanswered %.0f  "
-               "delivered-unacked %.0f  shed %.0f\n", "correctness",
-               num(j, "lost"), num(j, "duplicates"), num(j, "reordered"), num(j, "unanswered"),
-               num(j, "delivered_unacked"), num(j, "shed"));
+               "delivered-unacked %.0f  shed %.0f\n",
+               "correctness", num(j, "lost"), num(j, "duplicates"), num(j, "reordered"),
+               num(j, "unanswered"), num(j, "delivered_unacked"), num(j, "shed"));
         if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "drain_complete")))
-            printf("  %-18s the drain ended with answers still due: lost and unanswered include "
-                   "late ones (a longer --drain tells)\n", "note");
+            printf(
+                "  %-18s the drain ended with answers still due: lost and unanswered include "
+                "late ones (a longer --drain tells)\n",
+                "note");
         break;
     case CB_MODE_MATCH:
         printf("  %-18s %.0f users, %.0f searches, %.0f matches (%.1f/s), %.0f ends, %.0f end "
-               "conflicts\n", "matching", num(j, "users"), num(j, "searches"), num(j, "matches"),
+               "conflicts\n",
+               "matching", num(j, "users"), num(j, "searches"), num(j, "matches"),
                num(j, "matches_per_s"), num(j, "ends"), num(j, "end_conflicts"));
         lat_line("time to match", cJSON_GetObjectItemCaseSensitive(j, "time_to_match_ms"));
         break;
     case CB_MODE_STORM: {
         const cJSON *all = cJSON_GetObjectItemCaseSensitive(j, "all_resumed_s");
         printf("  %-18s dropped %.0f, resumed %.0f, not resumed %.0f, wrong user %.0f, %.0f "
-               "attempts\n", "storm", num(j, "dropped"), num(j, "resumed"), num(j, "not_resumed"),
+               "attempts\n",
+               "storm", num(j, "dropped"), num(j, "resumed"), num(j, "not_resumed"),
                num(j, "wrong_user"), num(j, "attempts"));
         if (cJSON_IsNumber(all))
             printf("  %-18s %.3f s after the drop\n", "all resumed", all->valuedouble);
@@ -310,7 +320,7 @@ void cb_report_text(const cb_opts *o, const cb_run *run)
     }
     kv_line("errors", cJSON_GetObjectItemCaseSensitive(j, "errors"));
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "bench");
-    printf("  %-18s %.2f s CPU (%.0f%% of one core) over %.1f s\n", "chat-bench", num(b, "cpu_s"),
-           num(b, "cpu_pct_of_one_core"), run->elapsed_s);
+    printf("  %-18s %.2f s CPU (%.0f%% of one core) over %.1f s\n", "chat-bench",
+           num(b, "cpu_s"), num(b, "cpu_pct_of_one_core"), run->elapsed_s);
     cJSON_Delete(j);
 }

@@ -8,14 +8,43 @@
 #include <string.h>
 
 const char *const cb_counter_names[CB_C__N] = {
-    "conn_ok", "conn_fail",
-    "refused", "reset", "timeout", "http", "unauthorized", "protocol", "no_address",
-    "no_files", "other", "unfinished", "not_attempted", "dropped",
-    "pairs", "pair_fail",
-    "sent", "acked", "delivered", "lost", "duplicates", "reordered",
-    "unanswered", "delivered_unacked", "foreign", "shed", "send_errors", "drain_cut",
-    "searches", "matched", "ends", "end_conflicts",
-    "storm_dropped", "resumed", "resume_attempts", "not_resumed", "wrong_user",
+    "conn_ok",
+    "conn_fail",
+    "refused",
+    "reset",
+    "timeout",
+    "http",
+    "unauthorized",
+    "protocol",
+    "no_address",
+    "no_files",
+    "other",
+    "unfinished",
+    "not_attempted",
+    "dropped",
+    "pairs",
+    "pair_fail",
+    "sent",
+    "acked",
+    "delivered",
+    "lost",
+    "duplicates",
+    "reordered",
+    "unanswered",
+    "delivered_unacked",
+    "foreign",
+    "shed",
+    "send_errors",
+    "drain_cut",
+    "searches",
+    "matched",
+    "ends",
+    "end_conflicts",
+    "storm_dropped",
+    "resumed",
+    "resume_attempts",
+    "not_resumed",
+    "wrong_user",
     "errors",
 };
 
@@ -90,8 +119,8 @@ int cb_result_from_json(cb_result *into, const char *text)
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "m");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "h");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "e");
-    if (!t || !cJSON_IsObject(c) || !cJSON_IsArray(m) || !cJSON_IsObject(h) || !cJSON_IsObject(e) ||
-        cJSON_GetArraySize(m) != CB_M__N)
+    if (!t || !cJSON_IsObject(c) || !cJSON_IsArray(m) || !cJSON_IsObject(h) ||
+        !cJSON_IsObject(e) || cJSON_GetArraySize(m) != CB_M__N)
         goto out;
     for (int i = 0; i < CB_C__N; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, cb_counter_names[i]);

@@ -24,8 +24,8 @@
 
 #define RUN_TICK_MS 50
 #define RUN_PROGRESS_NS (2 * 1000000000LL)
-#define RUN_SETTLE_NS (1000000000LL)  /* idle: let the gateway settle before measuring */
-#define RUN_GO_DELAY_NS (200000000LL) /* every worker sees "go" before it comes */
+#define RUN_SETTLE_NS (1000000000LL)     /* idle: let the gateway settle before measuring */
+#define RUN_GO_DELAY_NS (200000000LL)    /* every worker sees "go" before it comes */
 #define RUN_GRACE_NS (15 * 1000000000LL) /* after stop: how long workers get to report */
 
 static cb_shared *g_sh;
@@ -51,7 +51,8 @@ static void install_signals(void)
 
 static cb_shared *shared_new(void)
 {
-    cb_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cb_shared *sh =
+        mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         return NULL;
     memset(sh, 0, sizeof *sh);
@@ -129,8 +130,8 @@ static int threads_join(thread_job *jobs, int n, cb_result *out)
 /* ---- forked processes ----------------------------------------------------------- */
 typedef struct child {
     pid_t pid;
-    int fd;          /* read end of its result pipe, -1 at EOF */
-    char *buf;       /* its JSON result so far (owned) */
+    int fd;    /* read end of its result pipe, -1 at EOF */
+    char *buf; /* its JSON result so far (owned) */
     size_t len, cap;
     bool reaped;
 } child;
@@ -362,7 +363,8 @@ int cb_run_all(const cb_opts *o, cb_run *run)
             break;
         case R_RUN:
             if (now > end_deadline && !atomic_load(&sh->stop)) {
-                fprintf(stderr, "chat-bench: workers still busy at the deadline; stopping them\n");
+                fprintf(stderr,
+                        "chat-bench: workers still busy at the deadline; stopping them\n");
                 atomic_store(&sh->stop, 1);
             }
             break;
@@ -416,15 +418,15 @@ static int preflight_one(const cb_opts *o, const cb_url *u, char *err, size_t er
         if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
             int e = errno;
             close(fd);
-            return pf_fail(err, errlen, u->text, e == EADDRNOTAVAIL ? "--bind address is not local"
-                                                                   : strerror(e));
+            return pf_fail(err, errlen, u->text,
+                           e == EADDRNOTAVAIL ? "--bind address is not local" : strerror(e));
         }
     }
     if (connect(fd, (const struct sockaddr *)&u->addr, sizeof u->addr) != 0) {
         int e = errno;
         close(fd);
-        return pf_fail(err, errlen, u->text, e == EINPROGRESS || e == EAGAIN ? "connect timed out"
-                                                                            : strerror(e));
+        return pf_fail(err, errlen, u->text,
+                       e == EINPROGRESS || e == EAGAIN ? "connect timed out" : strerror(e));
     }
     uint64_t rng = (uint64_t)cb_now_ns();
     char key[25], req[1024];
@@ -459,12 +461,15 @@ static int preflight_one(const cb_opts *o, const cb_url *u, char *err, size_t er
     char what[160];
     if (rc == CB_WS_MORE)
         return pf_fail(err, errlen, u->text,
-                       len      ? "no complete HTTP answer to the upgrade (not a chat gateway?)"
-                       : closed ? "the server closed the connection without answering the upgrade"
-                                : "no answer to the upgrade within 5 s");
+                       len ? "no complete HTTP answer to the upgrade (not a chat gateway?)"
+                       : closed
+                           ? "the server closed the connection without answering the upgrade"
+                           : "no answer to the upgrade within 5 s");
     if (rc == CB_WS_BAD) {
-        snprintf(what, sizeof what, "the upgrade was answered with HTTP %d (not a chat gateway "
-                 "at this path?)", status);
+        snprintf(what, sizeof what,
+                 "the upgrade was answered with HTTP %d (not a chat gateway "
+                 "at this path?)",
+                 status);
         return pf_fail(err, errlen, u->text, what);
     }
     cb_ws_frame f;

@@ -12,9 +12,9 @@
 
 static cb_opts o;
 
-#define PARSE(...)                                                   \
-    ({                                                               \
-        char *argv[] = {"chat-bench", __VA_ARGS__, NULL};            \
+#define PARSE(...)                                                        \
+    ({                                                                    \
+        char *argv[] = {"chat-bench", __VA_ARGS__, NULL};                 \
         cb_opts_parse(&o, (int)(sizeof argv / sizeof argv[0]) - 1, argv); \
     })
 
@@ -32,8 +32,10 @@ static void test_defaults(void **state)
 static void test_values(void **state)
 {
     assert_int_equal(PARSE("chat", "--pairs", "50", "-r", "2.5", "--url",
-                           "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws", "--bind", "127.0.0.2,127.0.0.3",
-                           "--conv", "dm", "--one-sender", "--json", "-q", "-p", "2", "-t", "2"), 0);
+                           "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws", "--bind",
+                           "127.0.0.2,127.0.0.3", "--conv", "dm", "--one-sender", "--json",
+                           "-q", "-p", "2", "-t", "2"),
+                     0);
     assert_int_equal(o.mode, CB_MODE_CHAT);
     assert_int_equal(o.pairs, 50);
     assert_true(o.rate == 2.5);
@@ -50,20 +52,21 @@ static void test_values(void **state)
 static void test_refusals(void **state)
 {
     assert_int_equal(PARSE("--help"), 1);
-    assert_int_equal(PARSE("--conns", "5"), 2);                 /* no mode */
-    assert_int_equal(PARSE("dance"), 2);                        /* unknown mode */
-    assert_int_equal(PARSE("idle", "chat"), 2);                 /* two modes */
+    assert_int_equal(PARSE("--conns", "5"), 2); /* no mode */
+    assert_int_equal(PARSE("dance"), 2);        /* unknown mode */
+    assert_int_equal(PARSE("idle", "chat"), 2); /* two modes */
     assert_int_equal(PARSE("idle", "--conns", "abc"), 2);
     assert_int_equal(PARSE("idle", "--conns", "0"), 2);
     assert_int_equal(PARSE("idle", "--conns", "12x"), 2);
     assert_int_equal(PARSE("idle", "--frobnicate"), 2);
-    assert_int_equal(PARSE("idle", "--conns"), 2);              /* missing value */
+    assert_int_equal(PARSE("idle", "--conns"), 2); /* missing value */
     assert_int_equal(PARSE("idle", "--url", "http://x/"), 2);
     assert_int_equal(PARSE("idle", "--bind", "127.0.0.300"), 2);
     assert_int_equal(PARSE("chat", "--conv", "group"), 2);
-    assert_int_equal(PARSE("idle", "--conns", "100000"), 2);    /* over the open-files cap */
+    assert_int_equal(PARSE("idle", "--conns", "100000"), 2); /* over the open-files cap */
     assert_int_equal(PARSE("idle", "--conns", "100000", "--procs", "8"), 0);
-    assert_int_equal(PARSE("idle", "--conns", "3", "--threads", "4"), 2); /* fewer than workers */
+    assert_int_equal(PARSE("idle", "--conns", "3", "--threads", "4"),
+                     2); /* fewer than workers */
 }
 
 int main(void)

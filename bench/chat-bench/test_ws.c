@@ -33,13 +33,15 @@ static void test_handshake(void **state)
 {
     const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
     const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nsec-websocket-accept:  s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02{}";
+                      "Connection: Upgrade\r\nsec-websocket-accept:  "
+                      "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02{}";
     int status = -1;
     size_t hl = 0;
     assert_int_equal(cb_ws_response(ok, 20, key, &status, &hl), CB_WS_MORE);
     assert_int_equal(cb_ws_response(ok, sizeof ok - 1, key, &status, &hl), CB_WS_OK);
     assert_int_equal(hl, sizeof ok - 1 - 4);
-    const char wrong[] = "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: AAAALMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    const char wrong[] = "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: "
+                         "AAAALMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
     assert_int_equal(cb_ws_response(wrong, sizeof wrong - 1, key, &status, &hl), CB_WS_BAD);
     const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
     assert_int_equal(cb_ws_response(busy, sizeof busy - 1, key, &status, &hl), CB_WS_BAD);
@@ -106,7 +108,7 @@ static void test_parse(void **state)
     assert_int_equal(cb_ws_parse(mid, sizeof mid, 1000, &f), 1);
     assert_false(f.fin);
     assert_int_equal(f.len, 300);
-    assert_int_equal(cb_ws_parse(mid, sizeof mid, 299, &f), -1);   /* over max */
+    assert_int_equal(cb_ws_parse(mid, sizeof mid, 299, &f), -1); /* over max */
 
     const uint8_t big[10] = {0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0};
     assert_int_equal(cb_ws_parse(big, sizeof big, 1u << 20, &f), 0); /* 65536 bytes follow */
@@ -134,10 +136,8 @@ static void test_json_escape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_url),
-        cmocka_unit_test(test_handshake),
-        cmocka_unit_test(test_encode),
-        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_url),         cmocka_unit_test(test_handshake),
+        cmocka_unit_test(test_encode),      cmocka_unit_test(test_parse),
         cmocka_unit_test(test_json_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -105,8 +105,8 @@ int cb_ws_request(char *buf, size_t cap, const cb_url *u, const char *session, c
     char target[256 + 3 * CB_TOKEN_MAX + 16];
     size_t n = (size_t)snprintf(target, sizeof target, "%s", u->path);
     if (session) {
-        n += (size_t)snprintf(target + n, sizeof target - n, "%ssession=",
-                              strchr(u->path, '?') ? "&" : "?");
+        n += (size_t)snprintf(target + n, sizeof target - n,
+                              "%ssession=", strchr(u->path, '?') ? "&" : "?");
         size_t e = url_escape(target + n, sizeof target - n - 1, session);
         if (e >= sizeof target - n - 1)
             return -1;

@@ -11,9 +11,9 @@
 struct chat_batchq {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    void **ring;      /* under mu */
+    void **ring; /* under mu */
     size_t cap, head, count;
-    bool stopping;    /* under mu */
+    bool stopping; /* under mu */
     pthread_t thread;
     int max_batch;
     void *(*init)(void *ctx);

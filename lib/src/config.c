@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cfg_parse_int(const chat_cfg_item *it, const char *text, char *err,
-                         size_t errlen)
+static int cfg_parse_int(const chat_cfg_item *it, const char *text, char *err, size_t errlen)
 {
     char *end = NULL;
     errno = 0;

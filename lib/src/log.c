@@ -35,8 +35,7 @@ void chat_log(chat_log_level lvl, const char *event, const char *fmt, ...)
     int n = snprintf(line, sizeof line,
                      "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s svc=%s event=%s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), log_names[lvl], log_service,
-                     event);
+                     tm.tm_sec, (int)(tv.tv_usec / 1000), log_names[lvl], log_service, event);
     if (n < 0 || (size_t)n >= sizeof line)
         n = 0;
     va_list ap;

@@ -103,7 +103,8 @@ int chat_nng_close_bounded(nng_socket s, int ms)
         return 0;
     }
     pthread_detach(th);
-    chat_log(CHAT_LOG_WARN, "nng_close_stuck", "waited_ms=%d (nng 1.5.2); going on without it", ms);
+    chat_log(CHAT_LOG_WARN, "nng_close_stuck", "waited_ms=%d (nng 1.5.2); going on without it",
+             ms);
     return -1;
 inline_close:
     nng_close(s);

@@ -97,8 +97,8 @@ static int redis_ensure(chat_redis *r)
     r->c = redisConnectWithTimeout(r->host, r->port, tv);
     if (r->c == NULL || r->c->err) {
         if (!r->warned)
-            chat_log(CHAT_LOG_WARN, "redis_unreachable", "host=%s port=%d err=\"%s\"",
-                     r->host, r->port, r->c ? r->c->errstr : "oom");
+            chat_log(CHAT_LOG_WARN, "redis_unreachable", "host=%s port=%d err=\"%s\"", r->host,
+                     r->port, r->c ? r->c->errstr : "oom");
         r->warned = true;
         redis_drop(r);
         return -1;
@@ -167,8 +167,7 @@ int chat_redis_get_reply(chat_redis *r, redisReply **reply)
 
 /* Builds EVALSHA/EVAL argv: cmd, sha-or-src, nkeys, args... */
 static int eval_argv(const char **argv, size_t *lens, char *nkeys_buf, size_t bufsz,
-                     const char *cmd, const char *body, int nkeys, int nargs,
-                     const char **args)
+                     const char *cmd, const char *body, int nkeys, int nargs, const char **args)
 {
     snprintf(nkeys_buf, bufsz, "%d", nkeys);
     argv[0] = cmd;

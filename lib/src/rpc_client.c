@@ -310,8 +310,7 @@ int chat_rpc_call(chat_rpc_client *c, const ProtobufCMessage *req, uint8_t **rep
 }
 
 int chat_rpc_call_decode(chat_rpc_client *c, const ProtobufCMessage *req,
-                         const ProtobufCMessageDescriptor *reply_desc,
-                         ProtobufCMessage **reply)
+                         const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply)
 {
     uint8_t *buf = NULL;
     size_t len = 0;

@@ -23,10 +23,10 @@ struct rpc_ctx {
     _Atomic int state;
     /* CTX_WORK: the batch being answered */
     Chat__Batch *req;
-    chat_rpc_job *jobs;          /* one per item */
+    chat_rpc_job *jobs;           /* one per item */
     ProtobufCBinaryData *replies; /* one per item, malloc'd bytes */
-    atomic_size_t left;          /* items not answered yet */
-    atomic_bool failed;          /* an answer could not be kept */
+    atomic_size_t left;           /* items not answered yet */
+    atomic_bool failed;           /* an answer could not be kept */
 };
 
 struct chat_rpc_job {

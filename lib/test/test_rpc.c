@@ -283,8 +283,8 @@ static void test_server_answers_garbage_with_empty_batch(void **st)
 struct sub_seen {
     sem_t got;
     char conv[32];
-    int n;               /* events seen */
-    char order[8][32];   /* their conversation ids */
+    int n;             /* events seen */
+    char order[8][32]; /* their conversation ids */
 };
 
 static void on_event(const uint8_t *data, size_t len, void *arg)

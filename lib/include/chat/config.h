@@ -9,12 +9,12 @@
 typedef enum { CHAT_CFG_INT, CHAT_CFG_STR } chat_cfg_type;
 
 typedef struct chat_cfg_item {
-    const char *env;      /* environment variable, e.g. "CHAT_MAX_TEXT" */
+    const char *env; /* environment variable, e.g. "CHAT_MAX_TEXT" */
     chat_cfg_type type;
-    const char *def;      /* default, as text */
-    long long min, max;   /* bounds (CHAT_CFG_INT only) */
+    const char *def;    /* default, as text */
+    long long min, max; /* bounds (CHAT_CFG_INT only) */
     const char *help;
-    void *dst;            /* long long * or const char ** (points into environ or def) */
+    void *dst; /* long long * or const char ** (points into environ or def) */
 } chat_cfg_item;
 
 /* Loads every item from the environment (or its default) into dst.
@@ -26,7 +26,7 @@ void chat_cfg_print_help(FILE *f, const char *prog, const char *about,
 
 /* For main(): handles --help (returns 1: exit 0), loads the table (returns
  * -1 after printing the error: exit 2) or returns 0 to go on. */
-int chat_cfg_main(int argc, char **argv, const char *about,
-                  const chat_cfg_item *items, size_t n);
+int chat_cfg_main(int argc, char **argv, const char *about, const chat_cfg_item *items,
+                  size_t n);
 
 #endif

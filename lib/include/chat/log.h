@@ -12,8 +12,8 @@ void chat_log(chat_log_level lvl, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define chat_debug(ev, ...) chat_log(CHAT_LOG_DEBUG, ev, __VA_ARGS__)
-#define chat_info(ev, ...)  chat_log(CHAT_LOG_INFO, ev, __VA_ARGS__)
-#define chat_warn(ev, ...)  chat_log(CHAT_LOG_WARN, ev, __VA_ARGS__)
+#define chat_info(ev, ...) chat_log(CHAT_LOG_INFO, ev, __VA_ARGS__)
+#define chat_warn(ev, ...) chat_log(CHAT_LOG_WARN, ev, __VA_ARGS__)
 #define chat_error(ev, ...) chat_log(CHAT_LOG_ERROR, ev, __VA_ARGS__)
 
 #endif

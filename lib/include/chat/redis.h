@@ -16,13 +16,11 @@ void chat_redis_free(chat_redis *r);
  * Returns the reply (caller frees with freeReplyObject) or NULL when Redis
  * is unreachable. A Redis error reply is returned as REDIS_REPLY_ERROR. */
 redisReply *chat_redis_cmd(chat_redis *r, const char *fmt, ...);
-redisReply *chat_redis_argv(chat_redis *r, int argc, const char **argv,
-                            const size_t *lens);
+redisReply *chat_redis_argv(chat_redis *r, int argc, const char **argv, const size_t *lens);
 
 /* Pipelining: append n commands, then read n replies in order. Returns 0 or
  * -1 (link broken: every reply of the batch is lost; the caller retries). */
-int chat_redis_append_argv(chat_redis *r, int argc, const char **argv,
-                           const size_t *lens);
+int chat_redis_append_argv(chat_redis *r, int argc, const char **argv, const size_t *lens);
 int chat_redis_get_reply(chat_redis *r, redisReply **reply);
 
 typedef struct chat_redis_script {
@@ -35,11 +33,11 @@ void chat_redis_script_init(chat_redis_script *s, const char *src);
  * all), loading the script when Redis lost it. Returns the reply (the
  * caller frees it) or NULL when Redis is unreachable or answers with an
  * error (logged as redis_script_error). */
-redisReply *chat_redis_eval(chat_redis *r, const chat_redis_script *s, int nkeys,
-                            int nargs, const char **args);
+redisReply *chat_redis_eval(chat_redis *r, const chat_redis_script *s, int nkeys, int nargs,
+                            const char **args);
 /* Same, appended to the pipeline (replies read with chat_redis_get_reply;
  * the caller must have run the script once, or uses EVAL if unsure). */
-int chat_redis_append_eval(chat_redis *r, const chat_redis_script *s, int nkeys,
-                           int nargs, const char **args);
+int chat_redis_append_eval(chat_redis *r, const chat_redis_script *s, int nkeys, int nargs,
+                           const char **args);
 
 #endif

@@ -30,8 +30,7 @@ typedef struct chat_rpc_server chat_rpc_server;
 typedef struct chat_rpc_job chat_rpc_job;
 
 /* data/len stay valid until the job is replied to. */
-typedef void (*chat_rpc_handler)(chat_rpc_job *job, const uint8_t *data, size_t len,
-                                 void *arg);
+typedef void (*chat_rpc_handler)(chat_rpc_job *job, const uint8_t *data, size_t len, void *arg);
 
 /* Listens on url with `contexts` concurrent requests. On success *out is the
  * caller's, freed by chat_rpc_server_close(). Returns 0 or an nng error. */
@@ -54,13 +53,13 @@ typedef void (*chat_rpc_done)(int err, const uint8_t *data, size_t len, void *ar
 int chat_rpc_client_open(chat_rpc_client **out, const char *urls, int timeout_ms);
 /* Starts a call now, alone; cb always runs exactly once (also on failure
  * to start, then on the caller's thread). */
-void chat_rpc_call_async(chat_rpc_client *c, const ProtobufCMessage *req,
-                         chat_rpc_done cb, void *arg);
+void chat_rpc_call_async(chat_rpc_client *c, const ProtobufCMessage *req, chat_rpc_done cb,
+                         void *arg);
 /* Like chat_rpc_call_async(), but the call waits for the next
  * chat_rpc_client_flush() (or until 128 are waiting) and shares its
  * request with the others queued by then. Thread-safe. */
-void chat_rpc_call_queued(chat_rpc_client *c, const ProtobufCMessage *req,
-                          chat_rpc_done cb, void *arg);
+void chat_rpc_call_queued(chat_rpc_client *c, const ProtobufCMessage *req, chat_rpc_done cb,
+                          void *arg);
 /* Sends the queued calls as one request (nothing when none wait). */
 void chat_rpc_client_flush(chat_rpc_client *c);
 /* Blocking call. On success returns 0 and *reply (malloc'd, caller frees)

@@ -14,10 +14,10 @@
 typedef struct chat_rpc_pool chat_rpc_pool;
 
 typedef struct chat_rpc_pool_cfg {
-    const char *name;       /* for log events, e.g. "match" */
-    const char *listen;     /* REP url */
-    int contexts;           /* requests in flight on the socket */
-    int threads;            /* worker threads (one Redis connection each) */
+    const char *name;   /* for log events, e.g. "match" */
+    const char *listen; /* REP url */
+    int contexts;       /* requests in flight on the socket */
+    int threads;        /* worker threads (one Redis connection each) */
     const char *redis_host;
     int redis_port;
     int redis_timeout_ms;
