@@ -214,6 +214,24 @@ static char users[8][CHAT_UUID_LEN + 1];
 #define D users[3]
 #define E users[4]
 
+/* Runs one request; copies the reply's matched conversation and partner
+ * where asked. Returns the reply's code. */
+static Chat__Code run(chat_redis *r, const Chat__MatchRequest *req, char *conv, char *partner)
+{
+    match_out out;
+    match_out_init(&out);
+    match_handle(&env, r, req, &out);
+    const Chat__MatchReply *rep = &out.reply;
+    if (conv)
+        snprintf(conv, MATCH_ID_MAX + 1, "%s",
+                 rep->matched_conversation_id ? rep->matched_conversation_id : "");
+    if (partner)
+        snprintf(partner, CHAT_UUID_LEN + 1, "%s", rep->partner_id ? rep->partner_id : "");
+    Chat__Code code = rep->code;
+    match_out_free(&out);
+    return code;
+}
+
 static Chat__Code start(chat_redis *r, const char *user, uint64_t conn, char *conv,
                         char *partner)
 {
@@ -226,16 +244,7 @@ static Chat__Code start(chat_redis *r, const char *user, uint64_t conn, char *co
     Chat__MatchRequest req = CHAT__MATCH_REQUEST__INIT;
     req.body_case = CHAT__MATCH_REQUEST__BODY_START_SEARCH;
     req.start_search = &ss;
-    match_out out;
-    match_out_init(&out);
-    match_handle(&env, r, &req, &out);
-    if (conv)
-        strcpy(conv, out.reply.matched_conversation_id);
-    if (partner)
-        strcpy(partner, out.reply.partner_id);
-    Chat__Code code = out.reply.code;
-    match_out_free(&out);
-    return code;
+    return run(r, &req, conv, partner);
 }
 
 /* Starts a search that must not pair at once. */
@@ -269,12 +278,7 @@ static Chat__Code simple(chat_redis *r, Chat__MatchRequest__BodyCase kind, const
         req.user_offline = &off;
     else
         req.user_gone = &gone;
-    match_out out;
-    match_out_init(&out);
-    match_handle(&env, r, &req, &out);
-    Chat__Code code = out.reply.code;
-    match_out_free(&out);
-    return code;
+    return run(r, &req, NULL, NULL);
 }
 
 static Chat__Code end_chat(const char *user, const char *conv, uint64_t conn)
@@ -289,12 +293,7 @@ static Chat__Code end_chat(const char *user, const char *conv, uint64_t conn)
     Chat__MatchRequest req = CHAT__MATCH_REQUEST__INIT;
     req.body_case = CHAT__MATCH_REQUEST__BODY_END_CHAT;
     req.end_chat = &ec;
-    match_out out;
-    match_out_init(&out);
-    match_handle(&env, R, &req, &out);
-    Chat__Code code = out.reply.code;
-    match_out_free(&out);
-    return code;
+    return run(R, &req, NULL, NULL);
 }
 
 /* session: returns how many notices, copies the first into first. */
@@ -422,14 +421,7 @@ static Chat__Code stop(const char *user, char conv[MATCH_ID_MAX + 1])
     Chat__MatchRequest req = CHAT__MATCH_REQUEST__INIT;
     req.body_case = CHAT__MATCH_REQUEST__BODY_STOP_SEARCH;
     req.stop_search = &ss;
-    match_out out;
-    match_out_init(&out);
-    match_handle(&env, R, &req, &out);
-    snprintf(conv, MATCH_ID_MAX + 1, "%s",
-             out.reply.matched_conversation_id ? out.reply.matched_conversation_id : "");
-    Chat__Code code = out.reply.code;
-    match_out_free(&out);
-    return code;
+    return run(R, &req, conv, NULL);
 }
 
 static void stop_after_match_names_the_chat(void **state)
