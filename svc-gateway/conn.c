@@ -321,8 +321,7 @@ void gw_conn_closed(gw_server *s, gw_conn *c)
     HASH_DEL(s->conns, c);
     s->n_conns--;
     gw_queue_clear(&c->out);
-    gw_frame_unref(c->held_matched);
-    c->held_matched = NULL;
+    gw_search_free(c);
     conn_rx_free(c);
     conn_waiting_free(c);
     gw_replayed_free(c);
@@ -424,58 +423,6 @@ void gw_conn_send_error(gw_server *s, gw_conn *c, gw_err code, const char *messa
 {
     s->m.errors[code < GW_E_COUNT ? code : GW_E_UNAVAILABLE]++;
     gw_conn_send(s, c, gw_render_error(code, message, req, -1));
-}
-
-/* FNV-1a, never 0: 8 bytes per connection instead of a copy of the id;
- * two conversations colliding in 64 bits is not a practical concern. */
-static uint64_t conn_matched_key(const char *conversation_id)
-{
-    uint64_t h = 14695981039346656037ULL;
-    for (const unsigned char *p = (const unsigned char *)conversation_id; *p != '\0'; p++)
-        h = (h ^ *p) * 1099511628211ULL;
-    return h != 0 ? h : 1;
-}
-
-/* True (and remembered) when c has not had `matched` for this conversation. */
-static bool conn_first_match(gw_conn *c, const char *conversation_id)
-{
-    uint64_t k = conn_matched_key(conversation_id);
-    if (k == c->matched_key)
-        return false;
-    c->matched_key = k;
-    return true;
-}
-
-void gw_conn_send_matched(gw_server *s, gw_conn *c, const char *conversation_id)
-{
-    if (conn_first_match(c, conversation_id))
-        gw_conn_send(s, c, gw_render_matched(conversation_id));
-}
-
-void gw_conn_push_matched(gw_server *s, gw_conn *c, const char *conversation_id, gw_frame *f)
-{
-    if (!conn_first_match(c, conversation_id)) {
-        gw_frame_unref(f);
-        return;
-    }
-    if (!c->search_inflight) {
-        gw_conn_push(s, c, f);
-        return;
-    }
-    /* The event came by pub/sub, the reply by another socket: the event
-     * can be first. One search makes one match, so one slot will do. */
-    if (c->held_matched != NULL)
-        gw_conn_push(s, c, c->held_matched);
-    c->held_matched = f;
-}
-
-void gw_conn_search_replied(gw_server *s, gw_conn *c)
-{
-    c->search_inflight = false;
-    gw_frame *f = c->held_matched;
-    c->held_matched = NULL;
-    if (f != NULL)
-        gw_conn_push(s, c, f);
 }
 
 void gw_conn_close(gw_server *s, gw_conn *c, uint16_t code)

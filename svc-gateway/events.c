@@ -86,10 +86,20 @@ void gw_event_deliver(gw_server *s, const Chat__Event *ev)
             gw_frame *f = gw_frame_ref(event_frame_for(&ef, u->id));
             if (f == NULL)
                 continue; /* no body, or out of memory */
-            if (ev->body_case == CHAT__EVENT__BODY_MATCHED)
-                gw_conn_push_matched(s, c, ev->matched->conversation_id, f);
-            else
+            switch (ev->body_case) {
+            case CHAT__EVENT__BODY_MATCHED:
+                gw_search_push_matched(s, c, ev->matched->conversation_id, f);
+                break;
+            case CHAT__EVENT__BODY_CHAT_ENDED:
+                gw_search_push_end(s, c, ev->chat_ended->conversation_id, f);
+                break;
+            case CHAT__EVENT__BODY_PARTNER_DISCONNECTED:
+                gw_search_push_end(s, c, ev->partner_disconnected->conversation_id, f);
+                break;
+            default:
                 gw_conn_push(s, c, f);
+                break;
+            }
         }
     }
     gw_frame_unref(ef.main);

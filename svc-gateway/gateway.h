@@ -347,6 +347,7 @@ typedef struct gw_queue {
 } gw_queue;
 
 typedef struct gw_resume gw_resume;
+typedef struct gw_search_held gw_search_held;
 typedef struct gw_replayed gw_replayed;
 typedef struct gw_http_resp gw_http_resp;
 
@@ -362,21 +363,22 @@ struct gw_conn {
     gw_queue out; /* frames to write */
     char *rx;     /* reassembly, only while a message is split */
     size_t rx_len, rx_cap;
-    gw_resume *resume;      /* non-NULL while a resume runs */
-    gw_replayed *replayed;  /* after a resume: replayed seqs, until live ones pass them */
-    gw_http_resp *http;     /* plain HTTP: the response being written */
-    int64_t opened_ms;      /* unix ms when accepted (presence pushes' reference) */
-    uint64_t matched_key;   /* hash of the last `matched` conversation sent (0: none) */
-    gw_frame *held_matched; /* a `matched` event that overtook its start_search reply */
-    uint16_t close_code;    /* with closing */
-    uint16_t inflight;      /* client requests awaiting a backend reply (0 or 1) */
-    uint16_t n_waiting;     /* requests queued behind the one in flight */
+    gw_resume *resume;     /* non-NULL while a resume runs */
+    gw_replayed *replayed; /* after a resume: replayed seqs, until live ones pass them */
+    gw_http_resp *http;    /* plain HTTP: the response being written */
+    int64_t opened_ms;     /* unix ms when accepted (presence pushes' reference) */
+    uint64_t chat_key;     /* search.c: hash of the random chat this connection knows */
+    gw_search_held *held;  /* search.c: random-chat pushes held while a search is asked */
+    uint16_t close_code;   /* with closing */
+    uint16_t inflight;     /* client requests awaiting a backend reply (0 or 1) */
+    uint16_t n_waiting;    /* requests queued behind the one in flight */
     gw_request *wait_head, *wait_tail;
     bool ws, closing, announced;
     bool close_sent;      /* the close frame is lws's: it awaits the client's */
     bool search_inflight; /* a start_search awaits its reply */
-    bool registering;     /* a new user: `connected` waits for register_user */
-    bool api_waiting;     /* HTTP: in gw_server.api_waiting for a backend reply */
+    bool searching;   /* told `searching`, and neither `matched` nor `search_stopped` since */
+    bool registering; /* a new user: `connected` waits for register_user */
+    bool api_waiting; /* HTTP: in gw_server.api_waiting for a backend reply */
 };
 
 struct gw_user {
@@ -406,16 +408,6 @@ void gw_conn_send_error(gw_server *s, gw_conn *c, gw_err code, const char *messa
                         const char *req);
 /* Closes with code after what is queued has been written. */
 void gw_conn_close(gw_server *s, gw_conn *c, uint16_t code);
-/* Queues `matched` for conversation_id unless c had it already: a match
- * reaches a connection through a reply and an event, in either order, and
- * must be told once. */
-void gw_conn_send_matched(gw_server *s, gw_conn *c, const char *conversation_id);
-/* The same for an event's rendered frame (takes the reference f). While
- * the connection's start_search awaits its reply, the frame is held: the
- * client reads `searching` before `matched`. */
-void gw_conn_push_matched(gw_server *s, gw_conn *c, const char *conversation_id, gw_frame *f);
-/* The start_search reply was answered: a held `matched` goes out now. */
-void gw_conn_search_replied(gw_server *s, gw_conn *c);
 /* A connection's requests run one at a time, in the order received, so
  * what a user does first happens first (sends get rising seqs in send
  * order, end_chat is done before the next start_search). */
@@ -426,6 +418,29 @@ void gw_conn_request_started(gw_server *s, gw_conn *c);
 gw_request *gw_conn_request_done(gw_server *s, gw_conn *c);
 void gw_queue_clear(gw_queue *q);
 void gw_queue_push(gw_queue *q, gw_frame *f); /* takes f; returns without if NULL */
+
+/* ------------------------------------------------------------------ search.c */
+/* The random-chat frames of one connection, in an order a client can follow.
+ * They come by different sockets (replies by req/rep, `matched` and
+ * `chat_ended` events by pub/sub from any svc-match replica), so they can
+ * overtake each other; per connection the gateway restores:
+ *   - `searching` before the `matched` of that search;
+ *   - one `matched` per chat, never after that chat's end;
+ *   - `matched` before the `chat_ended` / `partner_disconnected` of the
+ *     chat (a searching connection whose end came first gets `matched`
+ *     then the end; another just the end, and no late `matched`).
+ * conversation_id: the chat's id; the frames' references are taken. */
+void gw_search_started(gw_conn *c); /* its start_search goes out */
+/* The start_search reply: `searching` (OK), then `matched` when paired at
+ * once (matched_id, or NULL), then what was held meanwhile. */
+void gw_search_replied(gw_server *s, gw_conn *c, bool ok, const char *matched_id);
+/* The stop_search reply: `matched` first when the user had been matched
+ * before the stop came (matched_id, or NULL), then `search_stopped`. */
+void gw_search_stopped(gw_server *s, gw_conn *c, const char *matched_id, const char *req);
+void gw_search_push_matched(gw_server *s, gw_conn *c, const char *conversation_id, gw_frame *f);
+/* chat_ended or partner_disconnected. */
+void gw_search_push_end(gw_server *s, gw_conn *c, const char *conversation_id, gw_frame *f);
+void gw_search_free(gw_conn *c); /* what is still held */
 
 /* ------------------------------------------------------------------ requests.c */
 /* Handles one valid client request (takes rq). */

@@ -31,7 +31,7 @@ static void request_match(gw_server *s, gw_conn *c, gw_request *rq)
     case GW_REQ_START_SEARCH:
         start.user_id = c->user->id;
         start.conn = &conn;
-        c->search_inflight = true;
+        gw_search_started(c);
         mr.body_case = CHAT__MATCH_REQUEST__BODY_START_SEARCH;
         mr.start_search = &start;
         op = GW_OP_START_SEARCH;
@@ -202,6 +202,13 @@ static void reply_error(gw_server *s, gw_conn *c, int code, const char *detail, 
     gw_conn_send_error(s, c, gw_err_from_code(code), detail, req);
 }
 
+/* The chat a match reply names, or NULL. */
+static const char *reply_matched_id(const Chat__MatchReply *r)
+{
+    const char *id = r->matched_conversation_id;
+    return id != NULL && id[0] != '\0' ? id : NULL;
+}
+
 static void reply_match(gw_server *s, gw_conn *c, const gw_request *rq,
                         const Chat__MatchReply *r)
 {
@@ -209,20 +216,13 @@ static void reply_match(gw_server *s, gw_conn *c, const gw_request *rq,
         reply_error(s, c, r->code, r->detail, rq->req);
         return;
     }
-    bool matched = r->matched_conversation_id != NULL && r->matched_conversation_id[0] != '\0';
     switch (rq->type) {
     case GW_REQ_START_SEARCH:
+        /* `matched`, when paired at once, follows in gw_search_replied. */
         gw_conn_send(s, c, gw_render_simple("searching", rq->req));
-        /* Paired at once: the partner learns it through an event. */
-        if (matched)
-            gw_conn_send_matched(s, c, r->matched_conversation_id);
         break;
     case GW_REQ_STOP_SEARCH:
-        /* Matched before the stop: the `matched` event may come after this
-         * reply (another socket), so the chat is told first, here. */
-        if (matched)
-            gw_conn_send_matched(s, c, r->matched_conversation_id);
-        gw_conn_send(s, c, gw_render_simple("search_stopped", rq->req));
+        gw_search_stopped(s, c, reply_matched_id(r), rq->req);
         break;
     default:
         gw_conn_send(s, c, gw_render_chat_ended(rq->conversation_id, "you"));
@@ -303,8 +303,11 @@ static void request_reply_frames(gw_server *s, gw_conn *c, gw_item *it);
 void gw_request_reply(gw_server *s, gw_conn *c, gw_item *it)
 {
     request_reply_frames(s, c, it);
-    if (it->op == GW_OP_START_SEARCH)
-        gw_conn_search_replied(s, c);
+    if (it->op == GW_OP_START_SEARCH) {
+        const Chat__MatchReply *r = it->err == 0 ? it->r.match : NULL;
+        bool ok = r != NULL && r->code == CHAT__CODE__OK;
+        gw_search_replied(s, c, ok, ok ? reply_matched_id(r) : NULL);
+    }
 }
 
 static void request_reply_frames(gw_server *s, gw_conn *c, gw_item *it)

@@ -195,6 +195,7 @@ class Cluster:
         self.pg_data = None
         self.gateway_ports = []
         self.started = False
+        self.keep_logs = False       # set when a test failed: stop() keeps the temp dir
         self._pg_started = False
         # Known to the tests so they can mint tokens (e.g. an expired one); for an
         # external cluster only when the operator exports it.
@@ -466,7 +467,7 @@ class Cluster:
         if problems:
             sys.stderr.write(report)
             raise AssertionError("cluster teardown: " + "; ".join(problems) + f" (logs kept in {tmp})")
-        if os.environ.get("CHAT_TEST_KEEP_LOGS"):
+        if os.environ.get("CHAT_TEST_KEEP_LOGS") or self.keep_logs:
             sys.stderr.write(f"logs kept in {tmp}\n")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -545,6 +546,7 @@ class ClusterTestCase(unittest.IsolatedAsyncioTestCase):
         out = super().run(result)
         if result is not None and (len(result.failures), len(result.errors)) != before and self.cluster:
             sys.stderr.write(self.cluster.logs_report())
+            self.cluster.keep_logs = True  # the whole logs, for the post-mortem
         return out
 
 

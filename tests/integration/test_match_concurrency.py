@@ -86,6 +86,7 @@ class User:
     def __init__(self, client, rng):
         self.c, self.rng = client, rng
         self.cycles = self.matches = self.stops = 0
+        self.ended = {}  # conversation id -> "you" / "partner", from every chat_ended seen
 
     async def frame(self, deadline):
         """The next frame, or None once deadline (monotonic) has passed."""
@@ -93,11 +94,14 @@ class User:
         if left <= 0:
             return None
         try:
-            return await self.c.recv(left)
+            f = await self.c.recv(left)
         except AssertionError as e:
             if str(e).startswith("no frame within"):
                 return None
             raise
+        if f["type"] == "chat_ended":
+            self.ended[f.get("conversation_id")] = f.get("by")
+        return f
 
     async def search(self, n):
         """start_search, then stop_search after a random while unless matched first.
@@ -109,7 +113,8 @@ class User:
             f = await self.frame(deadline)
             if f is None:
                 if stopped:
-                    raise AssertionError(f"no search_stopped within {REPLY_TIMEOUT_S}s")
+                    raise AssertionError(f"user {self.c.user_id}: no search_stopped within "
+                                         f"{REPLY_TIMEOUT_S}s; frames:\n    " + self.c._history(20))
                 await self.c.send({"type": "stop_search", "req": f"t{n}"})
                 self.stops += 1
                 stopped, deadline = True, time.monotonic() + REPLY_TIMEOUT_S
@@ -121,24 +126,24 @@ class User:
                 return conv
 
     async def chat(self, n, conv):
-        """Stays a random while; ends the chat unless the partner ends it first."""
+        """Stays a random while; ends the chat unless the partner ends it first (its
+        chat_ended may have come with the match, while the search was being stopped)."""
         deadline = time.monotonic() + self.rng.uniform(0, 0.15)
-        ending = replied = partner_ended = False
+        ending = replied = False
         while True:
+            by = self.ended.get(conv)
+            if by == "you" or (by == "partner" and (not ending or replied)):
+                return
             f = await self.frame(deadline)
             if f is None:
                 if ending:
-                    raise AssertionError(f"end_chat of {conv}: no answer within {REPLY_TIMEOUT_S}s")
+                    raise AssertionError(f"user {self.c.user_id}: end_chat of {conv}: no answer "
+                                         f"within {REPLY_TIMEOUT_S}s; frames:\n    "
+                                         + self.c._history(20))
                 await self.c.send({"type": "end_chat", "conversation_id": conv, "req": f"e{n}"})
                 ending, deadline = True, time.monotonic() + REPLY_TIMEOUT_S
-            elif f["type"] == "chat_ended" and f.get("conversation_id") == conv:
-                if f.get("by") == "you":
-                    return
-                partner_ended = True
             elif f["type"] == "error" and f.get("req") == f"e{n}":
                 replied = True
-            if partner_ended and (not ending or replied):
-                return
 
     async def run(self):
         for n in range(1, CYCLES + 1):
