@@ -64,18 +64,12 @@ const char *gw_api_bearer(const char *header)
 unsigned gw_api_status(gw_err e)
 {
     switch (e) {
-    case GW_E_BAD_REQUEST:
-        return 400;
-    case GW_E_UNAUTHORIZED:
-        return 401;
-    case GW_E_NOT_MEMBER:
-        return 403;
-    case GW_E_NOT_FOUND:
-        return 404;
-    case GW_E_UNAVAILABLE:
-        return 503;
-    default:
-        return 500;
+    case GW_E_BAD_REQUEST: return 400;
+    case GW_E_UNAUTHORIZED: return 401;
+    case GW_E_NOT_MEMBER: return 403;
+    case GW_E_NOT_FOUND: return 404;
+    case GW_E_UNAVAILABLE: return 503;
+    default: return 500;
     }
 }
 

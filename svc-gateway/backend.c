@@ -60,8 +60,7 @@ gw_svc gw_op_service(gw_op op)
     case GW_OP_START_SEARCH:
     case GW_OP_STOP_SEARCH:
     case GW_OP_END_CHAT:
-    case GW_OP_SESSION:
-        return GW_SVC_MATCH;
+    case GW_OP_SESSION: return GW_SVC_MATCH;
     case GW_OP_SEND:
     case GW_OP_RECEIPT:
     case GW_OP_REPLAY:
@@ -71,15 +70,12 @@ gw_svc gw_op_service(gw_op op)
     case GW_OP_HISTORY:
     case GW_OP_TYPING:
     case GW_OP_REGISTER:
-    case GW_OP_API_HISTORY:
-        return GW_SVC_MESSAGE;
+    case GW_OP_API_HISTORY: return GW_SVC_MESSAGE;
     case GW_OP_QUERY:
     case GW_OP_CONNECT:
     case GW_OP_DISCONNECT:
-    case GW_OP_HEARTBEAT:
-        return GW_SVC_PRESENCE;
-    case GW_OP_EVENT:
-        break;
+    case GW_OP_HEARTBEAT: return GW_SVC_PRESENCE;
+    case GW_OP_EVENT: break;
     }
     return GW_SVC_EVENTS;
 }
@@ -110,17 +106,10 @@ static void backend_done(int err, const uint8_t *data, size_t len, void *arg)
     it->err = err;
     if (err == 0) {
         switch (gw_op_service(it->op)) {
-        case GW_SVC_MATCH:
-            it->r.match = chat__match_reply__unpack(NULL, len, data);
-            break;
-        case GW_SVC_MESSAGE:
-            it->r.msg = chat__message_reply__unpack(NULL, len, data);
-            break;
-        case GW_SVC_PRESENCE:
-            it->r.pres = chat__presence_reply__unpack(NULL, len, data);
-            break;
-        default:
-            break;
+        case GW_SVC_MATCH: it->r.match = chat__match_reply__unpack(NULL, len, data); break;
+        case GW_SVC_MESSAGE: it->r.msg = chat__message_reply__unpack(NULL, len, data); break;
+        case GW_SVC_PRESENCE: it->r.pres = chat__presence_reply__unpack(NULL, len, data); break;
+        default: break;
         }
         if (it->r.any == NULL)
             it->err = -1;
@@ -292,20 +281,11 @@ void gw_item_free(gw_item *it)
         return;
     if (it->r.any != NULL) {
         switch (gw_op_service(it->op)) {
-        case GW_SVC_MATCH:
-            chat__match_reply__free_unpacked(it->r.match, NULL);
-            break;
-        case GW_SVC_MESSAGE:
-            chat__message_reply__free_unpacked(it->r.msg, NULL);
-            break;
-        case GW_SVC_PRESENCE:
-            chat__presence_reply__free_unpacked(it->r.pres, NULL);
-            break;
-        case GW_SVC_EVENTS:
-            chat__event__free_unpacked(it->r.ev, NULL);
-            break;
-        default:
-            break;
+        case GW_SVC_MATCH: chat__match_reply__free_unpacked(it->r.match, NULL); break;
+        case GW_SVC_MESSAGE: chat__message_reply__free_unpacked(it->r.msg, NULL); break;
+        case GW_SVC_PRESENCE: chat__presence_reply__free_unpacked(it->r.pres, NULL); break;
+        case GW_SVC_EVENTS: chat__event__free_unpacked(it->r.ev, NULL); break;
+        default: break;
         }
     }
     gw_request_free(it->rq);

@@ -23,22 +23,14 @@ static void conn_waiting_free(gw_conn *c);
 static const char *conn_close_text(uint16_t code)
 {
     switch (code) {
-    case 1001:
-        return "going away";
-    case 1003:
-        return "binary frames are not accepted";
-    case 1007:
-        return "invalid UTF-8";
-    case 1008:
-        return "output buffer full";
-    case 1009:
-        return "message too big";
-    case 1011:
-        return "internal error";
-    case 4401:
-        return "unauthorized";
-    default:
-        return "";
+    case 1001: return "going away";
+    case 1003: return "binary frames are not accepted";
+    case 1007: return "invalid UTF-8";
+    case 1008: return "output buffer full";
+    case 1009: return "message too big";
+    case 1011: return "internal error";
+    case 4401: return "unauthorized";
+    default: return "";
     }
 }
 
@@ -113,9 +105,10 @@ static int conn_session(gw_server *s, struct lws *wsi, char user[CHAT_UUID_LEN +
         return -2;
     const char *tok = lws_get_urlarg_by_name(wsi, "session=", buf, CONN_URLARG_MAX);
     int rv = 0;
-    if (tok != NULL)
-        rv = gw_token_verify(s->cfg->session_secret, tok, chat_now_ms() / 1000, user) == 0 ? 1
-                                                                                           : -1;
+    if (tok != NULL) {
+        int64_t now_s = chat_now_ms() / 1000;
+        rv = gw_token_verify(s->cfg->session_secret, tok, now_s, user) == 0 ? 1 : -1;
+    }
     free(buf);
     return rv;
 }

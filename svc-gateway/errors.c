@@ -36,26 +36,17 @@ const char *gw_err_text(gw_err e)
 gw_err gw_err_from_code(int code)
 {
     switch (code) {
-    case CHAT__CODE__OK:
-        return GW_E_NONE;
-    case CHAT__CODE__BAD_REQUEST:
-        return GW_E_BAD_REQUEST;
-    case CHAT__CODE__NOT_MEMBER:
-        return GW_E_NOT_MEMBER;
-    case CHAT__CODE__NOT_FOUND:
-        return GW_E_NOT_FOUND;
-    case CHAT__CODE__ALREADY_IN_CHAT:
-        return GW_E_ALREADY_IN_CHAT;
-    case CHAT__CODE__CONVERSATION_CLOSED:
-        return GW_E_CONVERSATION_CLOSED;
-    case CHAT__CODE__RATE_LIMITED:
-        return GW_E_RATE_LIMITED;
-    case CHAT__CODE__TOO_LONG:
-        return GW_E_TOO_LONG;
+    case CHAT__CODE__OK: return GW_E_NONE;
+    case CHAT__CODE__BAD_REQUEST: return GW_E_BAD_REQUEST;
+    case CHAT__CODE__NOT_MEMBER: return GW_E_NOT_MEMBER;
+    case CHAT__CODE__NOT_FOUND: return GW_E_NOT_FOUND;
+    case CHAT__CODE__ALREADY_IN_CHAT: return GW_E_ALREADY_IN_CHAT;
+    case CHAT__CODE__CONVERSATION_CLOSED: return GW_E_CONVERSATION_CLOSED;
+    case CHAT__CODE__RATE_LIMITED: return GW_E_RATE_LIMITED;
+    case CHAT__CODE__TOO_LONG: return GW_E_TOO_LONG;
     /* The client has no "internal": to it, a failing backend is unavailable. */
     case CHAT__CODE__UNAVAILABLE:
     case CHAT__CODE__INTERNAL:
-    default:
-        return GW_E_UNAVAILABLE;
+    default: return GW_E_UNAVAILABLE;
     }
 }

@@ -21,10 +21,8 @@ static gw_frame *event_render(const Chat__Event *ev, const char *by)
     if (ev->message == NULL)
         return NULL;
     switch (ev->body_case) {
-    case CHAT__EVENT__BODY_MESSAGE:
-        return gw_render_message(ev->message);
-    case CHAT__EVENT__BODY_MATCHED:
-        return gw_render_matched(ev->matched->conversation_id);
+    case CHAT__EVENT__BODY_MESSAGE: return gw_render_message(ev->message);
+    case CHAT__EVENT__BODY_MATCHED: return gw_render_matched(ev->matched->conversation_id);
     case CHAT__EVENT__BODY_CHAT_ENDED:
         return gw_render_chat_ended(ev->chat_ended->conversation_id, by);
     case CHAT__EVENT__BODY_PARTNER_DISCONNECTED:
@@ -35,8 +33,7 @@ static gw_frame *event_render(const Chat__Event *ev, const char *by)
     case CHAT__EVENT__BODY_PRESENCE:
         return gw_render_presence_push(ev->presence->user_id, ev->presence->online,
                                        ev->presence->last_seen);
-    default:
-        return NULL;
+    default: return NULL;
     }
 }
 
@@ -96,9 +93,7 @@ void gw_event_deliver(gw_server *s, const Chat__Event *ev)
             case CHAT__EVENT__BODY_PARTNER_DISCONNECTED:
                 gw_search_push_end(s, c, ev->partner_disconnected->conversation_id, f);
                 break;
-            default:
-                gw_conn_push(s, c, f);
-                break;
+            default: gw_conn_push(s, c, f); break;
             }
         }
     }

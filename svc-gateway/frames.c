@@ -242,25 +242,16 @@ gw_request *gw_frame_parse(const char *buf, size_t len, long long max_text)
 
     switch (rq->type) {
     case GW_REQ_START_SEARCH:
-    case GW_REQ_STOP_SEARCH:
-        return rq;
-    case GW_REQ_END_CHAT:
-        return frame_end_chat(rq);
-    case GW_REQ_SEND:
-        return frame_send(rq, max_text);
-    case GW_REQ_RECEIPT:
-        return frame_receipt(rq);
-    case GW_REQ_PRESENCE:
-        return frame_presence(rq);
-    case GW_REQ_OPEN_DM:
-        return frame_open_dm(rq);
+    case GW_REQ_STOP_SEARCH: return rq;
+    case GW_REQ_END_CHAT: return frame_end_chat(rq);
+    case GW_REQ_SEND: return frame_send(rq, max_text);
+    case GW_REQ_RECEIPT: return frame_receipt(rq);
+    case GW_REQ_PRESENCE: return frame_presence(rq);
+    case GW_REQ_OPEN_DM: return frame_open_dm(rq);
     case GW_REQ_JOIN_ROOM:
-    case GW_REQ_LEAVE_ROOM:
-        return frame_room(rq);
-    case GW_REQ_HISTORY:
-        return frame_history(rq);
-    case GW_REQ_TYPING:
-        return frame_typing(rq);
+    case GW_REQ_LEAVE_ROOM: return frame_room(rq);
+    case GW_REQ_HISTORY: return frame_history(rq);
+    case GW_REQ_TYPING: return frame_typing(rq);
     }
     return frame_fail(rq, GW_E_UNKNOWN_TYPE, gw_err_text(GW_E_UNKNOWN_TYPE));
 }

@@ -152,18 +152,10 @@ static bool request_start(gw_server *s, gw_conn *c, gw_request *rq)
     switch (rq->type) {
     case GW_REQ_START_SEARCH:
     case GW_REQ_STOP_SEARCH:
-    case GW_REQ_END_CHAT:
-        request_match(s, c, rq);
-        return true;
-    case GW_REQ_SEND:
-        request_send(s, c, rq);
-        return true;
-    case GW_REQ_RECEIPT:
-        request_receipt(s, c, rq);
-        return true;
-    case GW_REQ_PRESENCE:
-        request_query(s, c, rq);
-        return true;
+    case GW_REQ_END_CHAT: request_match(s, c, rq); return true;
+    case GW_REQ_SEND: request_send(s, c, rq); return true;
+    case GW_REQ_RECEIPT: request_receipt(s, c, rq); return true;
+    case GW_REQ_PRESENCE: request_query(s, c, rq); return true;
     case GW_REQ_OPEN_DM:
         if (strcasecmp(rq->user_id, c->user->id) != 0) {
             request_open_dm(s, c, rq);
@@ -172,15 +164,9 @@ static bool request_start(gw_server *s, gw_conn *c, gw_request *rq)
         gw_conn_send_error(s, c, GW_E_BAD_REQUEST, "a DM needs another user", rq->req);
         break;
     case GW_REQ_JOIN_ROOM:
-    case GW_REQ_LEAVE_ROOM:
-        request_room(s, c, rq);
-        return true;
-    case GW_REQ_HISTORY:
-        request_history(s, c, rq);
-        return true;
-    case GW_REQ_TYPING:
-        request_typing(s, c, rq);
-        return true;
+    case GW_REQ_LEAVE_ROOM: request_room(s, c, rq); return true;
+    case GW_REQ_HISTORY: request_history(s, c, rq); return true;
+    case GW_REQ_TYPING: request_typing(s, c, rq); return true;
     }
     gw_request_free(rq);
     return false;
@@ -221,12 +207,8 @@ static void reply_match(gw_server *s, gw_conn *c, const gw_request *rq,
         /* `matched`, when paired at once, follows in gw_search_replied. */
         gw_conn_send(s, c, gw_render_simple("searching", rq->req));
         break;
-    case GW_REQ_STOP_SEARCH:
-        gw_search_stopped(s, c, reply_matched_id(r), rq->req);
-        break;
-    default:
-        gw_conn_send(s, c, gw_render_chat_ended(rq->conversation_id, "you"));
-        break;
+    case GW_REQ_STOP_SEARCH: gw_search_stopped(s, c, reply_matched_id(r), rq->req); break;
+    default: gw_conn_send(s, c, gw_render_chat_ended(rq->conversation_id, "you")); break;
     }
 }
 
@@ -278,8 +260,7 @@ static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
                      gw_render_history(rq->conversation_id, r->messages, r->n_messages,
                                        r->next_before, rq->req));
         return;
-    default:
-        return; /* receipt, typing: no answer frame */
+    default: return; /* receipt, typing: no answer frame */
     }
     chat_warn("reply_bad", "conn=%" PRIu64 " type=%d err=\"ok without its fields\"", c->id,
               (int)rq->type);
@@ -322,16 +303,9 @@ static void request_reply_frames(gw_server *s, gw_conn *c, gw_item *it)
         return;
     }
     switch (gw_op_service(it->op)) {
-    case GW_SVC_MATCH:
-        reply_match(s, c, rq, it->r.match);
-        break;
-    case GW_SVC_MESSAGE:
-        reply_message(s, c, rq, it->r.msg);
-        break;
-    case GW_SVC_PRESENCE:
-        reply_query(s, c, rq, it->r.pres);
-        break;
-    default:
-        break;
+    case GW_SVC_MATCH: reply_match(s, c, rq, it->r.match); break;
+    case GW_SVC_MESSAGE: reply_message(s, c, rq, it->r.msg); break;
+    case GW_SVC_PRESENCE: reply_query(s, c, rq, it->r.pres); break;
+    default: break;
     }
 }

@@ -37,14 +37,9 @@ static void server_dispatch(gw_server *s, gw_item *it)
         return;
     case GW_OP_CONNECT:
     case GW_OP_DISCONNECT:
-    case GW_OP_HEARTBEAT:
-        gw_presence_reply(s, it);
-        return;
-    case GW_OP_API_HISTORY:
-        gw_api_reply(s, it);
-        return;
-    default:
-        break;
+    case GW_OP_HEARTBEAT: gw_presence_reply(s, it); return;
+    case GW_OP_API_HISTORY: gw_api_reply(s, it); return;
+    default: break;
     }
     gw_conn *c = gw_conn_find(s, it->conn_id);
     if (c == NULL)
@@ -127,35 +122,24 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     gw_conn *c = user; /* only for the per-connection reasons below */
 
     switch (reason) {
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return server_confirm_upgrade(s, wsi, in);
-    case LWS_CALLBACK_ESTABLISHED:
-        return gw_conn_open(s, c, wsi);
-    case LWS_CALLBACK_RECEIVE:
-        return gw_conn_receive(s, c, in, len);
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return gw_conn_writeable(s, c);
-    case LWS_CALLBACK_CLOSED:
-        gw_conn_closed(s, c);
-        return 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: return server_confirm_upgrade(s, wsi, in);
+    case LWS_CALLBACK_ESTABLISHED: return gw_conn_open(s, c, wsi);
+    case LWS_CALLBACK_RECEIVE: return gw_conn_receive(s, c, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE: return gw_conn_writeable(s, c);
+    case LWS_CALLBACK_CLOSED: gw_conn_closed(s, c); return 0;
     case LWS_CALLBACK_HTTP:
         if (c == NULL)
             return -1;
         return gw_http_request(s, c, wsi, in);
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        return gw_http_writeable(s, c, wsi);
-    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE: return gw_http_writeable(s, c, wsi);
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION: return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         gw_api_closed(s, c);
         gw_http_free(c);
         return 0;
-    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        server_drain(s);
-        return 0;
-    default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: server_drain(s); return 0;
+    default: return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
 }
 

@@ -301,11 +301,8 @@ static bool start_search_once(const match_env *env, chat_redis *r,
     case MATCH_PAIR_IN_CHAT:
         match_out_err(out, CHAT__CODE__ALREADY_IN_CHAT, "already in a random chat");
         return false;
-    case MATCH_PAIR_SEARCHING:
-        chat_debug("match_searching", "user=%s", user);
-        return false;
-    case MATCH_PAIR_PAIRED:
-        return pair_finish(env, r, user, &p, q->conn, out);
+    case MATCH_PAIR_SEARCHING: chat_debug("match_searching", "user=%s", user); return false;
+    case MATCH_PAIR_PAIRED: return pair_finish(env, r, user, &p, q->conn, out);
     }
     return false;
 }

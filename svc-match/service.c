@@ -81,20 +81,13 @@ int match_close_conversation(const match_env *env, const char *conv, const char 
 static const char *request_user(const Chat__MatchRequest *req)
 {
     switch (req->body_case) {
-    case CHAT__MATCH_REQUEST__BODY_START_SEARCH:
-        return req->start_search->user_id;
-    case CHAT__MATCH_REQUEST__BODY_STOP_SEARCH:
-        return req->stop_search->user_id;
-    case CHAT__MATCH_REQUEST__BODY_END_CHAT:
-        return req->end_chat->user_id;
-    case CHAT__MATCH_REQUEST__BODY_USER_OFFLINE:
-        return req->user_offline->user_id;
-    case CHAT__MATCH_REQUEST__BODY_USER_GONE:
-        return req->user_gone->user_id;
-    case CHAT__MATCH_REQUEST__BODY_SESSION:
-        return req->session->user_id;
-    default:
-        return NULL;
+    case CHAT__MATCH_REQUEST__BODY_START_SEARCH: return req->start_search->user_id;
+    case CHAT__MATCH_REQUEST__BODY_STOP_SEARCH: return req->stop_search->user_id;
+    case CHAT__MATCH_REQUEST__BODY_END_CHAT: return req->end_chat->user_id;
+    case CHAT__MATCH_REQUEST__BODY_USER_OFFLINE: return req->user_offline->user_id;
+    case CHAT__MATCH_REQUEST__BODY_USER_GONE: return req->user_gone->user_id;
+    case CHAT__MATCH_REQUEST__BODY_SESSION: return req->session->user_id;
+    default: return NULL;
     }
 }
 
@@ -116,19 +109,10 @@ void match_handle(const match_env *env, chat_redis *r, const Chat__MatchRequest 
         match_start_search(env, r, req->start_search, out);
         break;
     case CHAT__MATCH_REQUEST__BODY_STOP_SEARCH:
-    case CHAT__MATCH_REQUEST__BODY_USER_OFFLINE:
-        match_leave_queue(r, user, out);
-        break;
-    case CHAT__MATCH_REQUEST__BODY_END_CHAT:
-        match_end_chat(env, r, req->end_chat, out);
-        break;
-    case CHAT__MATCH_REQUEST__BODY_USER_GONE:
-        match_user_gone(env, r, user, out);
-        break;
-    case CHAT__MATCH_REQUEST__BODY_SESSION:
-        match_session(r, user, out);
-        break;
-    default:
-        break;
+    case CHAT__MATCH_REQUEST__BODY_USER_OFFLINE: match_leave_queue(r, user, out); break;
+    case CHAT__MATCH_REQUEST__BODY_END_CHAT: match_end_chat(env, r, req->end_chat, out); break;
+    case CHAT__MATCH_REQUEST__BODY_USER_GONE: match_user_gone(env, r, user, out); break;
+    case CHAT__MATCH_REQUEST__BODY_SESSION: match_session(r, user, out); break;
+    default: break;
     }
 }

@@ -121,8 +121,7 @@ static int fake_call(void *ctx, const Chat__MessageRequest *req, Chat__MessageRe
         rep->is_member = strcmp(c->a, ci->user_id) == 0 || strcmp(c->b, ci->user_id) == 0;
         break;
     }
-    default:
-        fail_msg("unexpected svc-message request %d", (int)req->body_case);
+    default: fail_msg("unexpected svc-message request %d", (int)req->body_case);
     }
     pthread_mutex_unlock(&f->mu);
     /* Hand back what a real client would: a decoded copy owned by the caller. */

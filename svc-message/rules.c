@@ -75,11 +75,8 @@ static Chat__Code check_create(const Chat__CreateConversationReq *r, const char 
             return CHAT__CODE__BAD_REQUEST;
         }
         return CHAT__CODE__OK;
-    case CHAT__CONVERSATION_KIND__ROOM:
-        return CHAT__CODE__OK;
-    default:
-        *detail = "unknown conversation kind";
-        return CHAT__CODE__BAD_REQUEST;
+    case CHAT__CONVERSATION_KIND__ROOM: return CHAT__CODE__OK;
+    default: *detail = "unknown conversation kind"; return CHAT__CODE__BAD_REQUEST;
     }
 }
 
@@ -254,8 +251,7 @@ Chat__Code msg_validate(const Chat__MessageRequest *req, long long max_text,
     case CHAT__MESSAGE_REQUEST__BODY_CONTACTS:
         return req->contacts == NULL ? CHAT__CODE__BAD_REQUEST
                                      : check_user(req->contacts->user_id, detail);
-    default:
-        return CHAT__CODE__BAD_REQUEST;
+    default: return CHAT__CODE__BAD_REQUEST;
     }
 }
 
@@ -275,20 +271,13 @@ const char *msg_status_detail(msg_status st)
 {
     switch (st) {
     case MSG_ST_STORED:
-    case MSG_ST_DUPLICATE:
-        return "";
-    case MSG_ST_NOT_FOUND:
-        return "unknown conversation";
-    case MSG_ST_NOT_MEMBER:
-        return "not a member";
-    case MSG_ST_CLOSED:
-        return "conversation closed";
-    case MSG_ST_RATE_LIMITED:
-        return "rate limited";
-    case MSG_ST_UNAVAILABLE:
-        return "storage unavailable";
-    default:
-        return "internal error";
+    case MSG_ST_DUPLICATE: return "";
+    case MSG_ST_NOT_FOUND: return "unknown conversation";
+    case MSG_ST_NOT_MEMBER: return "not a member";
+    case MSG_ST_CLOSED: return "conversation closed";
+    case MSG_ST_RATE_LIMITED: return "rate limited";
+    case MSG_ST_UNAVAILABLE: return "storage unavailable";
+    default: return "internal error";
     }
 }
 
@@ -296,20 +285,13 @@ Chat__Code msg_status_code(msg_status st)
 {
     switch (st) {
     case MSG_ST_STORED:
-    case MSG_ST_DUPLICATE:
-        return CHAT__CODE__OK;
-    case MSG_ST_NOT_FOUND:
-        return CHAT__CODE__NOT_FOUND;
-    case MSG_ST_NOT_MEMBER:
-        return CHAT__CODE__NOT_MEMBER;
-    case MSG_ST_CLOSED:
-        return CHAT__CODE__CONVERSATION_CLOSED;
-    case MSG_ST_RATE_LIMITED:
-        return CHAT__CODE__RATE_LIMITED;
-    case MSG_ST_UNAVAILABLE:
-        return CHAT__CODE__UNAVAILABLE;
-    default:
-        return CHAT__CODE__INTERNAL;
+    case MSG_ST_DUPLICATE: return CHAT__CODE__OK;
+    case MSG_ST_NOT_FOUND: return CHAT__CODE__NOT_FOUND;
+    case MSG_ST_NOT_MEMBER: return CHAT__CODE__NOT_MEMBER;
+    case MSG_ST_CLOSED: return CHAT__CODE__CONVERSATION_CLOSED;
+    case MSG_ST_RATE_LIMITED: return CHAT__CODE__RATE_LIMITED;
+    case MSG_ST_UNAVAILABLE: return CHAT__CODE__UNAVAILABLE;
+    default: return CHAT__CODE__INTERNAL;
     }
 }
 

@@ -78,16 +78,12 @@ static void on_request(chat_rpc_job *rpc, const uint8_t *data, size_t len, void 
     }
     int rv;
     switch (job->req->body_case) {
-    case CHAT__MESSAGE_REQUEST__BODY_SEND:
-        rv = msg_writers_push(svc->writers, job);
-        break;
+    case CHAT__MESSAGE_REQUEST__BODY_SEND: rv = msg_writers_push(svc->writers, job); break;
     case CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION:
     case CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION:
         rv = msg_meta_push(svc->meta, job);
         break;
-    default:
-        rv = chat_workq_push(svc->readers, msg_store_work, job);
-        break;
+    default: rv = chat_workq_push(svc->readers, msg_store_work, job); break;
     }
     if (rv != 0)
         msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "shutting down");

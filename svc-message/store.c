@@ -248,9 +248,7 @@ static void do_receipt(msg_job *job, msg_pg *pg)
     case RECEIPT_SEQ_RANGE:
         msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "seq beyond the last message");
         break;
-    default:
-        msg_job_fail(job, msg_status_code(st), msg_status_detail(st));
-        break;
+    default: msg_job_fail(job, msg_status_code(st), msg_status_detail(st)); break;
     }
     PQclear(res);
 }
@@ -264,44 +262,18 @@ void msg_store_work(void *arg, void *state)
         return;
     }
     switch (job->req->body_case) {
-    case CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION:
-        msg_create_one(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION:
-        msg_close_one(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_CONVERSATION_INFO:
-        do_info(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_REPLAY:
-        do_replay(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_RECEIPT:
-        do_receipt(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER:
-        msg_users_register(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_CONTACTS:
-        msg_users_contacts(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_OPEN_DM:
-        msg_conv_open_dm(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM:
-        msg_conv_join_room(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM:
-        msg_conv_leave_room(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_HISTORY:
-        msg_history(job, pg);
-        break;
-    case CHAT__MESSAGE_REQUEST__BODY_TYPING:
-        msg_typing(job, pg);
-        break;
-    default:
-        msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "not a reader request");
-        break;
+    case CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION: msg_create_one(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION: msg_close_one(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_CONVERSATION_INFO: do_info(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_REPLAY: do_replay(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_RECEIPT: do_receipt(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_REGISTER_USER: msg_users_register(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_CONTACTS: msg_users_contacts(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_OPEN_DM: msg_conv_open_dm(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM: msg_conv_join_room(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM: msg_conv_leave_room(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_HISTORY: msg_history(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_TYPING: msg_typing(job, pg); break;
+    default: msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "not a reader request"); break;
     }
 }

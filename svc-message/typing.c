@@ -35,9 +35,7 @@ void msg_typing(msg_job *job, msg_pg *pg)
         msg_job_free(job);
         break;
     }
-    default:
-        msg_job_fail(job, msg_status_code(st), msg_status_detail(st));
-        break;
+    default: msg_job_fail(job, msg_status_code(st), msg_status_detail(st)); break;
     }
     PQclear(res);
 }

@@ -53,9 +53,7 @@ static void rate_step(const msg_config *cfg, chat_redis *redis, msg_job **jobs, 
     for (int i = 0; i < n; i++) {
         msg_job *j = jobs[i];
         switch (rl[i]) {
-        case MSG_RL_OK:
-            j->token_taken = true;
-            break;
+        case MSG_RL_OK: j->token_taken = true; break;
         case MSG_RL_LIMITED:
             /* Refused, unless it is a retry of a stored message. */
             j->op = MSG_OP_LOOKUP;

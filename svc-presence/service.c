@@ -143,8 +143,6 @@ void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest
         if (query_valid(req->query, out))
             pres_query(r, req->query, now, out);
         break;
-    default:
-        pres_out_err(out, CHAT__CODE__BAD_REQUEST, "empty request");
-        break;
+    default: pres_out_err(out, CHAT__CODE__BAD_REQUEST, "empty request"); break;
     }
 }

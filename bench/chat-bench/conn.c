@@ -40,22 +40,16 @@ static const cb_counter fail_counter[] = {
 static cb_fail fail_of_errno(int e)
 {
     switch (e) {
-    case ECONNREFUSED:
-        return CB_FAIL_REFUSED;
+    case ECONNREFUSED: return CB_FAIL_REFUSED;
     case ECONNRESET:
     case ECONNABORTED:
-    case EPIPE:
-        return CB_FAIL_RESET;
-    case ETIMEDOUT:
-        return CB_FAIL_TIMEOUT;
+    case EPIPE: return CB_FAIL_RESET;
+    case ETIMEDOUT: return CB_FAIL_TIMEOUT;
     case EADDRNOTAVAIL:
-    case EADDRINUSE:
-        return CB_FAIL_ADDR;
+    case EADDRINUSE: return CB_FAIL_ADDR;
     case EMFILE:
-    case ENFILE:
-        return CB_FAIL_FILES;
-    default:
-        return CB_FAIL_OTHER;
+    case ENFILE: return CB_FAIL_FILES;
+    default: return CB_FAIL_OTHER;
     }
 }
 
@@ -364,16 +358,10 @@ static void conn_frame(cb_worker *w, cb_conn *c, const cb_ws_frame *f, const uin
                        int64_t now)
 {
     switch (f->opcode) {
-    case CB_OP_PING:
-        queue_frame(w, c, CB_OP_PONG, p, f->len);
-        return;
-    case CB_OP_PONG:
-        return;
-    case CB_OP_CLOSE:
-        conn_close_frame(w, c, p, f->len, now);
-        return;
-    default:
-        break;
+    case CB_OP_PING: queue_frame(w, c, CB_OP_PONG, p, f->len); return;
+    case CB_OP_PONG: return;
+    case CB_OP_CLOSE: conn_close_frame(w, c, p, f->len, now); return;
+    default: break;
     }
     if (f->opcode == CB_OP_CONT && !c->frag) {
         conn_fail(w, c, CB_FAIL_PROTOCOL, now);

@@ -131,14 +131,10 @@ static void ramp_tick(cb_worker *w, int64_t now)
 static const cb_mode_ops *ops_for(cb_mode m)
 {
     switch (m) {
-    case CB_MODE_IDLE:
-        return &cb_idle_ops;
-    case CB_MODE_CHAT:
-        return &cb_chat_ops;
-    case CB_MODE_MATCH:
-        return &cb_match_ops;
-    case CB_MODE_STORM:
-        return &cb_storm_ops;
+    case CB_MODE_IDLE: return &cb_idle_ops;
+    case CB_MODE_CHAT: return &cb_chat_ops;
+    case CB_MODE_MATCH: return &cb_match_ops;
+    case CB_MODE_STORM: return &cb_storm_ops;
     }
     return &cb_idle_ops;
 }

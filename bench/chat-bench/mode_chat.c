@@ -411,8 +411,7 @@ static void chat_tick(cb_worker *w, int64_t now)
             w->done = true;
         }
         return;
-    case CH_DONE:
-        return;
+    case CH_DONE: return;
     }
 }
 

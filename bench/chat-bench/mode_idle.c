@@ -40,8 +40,7 @@ static void idle_tick(cb_worker *w, int64_t now)
             w->done = true;
         }
         return;
-    case IDLE_DONE:
-        return;
+    case IDLE_DONE: return;
     }
 }
 

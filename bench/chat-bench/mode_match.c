@@ -226,8 +226,7 @@ static void match_tick(cb_worker *w, int64_t now)
             w->done = true;
         }
         return;
-    case MA_DONE:
-        return;
+    case MA_DONE: return;
     }
 }
 

@@ -125,8 +125,7 @@ static void storm_tick(cb_worker *w, int64_t now)
             w->done = true;
         }
         return;
-    case ST_DONE:
-        return;
+    case ST_DONE: return;
     }
 }
 

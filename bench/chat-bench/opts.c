@@ -287,9 +287,7 @@ static int apply(cb_opts *o, const char *prog, int key, const char *name, const 
         NUM(1, 100000);
         o->inflight = (int)x;
         break;
-    case O_ONE_SENDER:
-        o->one_sender = true;
-        break;
+    case O_ONE_SENDER: o->one_sender = true; break;
     case O_TEXT_SIZE:
         NUM(0, 4096);
         o->text_size = (int)x;
@@ -332,12 +330,8 @@ static int apply(cb_opts *o, const char *prog, int key, const char *name, const 
         NUM(1, 86400);
         o->setup_timeout_s = x;
         break;
-    case O_JSON:
-        o->json = true;
-        break;
-    case 'q':
-        o->quiet = true;
-        break;
+    case O_JSON: o->json = true; break;
+    case 'q': o->quiet = true; break;
     case O_SEED:
         NUM(0, 9007199254740991.0);
         o->seed = (uint64_t)x;

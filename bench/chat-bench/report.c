@@ -62,9 +62,7 @@ static cJSON *config(const cb_opts *o)
         cJSON_AddNumberToObject(c, "backoff_max_ms", o->backoff_max_ms);
         cJSON_AddStringToObject(c, "drop", o->drop_rst ? "rst" : "fin");
         break;
-    case CB_MODE_IDLE:
-        cJSON_AddNumberToObject(c, "conns", (double)o->conns);
-        break;
+    case CB_MODE_IDLE: cJSON_AddNumberToObject(c, "conns", (double)o->conns); break;
     }
     return c;
 }
@@ -189,18 +187,10 @@ static cJSON *build(const cb_opts *o, const cb_run *run)
     cJSON_AddNumberToObject(conn, "rate_per_s", per_s(first_ok, ramp_s));
     cJSON_AddItemToObject(root, "connect_ms", cb_hist_summary(&r->h[CB_H_CONNECT]));
     switch (o->mode) {
-    case CB_MODE_IDLE:
-        add_idle(root, o, run);
-        break;
-    case CB_MODE_CHAT:
-        add_chat(root, o, run);
-        break;
-    case CB_MODE_MATCH:
-        add_match(root, o, run);
-        break;
-    case CB_MODE_STORM:
-        add_storm(root, o, run);
-        break;
+    case CB_MODE_IDLE: add_idle(root, o, run); break;
+    case CB_MODE_CHAT: add_chat(root, o, run); break;
+    case CB_MODE_MATCH: add_match(root, o, run); break;
+    case CB_MODE_STORM: add_storm(root, o, run); break;
     }
     cJSON *e = cJSON_AddObjectToObject(root, "errors");
     for (int i = 0; i < r->n_err; i++)

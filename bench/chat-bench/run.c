@@ -224,8 +224,7 @@ static void progress(const cb_opts *o, const cb_shared *sh, double t)
     case CB_MODE_STORM:
         n += snprintf(line + n, sizeof line - (size_t)n, " resumed %llu", p[CB_P_RESUMED]);
         break;
-    case CB_MODE_IDLE:
-        break;
+    case CB_MODE_IDLE: break;
     }
     snprintf(line + n, sizeof line - (size_t)n, " errors %llu", p[CB_P_ERRORS]);
     fprintf(stderr, "%s\n", line);
