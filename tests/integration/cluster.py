@@ -138,6 +138,22 @@ class Proc:
             self.popen.wait()
             raise AssertionError(f"{self.name} did not exit within {STOP_TIMEOUT_S}s of signal {sig}")
 
+    def pause(self):
+        """SIGSTOP, and returns once every thread has stopped. kill() returning is not that:
+        the kernel stops a process's threads one by one, and under CPU contention the others
+        keep serving requests for milliseconds. waitpid(WUNTRACED) reports the completed
+        group stop (or the exit of a process that died instead)."""
+        self.popen.send_signal(signal.SIGSTOP)
+        _, status = os.waitpid(self.popen.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            self.popen.returncode = os.waitstatus_to_exitcode(status)
+            raise AssertionError(f"{self.name} exited ({self.popen.returncode}) instead of stopping")
+
+    def resume(self):
+        """SIGCONT after pause()."""
+        if self.popen.returncode is None:
+            self.popen.send_signal(signal.SIGCONT)
+
     def stop(self):
         """SIGTERM, wait; returns a problem description or None. Never hides ASan reports:
         SIGKILL only if SIGTERM did not work in time (and that is a failure)."""

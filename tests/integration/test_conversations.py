@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import signal
 import socket
 import time
 import unittest
@@ -262,8 +261,8 @@ class ConversationsTest(cluster.ClusterTestCase):
         path = f"/api/conversations/{conv}/messages"
         auth = {"Authorization": "Bearer " + a.session}
         loop = asyncio.get_running_loop()
-        msg = self.cluster.procs["svc-message"].popen
-        msg.send_signal(signal.SIGSTOP)
+        msg = self.cluster.procs["svc-message"]
+        msg.pause()
         try:
             # One that gives up after 0.3 s, one that waits for the answer.
             quitter = loop.run_in_executor(None, lambda: _get_or_timeout(base + path, auth, 0.3))
@@ -274,7 +273,7 @@ class ConversationsTest(cluster.ClusterTestCase):
             status, body, _ = await waiter
             self.assertEqual((status, json.loads(body)), (503, {"error": "unavailable"}))
         finally:
-            msg.send_signal(signal.SIGCONT)
+            msg.resume()
         status, body, _ = http_get(base, path, headers=auth)
         self.assertEqual((status, json.loads(body)), (200, {"messages": [], "next_before": None}))
 
@@ -283,8 +282,8 @@ class ConversationsTest(cluster.ClusterTestCase):
         # after the request timeout all the same, still first, and the frames the client sent
         # meanwhile are answered after it, in order.
         self.cluster.skip_unless_local("stops svc-message")
-        msg = self.cluster.procs["svc-message"].popen
-        msg.send_signal(signal.SIGSTOP)
+        msg = self.cluster.procs["svc-message"]
+        msg.pause()
         try:
             t0 = time.monotonic()
             b = await self.connect(wait_connected=False)
@@ -296,7 +295,7 @@ class ConversationsTest(cluster.ClusterTestCase):
             await b.expect("presence", exact=True, statuses=[], req="early-1")
             await b.expect("search_stopped", exact=True, req="early-2")
         finally:
-            msg.send_signal(signal.SIGCONT)
+            msg.resume()
         # Opening a DM registers the requester too, so b is known from then on.
         a = await self.connect()
         conv = await b.request({"type": "open_dm", "user_id": a.user_id}, "conversation", exact=True,
