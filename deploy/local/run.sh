@@ -13,9 +13,13 @@ Usage: deploy/local/run.sh [--fresh] [--no-deps] [--no-build] [--help]
 
 Installs missing Debian packages (deploy/deps.sh), builds (CMake Release), then
 runs in the foreground: PostgreSQL, Redis, svc-message, svc-match,
-svc-presence and the gateways, all on 127.0.0.1. Prints the URL(s) once every
-gateway's /readyz answers 200. Ctrl-C or SIGTERM stops everything. If any
-process dies, the script says which and stops the rest.
+svc-presence (each CHAT_REPLICAS times) and the gateways, all on 127.0.0.1.
+Prints the URL(s) once every gateway's /readyz answers 200. Ctrl-C or SIGTERM
+stops everything. A process that dies after that is started again, after
+1 s, then 2, 4 ... up to 30 s for one that keeps dying (reset once it has
+run for 30 s), as compose's restart policy or Kubernetes would; each death
+and restart is logged. One that dies before the cluster is ready stops it
+all (a configuration error does not get better by retrying).
 
 Flags:
   --fresh      wipe the state dir first (database, Redis data, session secret)
@@ -29,6 +33,11 @@ Environment (defaults in brackets):
   CHAT_PG_PORT            PostgreSQL port [5433]
   CHAT_REDIS_PORT         Redis port [6380]
   CHAT_GATEWAYS           number of gateways [1]
+  CHAT_REPLICAS           processes of each of svc-message, svc-match and
+                          svc-presence [1], 1..9; replica r listens on the
+                          ports of CHAT_*_LISTEN / CHAT_*_PUB_LISTEN plus
+                          10*(r-1) (svc-message.2: 7211 and 7212), and every
+                          client is given every replica
   CHAT_GATEWAY_PORT       first gateway's port; the next ones follow [8080]
   CHAT_READY_TIMEOUT_S    how long to wait for readiness [60]
   CHAT_GATEWAY_BIND       address the gateways listen on [127.0.0.1]
@@ -37,7 +46,8 @@ Passed to the services as they are (see each program's --help):
   CHAT_MAX_TEXT, CHAT_RATE_PER_MIN, CHAT_RECONNECT_GRACE_MS,
   CHAT_TYPING_TIMEOUT_MS, CHAT_LOG_LEVEL, and any other CHAT_* variable.
 Service addresses default to those of docs/ARCHITECTURE.md
-(tcp://127.0.0.1:7201/7202, 7301/7302, 7401/7402).
+(tcp://127.0.0.1:7201/7202, 7301/7302, 7401/7402); set CHAT_*_LISTEN and
+CHAT_*_PUB_LISTEN to move the first replica (and the others with it).
 
 Logs: each service's and Redis's output goes to this terminal, each line
 prefixed with [name]; PostgreSQL's log is <state>/pg/server.log.
@@ -60,6 +70,7 @@ BUILD_DIR=${CHAT_BUILD_DIR:-$ROOT/build}
 PG_PORT=${CHAT_PG_PORT:-5433}
 REDIS_PORT=${CHAT_REDIS_PORT:-6380}
 GATEWAYS=${CHAT_GATEWAYS:-1}
+REPLICAS=${CHAT_REPLICAS:-1}
 GW_PORT=${CHAT_GATEWAY_PORT:-8080}
 READY_TIMEOUT_S=${CHAT_READY_TIMEOUT_S:-60}
 
@@ -67,6 +78,7 @@ say() { printf '[run.sh] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 [[ "$GATEWAYS" =~ ^[1-9][0-9]?$ ]] || die "CHAT_GATEWAYS must be 1..99"
+[[ "$REPLICAS" =~ ^[1-9]$ ]] || die "CHAT_REPLICAS must be 1..9"
 for v in PG_PORT REDIS_PORT GW_PORT; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a port number"
 done
@@ -104,6 +116,8 @@ mkdir -p "$STATE/redis" "$PG_DIR"
 chmod 755 "$STATE"
 if [[ $(id -u) -eq 0 ]]; then chown postgres:postgres "$PG_DIR"; fi
 chmod 700 "$PG_DIR"
+as_postgres test -w "$PG_DIR" ||
+    die "the postgres user cannot write $PG_DIR (is a parent directory of CHAT_STATE_DIR closed to it?)"
 
 if [[ -z "${CHAT_SESSION_SECRET:-}" ]]; then
     if [[ ! -s "$STATE/session_secret" ]]; then
@@ -114,19 +128,30 @@ fi
 export CHAT_SESSION_SECRET
 
 # ---- 3. processes ------------------------------------------------------------
-NAMES=()   # parallel arrays: what we started, in start order
-PIDS=()
+# Parallel arrays, one entry per process we run, in start order: its name, its
+# command (printf %q words), its pid (0 while it waits for a restart), when it
+# last started, how many times in a row it died soon after, and when it is due
+# to start again.
+NAMES=() CMDS=() PIDS=() UP_AT=() FAILS=() DUE=()
 PG_STARTED=0
 STOPPING=0
+RESTART_MAX_S=30   # backoff ceiling, and how long a run must last to reset it
 
-# Starts "$@" in the background with its output prefixed by [name]. Each process
-# gets its own session (setsid execs in place, so $! is its pid): a Ctrl-C reaches
-# only this script, which then stops everything in order. The prefixer ignores
-# SIGINT/SIGTERM so that a service's last log lines are not lost.
-spawn() {
+# Starts process i in the background with its output prefixed by [name]. Each
+# process gets its own session (setsid execs in place, so $! is its pid): a
+# Ctrl-C reaches only this script, which then stops everything in order. The
+# prefixer ignores SIGINT/SIGTERM so that a service's last log lines are not lost.
+start_index() {
+    local i=$1 name=${NAMES[$1]} argv
+    eval "argv=(${CMDS[$i]})"
+    setsid "${argv[@]}" < /dev/null > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
+    PIDS[$i]=$! UP_AT[$i]=$SECONDS DUE[$i]=0
+}
+
+spawn() {  # name command...
     local name=$1; shift
-    setsid "$@" < /dev/null > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
-    NAMES+=("$name"); PIDS+=($!)
+    NAMES+=("$name") CMDS+=("$(printf '%q ' "$@")") PIDS+=(0) UP_AT+=(0) FAILS+=(0) DUE+=(0)
+    start_index $((${#NAMES[@]} - 1))
 }
 
 stop_pid() {  # name pid: SIGTERM, wait up to 15 s, then SIGKILL
@@ -147,7 +172,7 @@ cleanup() {
     say "stopping"
     local i
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        [[ "${NAMES[$i]}" == redis ]] && continue
+        [[ "${NAMES[$i]}" == redis || ${PIDS[$i]} -eq 0 ]] && continue
         stop_pid "${NAMES[$i]}" "${PIDS[$i]}"
     done
     if [[ $PG_STARTED -eq 1 ]]; then
@@ -155,11 +180,11 @@ cleanup() {
             say "pg_ctl stop failed; see $PG_DIR/server.log"
     fi
     for ((i = 0; i < ${#PIDS[@]}; i++)); do
-        [[ "${NAMES[$i]}" == redis ]] && stop_pid redis "${PIDS[$i]}"
+        [[ "${NAMES[$i]}" == redis && ${PIDS[$i]} -ne 0 ]] && stop_pid redis "${PIDS[$i]}"
     done
     say "stopped"
 }
-check_alive() {  # fails naming the first process that has exited
+check_alive() {  # before the cluster is ready: fails naming the first process that has exited
     local i
     for ((i = 0; i < ${#PIDS[@]}; i++)); do
         if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
@@ -234,19 +259,43 @@ export CHAT_MATCH_LISTEN=${CHAT_MATCH_LISTEN:-tcp://127.0.0.1:7301}
 export CHAT_MATCH_PUB_LISTEN=${CHAT_MATCH_PUB_LISTEN:-tcp://127.0.0.1:7302}
 export CHAT_PRESENCE_LISTEN=${CHAT_PRESENCE_LISTEN:-tcp://127.0.0.1:7401}
 export CHAT_PRESENCE_PUB_LISTEN=${CHAT_PRESENCE_PUB_LISTEN:-tcp://127.0.0.1:7402}
-export CHAT_MESSAGE_ADDRS=${CHAT_MESSAGE_ADDRS:-$CHAT_MESSAGE_LISTEN}
-export CHAT_MATCH_ADDRS=${CHAT_MATCH_ADDRS:-$CHAT_MATCH_LISTEN}
-export CHAT_PRESENCE_ADDRS=${CHAT_PRESENCE_ADDRS:-$CHAT_PRESENCE_LISTEN}
-export CHAT_EVENTS_ADDRS=${CHAT_EVENTS_ADDRS:-$CHAT_MESSAGE_PUB_LISTEN,$CHAT_MATCH_PUB_LISTEN,$CHAT_PRESENCE_PUB_LISTEN}
 
-# In dependency order (svc-match calls svc-message, svc-presence calls svc-match),
-# each listening before the next one starts.
-spawn svc-message "$BIN/svc-message"
-wait_listening svc-message "$CHAT_MESSAGE_LISTEN" "$CHAT_MESSAGE_PUB_LISTEN"
-spawn svc-match "$BIN/svc-match"
-wait_listening svc-match "$CHAT_MATCH_LISTEN" "$CHAT_MATCH_PUB_LISTEN"
-spawn svc-presence "$BIN/svc-presence"
-wait_listening svc-presence "$CHAT_PRESENCE_LISTEN" "$CHAT_PRESENCE_PUB_LISTEN"
+replica_addr() {  # tcp://host:port r -> the same address with port + 10*(r-1)
+    if [[ $2 -eq 1 ]]; then echo "$1"; else echo "${1%:*}:$((${1##*:} + 10 * ($2 - 1)))"; fi
+}
+if [[ $REPLICAS -gt 1 ]]; then
+    for v in CHAT_MESSAGE_LISTEN CHAT_MESSAGE_PUB_LISTEN CHAT_MATCH_LISTEN CHAT_MATCH_PUB_LISTEN \
+        CHAT_PRESENCE_LISTEN CHAT_PRESENCE_PUB_LISTEN; do
+        [[ ${!v} =~ ^tcp://.+:[0-9]+$ ]] ||
+            die "$v=${!v}: CHAT_REPLICAS needs tcp://host:port addresses to place the replicas"
+    done
+fi
+replica_name() { if [[ $2 -eq 1 ]]; then echo "$1"; else echo "$1.$2"; fi; }
+replica_list() {  # base r...: the addresses of replicas 1..REPLICAS, comma-separated
+    local r out=""
+    for ((r = 1; r <= REPLICAS; r++)); do out+="${out:+,}$(replica_addr "$1" "$r")"; done
+    echo "$out"
+}
+# Every client is given every replica (unless the caller set its own lists).
+DEFAULT_EVENTS=$(replica_list "$CHAT_MESSAGE_PUB_LISTEN"),$(replica_list "$CHAT_MATCH_PUB_LISTEN")
+DEFAULT_EVENTS+=,$(replica_list "$CHAT_PRESENCE_PUB_LISTEN")
+export CHAT_MESSAGE_ADDRS=${CHAT_MESSAGE_ADDRS:-$(replica_list "$CHAT_MESSAGE_LISTEN")}
+export CHAT_MATCH_ADDRS=${CHAT_MATCH_ADDRS:-$(replica_list "$CHAT_MATCH_LISTEN")}
+export CHAT_PRESENCE_ADDRS=${CHAT_PRESENCE_ADDRS:-$(replica_list "$CHAT_PRESENCE_LISTEN")}
+export CHAT_EVENTS_ADDRS=${CHAT_EVENTS_ADDRS:-$DEFAULT_EVENTS}
+
+spawn_service() {  # svc VAR_PREFIX: its replicas, each listening before the next one starts
+    local svc=$1 rpc_var=CHAT_$2_LISTEN pub_var=CHAT_$2_PUB_LISTEN r rpc pub
+    for ((r = 1; r <= REPLICAS; r++)); do
+        rpc=$(replica_addr "${!rpc_var}" "$r") pub=$(replica_addr "${!pub_var}" "$r")
+        spawn "$(replica_name "$svc" "$r")" env "$rpc_var=$rpc" "$pub_var=$pub" "$BIN/$svc"
+        wait_listening "$(replica_name "$svc" "$r")" "$rpc" "$pub"
+    done
+}
+# In dependency order (svc-match calls svc-message, svc-presence calls svc-match).
+spawn_service svc-message MESSAGE
+spawn_service svc-match MATCH
+spawn_service svc-presence PRESENCE
 for ((g = 1; g <= GATEWAYS; g++)); do
     spawn "gateway$g" env CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) CHAT_GATEWAY_ID="gw$g" "$BIN/svc-gateway"
 done
@@ -268,11 +317,43 @@ for ((g = 1; g <= GATEWAYS; g++)); do
     port=$((GW_PORT + g - 1))
     say "  gateway$g  http://127.0.0.1:$port/   (WebSocket ws://127.0.0.1:$port/ws)"
 done
+for ((i = 0; i < ${#NAMES[@]}; i++)); do say "  ${NAMES[$i]} pid ${PIDS[$i]}"; done
 say "Ctrl-C stops everything."
 
+# ---- 5. supervise ------------------------------------------------------------
+# Waits for a process to exit (or a one-second tick), schedules its restart with
+# backoff, and starts whatever is due.
+on_exit() {  # pid status
+    local i delay
+    for ((i = 0; i < ${#PIDS[@]}; i++)); do
+        [[ ${PIDS[$i]} -eq $1 ]] || continue
+        ((SECONDS - UP_AT[i] < RESTART_MAX_S)) || FAILS[$i]=0
+        delay=$((1 << FAILS[i]))
+        ((delay <= RESTART_MAX_S)) || delay=$RESTART_MAX_S
+        ((FAILS[i] < 5)) && FAILS[$i]=$((FAILS[i] + 1))
+        say "${NAMES[$i]} (pid $1) exited with status $2; restarting in ${delay}s"
+        PIDS[$i]=0 DUE[$i]=$((SECONDS + delay))
+    done
+}
+start_due() {
+    local i
+    for ((i = 0; i < ${#NAMES[@]}; i++)); do
+        if [[ ${PIDS[$i]} -eq 0 ]] && ((SECONDS >= DUE[i])); then
+            start_index "$i"
+            say "${NAMES[$i]} restarted (pid ${PIDS[$i]})"
+        fi
+    done
+}
 while [[ $STOPPING -eq 0 ]]; do
-    wait -n "${PIDS[@]}" 2>/dev/null || true
+    running=()
+    for pid in "${PIDS[@]}"; do [[ $pid -eq 0 ]] || running+=("$pid"); done
+    sleep 1 & tick=$!
+    exited="" status=0
+    wait -n -p exited "${running[@]}" "$tick" 2>/dev/null || status=$?
+    kill "$tick" 2>/dev/null || true
+    wait "$tick" 2>/dev/null || true
     [[ $STOPPING -eq 0 ]] || break
-    check_alive || exit 1
+    [[ -n $exited && $exited -ne $tick ]] && on_exit "$exited" "$status"
+    start_due
 done
 exit 0
