@@ -200,8 +200,12 @@ class Cluster:
     """
 
     def __init__(self, gateways=1, env=None, name=None, replicas=None):
-        self.n_gateways = gateways
-        self.replicas = {n: int((replicas or {}).get(n, 1)) for n in ("message", "match", "presence")}
+        # CHAT_TEST_GATEWAYS / CHAT_TEST_REPLICAS raise every module's counts to at least
+        # that many (the whole suite against N gateways x M replicas of every service).
+        self.n_gateways = max(gateways, int(os.environ.get("CHAT_TEST_GATEWAYS", "1")))
+        least = int(os.environ.get("CHAT_TEST_REPLICAS", "1"))
+        self.replicas = {n: max(least, int((replicas or {}).get(n, 1)))
+                         for n in ("message", "match", "presence")}
         self.env_overrides = dict(env or {})
         self.name = name or "cluster"
         self.external = external_url()
