@@ -17,6 +17,7 @@ and no log may hold a sanitizer report; otherwise the module fails.
 """
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -460,6 +461,27 @@ class Cluster:
         proc.start()
         if name.startswith("svc-"):
             self.wait_listening(name)
+
+    def kill_service(self, svc, sig=signal.SIGKILL):
+        """Kills every replica of svc ("message"); returns their exit statuses."""
+        return [self.kill(n, sig) for n in self.service_procs(svc)]
+
+    def restart_service(self, svc):
+        for n in self.service_procs(svc):
+            self.restart(n)
+
+    @contextlib.contextmanager
+    def paused(self, svc):
+        """Every replica of svc stopped (Proc.pause) for the with-block, then continued."""
+        self.skip_unless_local(f"stops svc-{svc}")
+        procs = [self.procs[n] for n in self.service_procs(svc)]
+        try:
+            for p in procs:
+                p.pause()
+            yield
+        finally:
+            for p in procs:
+                p.resume()
 
     # ---- stop ------------------------------------------------------------
     def stop(self):

@@ -254,16 +254,13 @@ class ConversationsTest(cluster.ClusterTestCase):
         # svc-message stopped (SIGSTOP): the REST call waits for the request timeout and
         # answers 503; a client that hangs up meanwhile costs nothing; the WebSocket side
         # keeps answering other requests the whole time (the HTTP handler never blocks).
-        self.cluster.skip_unless_local("stops svc-message")
         a, b = await self.connect(), await self.connect()
         conv = await self.dm(a, b)
         base = self.cluster.http_url(0)
         path = f"/api/conversations/{conv}/messages"
         auth = {"Authorization": "Bearer " + a.session}
         loop = asyncio.get_running_loop()
-        msg = self.cluster.procs["svc-message"]
-        msg.pause()
-        try:
+        with self.cluster.paused("message"):
             # One that gives up after 0.3 s, one that waits for the answer.
             quitter = loop.run_in_executor(None, lambda: _get_or_timeout(base + path, auth, 0.3))
             waiter = loop.run_in_executor(None, lambda: http_get(base, path, timeout=10, headers=auth))
@@ -272,8 +269,6 @@ class ConversationsTest(cluster.ClusterTestCase):
             self.assertEqual(await quitter, "timeout")
             status, body, _ = await waiter
             self.assertEqual((status, json.loads(body)), (503, {"error": "unavailable"}))
-        finally:
-            msg.resume()
         status, body, _ = http_get(base, path, headers=auth)
         self.assertEqual((status, json.loads(body)), (200, {"messages": [], "next_before": None}))
 
@@ -281,10 +276,7 @@ class ConversationsTest(cluster.ClusterTestCase):
         # A new user's `connected` waits for its registration; with svc-message hung it comes
         # after the request timeout all the same, still first, and the frames the client sent
         # meanwhile are answered after it, in order.
-        self.cluster.skip_unless_local("stops svc-message")
-        msg = self.cluster.procs["svc-message"]
-        msg.pause()
-        try:
+        with self.cluster.paused("message"):
             t0 = time.monotonic()
             b = await self.connect(wait_connected=False)
             await b.send({"type": "presence", "user_ids": [], "req": "early-1"})
@@ -294,8 +286,6 @@ class ConversationsTest(cluster.ClusterTestCase):
             self.assertLess(time.monotonic() - t0, 8)
             await b.expect("presence", exact=True, statuses=[], req="early-1")
             await b.expect("search_stopped", exact=True, req="early-2")
-        finally:
-            msg.resume()
         # Opening a DM registers the requester too, so b is known from then on.
         a = await self.connect()
         conv = await b.request({"type": "open_dm", "user_id": a.user_id}, "conversation", exact=True,
