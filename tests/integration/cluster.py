@@ -54,20 +54,23 @@ def _port_range():
     return (10000, low) if low > 12000 else (low // 2, low)
 
 
-def free_port():
-    """A TCP port nobody listens on right now, never handed out twice by this
-    process; random, so parallel test modules rarely even try the same one."""
+def free_port(offsets=(0,)):
+    """A TCP port p such that p + each offset is free right now and never handed out
+    before by this process (offsets=(0, 1, 10, 11): two replicas' rpc and pub ports);
+    random, so parallel test modules rarely even try the same one."""
     lo, hi = _port_range()
     for _ in range(1000):
-        port = random.randrange(lo, hi)
-        if port in _used_ports:
+        port = random.randrange(lo, hi - max(offsets))
+        ports = [port + o for o in offsets]
+        if any(q in _used_ports for q in ports):
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _used_ports.add(port)
+        try:
+            for q in ports:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", q))
+        except OSError:
+            continue
+        _used_ports.update(ports)
         return port
     raise RuntimeError("no free port")
 

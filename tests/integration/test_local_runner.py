@@ -4,11 +4,9 @@ started again (1 s, then 2 s: the backoff doubles), the cluster is whole again, 
 stops everything it started."""
 import asyncio
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,21 +25,7 @@ READY_S = 120  # a sanitizer build, a fresh initdb and nine processes on a busy 
 
 def free_base():
     """A port p with p, p+1, p+10 and p+11 free: replicas 1 and 2 of a service (rpc, pub)."""
-    lo, hi = cluster._port_range()
-    for _ in range(1000):
-        p = random.randrange(lo, hi - 12)
-        ports = (p, p + 1, p + 10, p + 11)
-        if any(q in cluster._used_ports for q in ports):
-            continue
-        try:
-            for q in ports:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                    s.bind(("127.0.0.1", q))
-        except OSError:
-            continue
-        cluster._used_ports.update(ports)
-        return p
-    raise RuntimeError("no free ports")
+    return cluster.free_port((0, 1, 10, 11))
 
 
 class Runner:
