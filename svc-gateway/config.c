@@ -1,5 +1,5 @@
 /* The gateway's configuration table (environment variables; --help). */
-#include "gateway.h"
+#include "gw_config.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* Client error codes (PROTOCOL.md "Errors") and their mapping from the
  * services' chat.Code. */
-#include "gateway.h"
+#include "gw_wire.h"
 
 static const struct {
     const char *name;

@@ -1,6 +1,6 @@
 /* Client frames: JSON text -> a validated gw_request. Pure (no I/O, no
  * state), so every rule of PROTOCOL.md is unit-tested in test_frames.c. */
-#include "gateway.h"
+#include "gw_wire.h"
 
 #include <math.h>
 #include <stdlib.h>

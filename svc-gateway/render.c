@@ -1,7 +1,7 @@
 /* Server frames: JSON text built with cJSON (which escapes every string),
  * fields in the order PROTOCOL.md lists them. Integers are written as raw
  * decimal text so ts and seq never turn into exponent notation. */
-#include "gateway.h"
+#include "gw_wire.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 
 gw_frame *gw_frame_new(const char *json, size_t len)
 {
-    gw_frame *f = malloc(sizeof *f + LWS_PRE + len + 1);
+    gw_frame *f = malloc(sizeof *f + GW_FRAME_PRE + len + 1);
     if (f == NULL)
         return NULL;
     f->refs = 1;

@@ -2,7 +2,7 @@
  * taken with CHAT_SESSION_SECRET over everything before the last dot. Every
  * character is URL-safe, so the token goes into ?session= unescaped, and any
  * gateway with the same secret accepts it. */
-#include "gateway.h"
+#include "gw_wire.h"
 
 #include <inttypes.h>
 #include <stdio.h>

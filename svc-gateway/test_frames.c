@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "gateway.h"
+#include "gw_wire.h"
 
 #define UA "0f8c2a4e-9b1d-4c3a-8e7f-123456789abc"
 #define UB "11111111-2222-4333-8444-555555555555"

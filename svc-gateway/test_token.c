@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "gateway.h"
+#include "gw_wire.h"
 
 #define SECRET "test-secret"
 #define USER "0f8c2a4e-9b1d-4c3a-8e7f-123456789abc"

@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "gateway.h"
+#include "gw_wire.h"
 
 #define VALID(lit) assert_true(gw_utf8_valid(lit, sizeof(lit) - 1))
 #define INVALID(lit) assert_false(gw_utf8_valid(lit, sizeof(lit) - 1))

@@ -1,7 +1,7 @@
 /* UTF-8 checks for client text: the WebSocket layer needs strict validation
  * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF) and the
  * send frame needs lengths in code points, not bytes. */
-#include "gateway.h"
+#include "gw_wire.h"
 
 /* Length of the sequence starting with lead byte c, or 0 if c cannot start
  * one (a continuation byte, an overlong lead C0/C1, or F5..FF). */
