@@ -178,7 +178,7 @@ int msg_rate_take(chat_redis *r, long long per_min, const char *const *users, in
 /* Gives one token back to each of n users (best effort, one round trip). */
 void msg_rate_refund(chat_redis *r, long long per_min, const char *const *users, int n);
 
-/* ---- a request in flight ---- */
+/* ---- job.c: a request in flight ---- */
 
 /* What a writer learnt about one send, copied out of the PGresult. */
 typedef struct msg_send_result {

@@ -9,39 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void msg_job_reply(msg_job *job, const Chat__MessageReply *reply)
-{
-    if (job->rpc == NULL)
-        return;
-    chat_rpc_job_reply_pb(job->rpc, &reply->base);
-    job->rpc = NULL;
-}
-
-void msg_job_free(msg_job *job)
-{
-    if (job == NULL)
-        return;
-    if (job->rpc != NULL) { /* a path forgot to answer: never strand a context */
-        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-        rep.code = CHAT__CODE__INTERNAL;
-        msg_job_reply(job, &rep);
-    }
-    if (job->req != NULL)
-        chat__message_request__free_unpacked(job->req, NULL);
-    free(job->res.body);
-    free(job->res.others);
-    free(job);
-}
-
-void msg_job_fail(msg_job *job, Chat__Code code, const char *detail)
-{
-    Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-    rep.code = code;
-    rep.detail = (char *)(detail ? detail : "");
-    msg_job_reply(job, &rep);
-    msg_job_free(job);
-}
-
 static void reply_code(chat_rpc_job *rpc, Chat__Code code, const char *detail)
 {
     Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
