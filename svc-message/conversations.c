@@ -14,7 +14,7 @@ void msg_conv_open_dm(msg_job *job, msg_pg *pg)
     msg_dm_key(r->user_id, r->peer_id, key);
     const char *v[] = {r->user_id, r->peer_id, key};
     PGresult *res = msg_pg_query(pg, MSG_SQL_OPEN_DM, 3, v);
-    if (!msg_store_usable(job, res, "open_dm")) {
+    if (!msg_job_usable(job, res, "open_dm")) {
         PQclear(res);
         return;
     }
@@ -28,7 +28,7 @@ void msg_conv_open_dm(msg_job *job, msg_pg *pg)
         rep.conversation_id = PQgetvalue(res, 0, 0);
         rep.n_member_ids = 2;
         rep.member_ids = members;
-        msg_store_done(job, &rep);
+        msg_job_done(job, &rep);
     }
     PQclear(res);
 }
@@ -38,7 +38,7 @@ void msg_conv_join_room(msg_job *job, msg_pg *pg)
     const Chat__JoinRoomReq *r = job->req->join_room;
     const char *v[] = {r->user_id, r->room};
     PGresult *res = msg_pg_query(pg, MSG_SQL_JOIN, 2, v);
-    if (!msg_store_usable(job, res, "join_room")) {
+    if (!msg_job_usable(job, res, "join_room")) {
         PQclear(res);
         return;
     }
@@ -47,7 +47,7 @@ void msg_conv_join_room(msg_job *job, msg_pg *pg)
     } else {
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
         rep.conversation_id = PQgetvalue(res, 0, 0);
-        msg_store_done(job, &rep);
+        msg_job_done(job, &rep);
     }
     PQclear(res);
 }
@@ -57,7 +57,7 @@ void msg_conv_leave_room(msg_job *job, msg_pg *pg)
     const Chat__LeaveRoomReq *r = job->req->leave_room;
     const char *v[] = {r->user_id, r->room};
     PGresult *res = msg_pg_query(pg, MSG_SQL_LEAVE, 2, v);
-    if (!msg_store_usable(job, res, "leave_room")) {
+    if (!msg_job_usable(job, res, "leave_room")) {
         PQclear(res);
         return;
     }
@@ -70,7 +70,7 @@ void msg_conv_leave_room(msg_job *job, msg_pg *pg)
     } else {
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
         rep.conversation_id = PQgetvalue(res, 0, 0);
-        msg_store_done(job, &rep);
+        msg_job_done(job, &rep);
     }
     PQclear(res);
 }

@@ -48,7 +48,7 @@ void msg_history(msg_job *job, msg_pg *pg)
     snprintf(fetch, sizeof fetch, "%d", limit + 1);
     const char *v[] = {r->user_id, r->conversation_id, before, fetch};
     PGresult *res = msg_pg_query(pg, MSG_SQL_HISTORY, 4, v);
-    if (!msg_store_usable(job, res, "history")) {
+    if (!msg_job_usable(job, res, "history")) {
         PQclear(res);
         return;
     }
@@ -74,7 +74,7 @@ void msg_history(msg_job *job, msg_pg *pg)
             rep.next_before = rows > limit ? rep.messages[0]->seq : 0;
             rep.more = rep.next_before != 0;
             Chat__StoredMessage **ptrs = rep.messages;
-            msg_store_done(job, &rep);
+            msg_job_done(job, &rep);
             free(ptrs);
             free(msgs);
         }

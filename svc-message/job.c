@@ -3,6 +3,8 @@
  * (store.c) call it; it calls none of them. */
 #include "message.h"
 
+#include "chat/log.h"
+
 #include <stdlib.h>
 
 void msg_job_reply(msg_job *job, const Chat__MessageReply *reply)
@@ -35,5 +37,26 @@ void msg_job_fail(msg_job *job, Chat__Code code, const char *detail)
     rep.code = code;
     rep.detail = (char *)(detail ? detail : "");
     msg_job_reply(job, &rep);
+    msg_job_free(job);
+}
+
+bool msg_job_usable(msg_job *job, const PGresult *r, const char *what)
+{
+    if (r == NULL) {
+        msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "storage unavailable");
+        return false;
+    }
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        chat_error("store_query_failed", "req=%s err=\"%s\"", what, m ? m : "?");
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "internal error");
+        return false;
+    }
+    return true;
+}
+
+void msg_job_done(msg_job *job, Chat__MessageReply *rep)
+{
+    msg_job_reply(job, rep);
     msg_job_free(job);
 }

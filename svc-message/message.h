@@ -220,6 +220,13 @@ void msg_job_fail(msg_job *job, Chat__Code code, const char *detail);
 /* Frees the request and results. The job must have been replied to. NULL
  * is fine. */
 void msg_job_free(msg_job *job);
+/* For the handlers, which own the job they are given and answer it exactly
+ * once. NULL r: unavailable; an error result: a bug or a constraint we did
+ * not foresee. Either way the job is answered (and freed) here; returns true
+ * only when r holds rows to use. */
+bool msg_job_usable(msg_job *job, const PGresult *r, const char *what);
+/* Replies with rep and frees the job. */
+void msg_job_done(msg_job *job, Chat__MessageReply *rep);
 
 /* ---- writer.c: group commit of sends ---- */
 typedef struct msg_writers msg_writers;
@@ -244,8 +251,6 @@ int msg_meta_open(msg_meta **out, const msg_config *cfg);
 int msg_meta_push(msg_meta *m, msg_job *job);
 /* Runs what is queued, then joins the thread. NULL is fine. */
 void msg_meta_close(msg_meta *m);
-
-/* ---- store.c: every request but send, on the reader pool ---- */
 /* The parameters of MSG_SQL_CREATE for a create_conversation job. */
 typedef struct msg_create_args {
     char kind[16];
@@ -260,17 +265,13 @@ void msg_close_result(msg_job *job, PGresult *res);
 /* Each in its own transaction. */
 void msg_create_one(msg_job *job, msg_pg *pg);
 void msg_close_one(msg_job *job, msg_pg *pg);
+
+/* ---- store.c: every request but send, on the reader pool ---- */
 void *msg_store_thread_init(void *cfg); /* returns the thread's msg_pg */
 void msg_store_thread_fini(void *pg);
 void msg_store_work(void *job, void *pg);
-/* For the reader handlers (store.c and the files below), which own the job
- * they are given and answer it exactly once. */
-/* NULL r: unavailable; an error result: a bug or a constraint we did not
- * foresee. Either way the job is answered (and freed) here; returns true
- * only when r holds rows to use. */
-bool msg_store_usable(msg_job *job, const PGresult *r, const char *what);
-/* Replies with rep and frees the job. */
-void msg_store_done(msg_job *job, Chat__MessageReply *rep);
+
+/* ---- publish.c: events to the gateways ---- */
 /* Publishes ev to the comma-separated recipients (split in place; nothing
  * is sent when there are none). Best effort: a failure is logged. */
 void msg_publish(chat_pub *pub, Chat__Event *ev, char *recipients);

@@ -13,7 +13,72 @@
 #include "chat/batchq.h"
 #include "chat/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+
+int msg_create_params(const msg_job *job, msg_create_args *a)
+{
+    const Chat__CreateConversationReq *r = job->req->create_conversation;
+    size_t distinct = 0;
+    a->members = msg_uuid_array(r->member_ids, r->n_member_ids, &distinct);
+    if (a->members == NULL)
+        return -1;
+    snprintf(a->kind, sizeof a->kind, "%d", (int)r->kind);
+    a->v[0] = a->kind;
+    a->v[1] = a->members;
+    a->v[2] = NULL;
+    if (r->kind == CHAT__CONVERSATION_KIND__DM) {
+        msg_dm_key(r->member_ids[0], r->member_ids[1], a->dm_key);
+        a->v[2] = a->dm_key;
+    }
+    return 0;
+}
+
+void msg_create_result(msg_job *job, PGresult *res)
+{
+    if (!msg_job_usable(job, res, "create"))
+        return;
+    if (PQntuples(res) == 1) {
+        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+        rep.conversation_id = PQgetvalue(res, 0, 0);
+        msg_job_done(job, &rep);
+    } else {
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "no conversation created");
+    }
+}
+
+void msg_close_result(msg_job *job, PGresult *res)
+{
+    if (!msg_job_usable(job, res, "close"))
+        return;
+    if (PQntuples(res) == 0) {
+        msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
+    } else {
+        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+        msg_job_done(job, &rep);
+    }
+}
+
+void msg_create_one(msg_job *job, msg_pg *pg)
+{
+    msg_create_args a;
+    if (msg_create_params(job, &a) != 0) {
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
+        return;
+    }
+    PGresult *res = msg_pg_query(pg, MSG_SQL_CREATE, 3, a.v);
+    free(a.members);
+    msg_create_result(job, res);
+    PQclear(res);
+}
+
+void msg_close_one(msg_job *job, msg_pg *pg)
+{
+    const char *v[] = {job->req->close_conversation->conversation_id};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_CLOSE, 1, v);
+    msg_close_result(job, res);
+    PQclear(res);
+}
 
 static bool is_create(const msg_job *j)
 {

@@ -6,7 +6,6 @@
 #include "chat/rpc.h"
 #include "chat/util.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,97 +31,12 @@ void msg_store_thread_fini(void *pg)
     free(pg);
 }
 
-bool msg_store_usable(msg_job *job, const PGresult *r, const char *what)
-{
-    if (r == NULL) {
-        msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "storage unavailable");
-        return false;
-    }
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-        chat_error("store_query_failed", "req=%s err=\"%s\"", what, m ? m : "?");
-        msg_job_fail(job, CHAT__CODE__INTERNAL, "internal error");
-        return false;
-    }
-    return true;
-}
-
-void msg_store_done(msg_job *job, Chat__MessageReply *rep)
-{
-    msg_job_reply(job, rep);
-    msg_job_free(job);
-}
-
-int msg_create_params(const msg_job *job, msg_create_args *a)
-{
-    const Chat__CreateConversationReq *r = job->req->create_conversation;
-    size_t distinct = 0;
-    a->members = msg_uuid_array(r->member_ids, r->n_member_ids, &distinct);
-    if (a->members == NULL)
-        return -1;
-    snprintf(a->kind, sizeof a->kind, "%d", (int)r->kind);
-    a->v[0] = a->kind;
-    a->v[1] = a->members;
-    a->v[2] = NULL;
-    if (r->kind == CHAT__CONVERSATION_KIND__DM) {
-        msg_dm_key(r->member_ids[0], r->member_ids[1], a->dm_key);
-        a->v[2] = a->dm_key;
-    }
-    return 0;
-}
-
-void msg_create_result(msg_job *job, PGresult *res)
-{
-    if (!msg_store_usable(job, res, "create"))
-        return;
-    if (PQntuples(res) == 1) {
-        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-        rep.conversation_id = PQgetvalue(res, 0, 0);
-        msg_store_done(job, &rep);
-    } else {
-        msg_job_fail(job, CHAT__CODE__INTERNAL, "no conversation created");
-    }
-}
-
-void msg_close_result(msg_job *job, PGresult *res)
-{
-    if (!msg_store_usable(job, res, "close"))
-        return;
-    if (PQntuples(res) == 0) {
-        msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
-    } else {
-        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-        msg_store_done(job, &rep);
-    }
-}
-
-void msg_create_one(msg_job *job, msg_pg *pg)
-{
-    msg_create_args a;
-    if (msg_create_params(job, &a) != 0) {
-        msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
-        return;
-    }
-    PGresult *res = msg_pg_query(pg, MSG_SQL_CREATE, 3, a.v);
-    free(a.members);
-    msg_create_result(job, res);
-    PQclear(res);
-}
-
-void msg_close_one(msg_job *job, msg_pg *pg)
-{
-    const char *v[] = {job->req->close_conversation->conversation_id};
-    PGresult *res = msg_pg_query(pg, MSG_SQL_CLOSE, 1, v);
-    msg_close_result(job, res);
-    PQclear(res);
-}
-
 static void do_info(msg_job *job, msg_pg *pg)
 {
     const Chat__ConversationInfoReq *r = job->req->conversation_info;
     const char *v[] = {r->conversation_id, r->user_id};
     PGresult *res = msg_pg_query(pg, MSG_SQL_INFO, 2, v);
-    if (msg_store_usable(job, res, "info")) {
+    if (msg_job_usable(job, res, "info")) {
         if (PQntuples(res) == 0) {
             msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
         } else {
@@ -130,7 +44,7 @@ static void do_info(msg_job *job, msg_pg *pg)
             rep.kind = (Chat__ConversationKind)atoi(PQgetvalue(res, 0, 0));
             rep.closed = PQgetvalue(res, 0, 1)[0] == 't';
             rep.is_member = PQgetvalue(res, 0, 2)[0] == 't';
-            msg_store_done(job, &rep);
+            msg_job_done(job, &rep);
         }
     }
     PQclear(res);
@@ -150,7 +64,7 @@ static void do_replay(msg_job *job, msg_pg *pg)
                                                     : "00000000-0000-0000-0000-000000000000";
     const char *v[] = {r->user_id, after, seq, lim};
     PGresult *res = msg_pg_query(pg, MSG_SQL_REPLAY, 4, v);
-    if (!msg_store_usable(job, res, "replay")) {
+    if (!msg_job_usable(job, res, "replay")) {
         PQclear(res);
         return;
     }
@@ -175,35 +89,11 @@ static void do_replay(msg_job *job, msg_pg *pg)
         rep.n_messages = (size_t)n;
         rep.messages = ptrs;
         rep.more = n == limit;
-        msg_store_done(job, &rep);
+        msg_job_done(job, &rep);
     }
     free(msgs);
     free(ptrs);
     PQclear(res);
-}
-
-void msg_publish(chat_pub *pub, Chat__Event *ev, char *recipients)
-{
-    size_t cap = 1;
-    for (const char *p = recipients; *p; p++)
-        cap += *p == ',';
-    char **ids = malloc(cap * sizeof *ids);
-    if (ids == NULL)
-        return;
-    ev->n_user_ids = msg_split_ids(recipients, ids, cap);
-    ev->user_ids = ids;
-    int rv = ev->n_user_ids > 0 ? chat_pub_send(pub, &ev->base) : 0;
-    if (rv != 0)
-        chat_warn("publish_failed", "err=%d", rv);
-    ev->n_user_ids = 0;
-    ev->user_ids = NULL;
-    free(ids);
-}
-
-void msg_lower_uuid(char out[CHAT_UUID_LEN + 1], const char *id)
-{
-    for (int i = 0; i <= CHAT_UUID_LEN; i++) /* ids are valid: 36 chars */
-        out[i] = (char)tolower((unsigned char)id[i]);
 }
 
 /* In DM and random chats the other member learns of the receipt. */
@@ -230,7 +120,7 @@ static void do_receipt(msg_job *job, msg_pg *pg)
     snprintf(seq, sizeof seq, "%" PRIu64, r->seq);
     const char *v[] = {r->user_id, r->conversation_id, seq, r->read ? "true" : "false"};
     PGresult *res = msg_pg_query(pg, MSG_SQL_RECEIPT, 4, v);
-    if (!msg_store_usable(job, res, "receipt")) {
+    if (!msg_job_usable(job, res, "receipt")) {
         PQclear(res);
         return;
     }

@@ -12,7 +12,7 @@ void msg_typing(msg_job *job, msg_pg *pg)
     const Chat__TypingReq *r = job->req->typing;
     const char *v[] = {r->user_id, r->conversation_id};
     PGresult *res = msg_pg_query(pg, MSG_SQL_TYPING, 2, v);
-    if (!msg_store_usable(job, res, "typing")) {
+    if (!msg_job_usable(job, res, "typing")) {
         PQclear(res);
         return;
     }

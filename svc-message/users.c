@@ -11,9 +11,9 @@ void msg_users_register(msg_job *job, msg_pg *pg)
 {
     const char *v[] = {job->req->register_user->user_id};
     PGresult *res = msg_pg_query(pg, MSG_SQL_REGISTER, 1, v);
-    if (msg_store_usable(job, res, "register")) {
+    if (msg_job_usable(job, res, "register")) {
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-        msg_store_done(job, &rep);
+        msg_job_done(job, &rep);
     }
     PQclear(res);
 }
@@ -27,7 +27,7 @@ void msg_users_contacts(msg_job *job, msg_pg *pg)
              r->joined_before > 0 ? (long long)r->joined_before : 0LL);
     const char *v[] = {r->user_id, cap, before};
     PGresult *res = msg_pg_query(pg, MSG_SQL_CONTACTS, 3, v);
-    if (!msg_store_usable(job, res, "contacts")) {
+    if (!msg_job_usable(job, res, "contacts")) {
         PQclear(res);
         return;
     }
@@ -41,7 +41,7 @@ void msg_users_contacts(msg_job *job, msg_pg *pg)
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
         rep.n_contact_ids = (size_t)n;
         rep.contact_ids = ids;
-        msg_store_done(job, &rep);
+        msg_job_done(job, &rep);
     }
     free(ids);
     PQclear(res);
