@@ -59,7 +59,7 @@ typedef struct match_env {
     int pending_ttl_s;
 } match_env;
 
-/* ---- the reply ---- */
+/* ---- out.c: the reply ---- */
 
 /* A MatchReply plus the storage its strings point into. Owned by whoever
  * declared it; match_out_init() before use, match_out_free() after. */
@@ -132,11 +132,11 @@ void match_end_chat(const match_env *env, chat_redis *r, const Chat__EndChatReq 
 void match_user_gone(const match_env *env, chat_redis *r, const char *user_id, match_out *out);
 void match_session(chat_redis *r, const char *user_id, match_out *out);
 
-/* ---- shared helpers (service.c) ---- */
+/* ---- out.c, calls.c: helpers every handler shares ---- */
 
 /* True when s is a usable conversation id (1..MATCH_ID_MAX bytes). */
 bool match_conv_id_valid(const char *s);
-/* Asks svc-message to close a conversation; logs a failure. Returns 0/-1. */
+/* calls.c: asks svc-message to close a conversation; logs a failure. Returns 0/-1. */
 int match_close_conversation(const match_env *env, const char *conv, const char *user);
 
 /* ---- peers.c: the real svc-message client and event publisher ---- */

@@ -1,80 +1,18 @@
-/* One MatchRequest -> one MatchReply: validation, dispatch, and the helpers
- * the request handlers share. No nng here (see net.c). */
+/* One MatchRequest -> one MatchReply: validation and dispatch to the
+ * handlers (queue.c, chats.c); their shared helpers are below them, in
+ * out.c and calls.c. No nng here (see server.c). */
 #include "match.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat/log.h"
 
-void match_out_init(match_out *o)
-{
-    memset(o, 0, sizeof *o);
-    Chat__MatchReply init = CHAT__MATCH_REPLY__INIT;
-    o->reply = init;
-    o->reply.code = CHAT__CODE__OK;
-}
-
-void match_out_free(match_out *o)
-{
-    if (o == NULL || o->timeouts == NULL)
-        return;
-    size_t n =
-        o->reply.n_timed_out_conversation_ids + o->reply.n_partner_ended_conversation_ids;
-    for (size_t i = 0; i < n; i++)
-        free(o->timeouts[i]);
-    free(o->timeouts);
-    o->timeouts = NULL;
-    o->reply.n_timed_out_conversation_ids = 0;
-    o->reply.timed_out_conversation_ids = NULL;
-    o->reply.n_partner_ended_conversation_ids = 0;
-    o->reply.partner_ended_conversation_ids = NULL;
-}
-
-void match_out_err(match_out *o, Chat__Code code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(o->detail, sizeof o->detail, fmt, ap);
-    va_end(ap);
-    o->reply.code = code;
-    o->reply.detail = o->detail;
-}
-
 void match_scripts_init(void)
 {
     match_queue_scripts_init();
     match_chats_scripts_init();
-}
-
-bool match_conv_id_valid(const char *s)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-    return n > 0 && n <= MATCH_ID_MAX;
-}
-
-int match_close_conversation(const match_env *env, const char *conv, const char *user)
-{
-    Chat__CloseConversationReq cc = CHAT__CLOSE_CONVERSATION_REQ__INIT;
-    cc.conversation_id = (char *)conv;
-    cc.user_id = (char *)user;
-    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
-    req.body_case = CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION;
-    req.close_conversation = &cc;
-    Chat__MessageReply *rep = NULL;
-    if (env->message_call(env->ctx, &req, &rep) != 0) {
-        chat_warn("match_close_failed", "conv=%s err=unreachable", conv);
-        return -1;
-    }
-    int rv = 0;
-    if (rep->code != CHAT__CODE__OK && rep->code != CHAT__CODE__CONVERSATION_CLOSED) {
-        chat_warn("match_close_failed", "conv=%s code=%d", conv, (int)rep->code);
-        rv = -1;
-    }
-    chat__message_reply__free_unpacked(rep, NULL);
-    return rv;
 }
 
 /* The user id of any request, or NULL when the body is missing. */

@@ -64,7 +64,7 @@ typedef struct pres_env {
     void *nctx;
 } pres_env;
 
-/* ---- the reply ---- */
+/* ---- out.c: the reply ---- */
 
 /* A PresenceReply plus the storage it points into. Status user ids point
  * into the request, which must outlive the reply's packing. Owned by whoever
@@ -89,6 +89,9 @@ void pres_scripts_init(void);
  * r belongs to the calling thread. */
 void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest *req,
                  int64_t now, pres_out *out);
+
+/* ---- calls.c: requests to svc-match ---- */
+
 /* Tells svc-match about a user (user_offline or user_gone). Returns 0 when
  * svc-match answered OK, -1 otherwise (logged). */
 int pres_tell_match(const pres_env *env, Chat__MatchRequest__BodyCase kind, const char *user);

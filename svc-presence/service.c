@@ -1,47 +1,13 @@
-/* One PresenceRequest -> one PresenceReply: validation, dispatch, and the
- * helpers the handlers share. No nng here (see server.c, peers.c). */
+/* One PresenceRequest -> one PresenceReply: validation and dispatch to the
+ * handlers; their shared helpers are below them, in out.c and calls.c. No
+ * nng here (see server.c, peers.c). */
 #include "presence.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat/log.h"
-
-void pres_out_init(pres_out *o)
-{
-    memset(o, 0, sizeof *o);
-    Chat__PresenceReply init = CHAT__PRESENCE_REPLY__INIT;
-    o->reply = init;
-    o->reply.code = CHAT__CODE__OK;
-}
-
-void pres_out_free(pres_out *o)
-{
-    if (o == NULL)
-        return;
-    free(o->statuses);
-    free(o->status_ptrs);
-    o->statuses = NULL;
-    o->status_ptrs = NULL;
-    o->reply.n_statuses = 0;
-    o->reply.statuses = NULL;
-}
-
-void pres_out_err(pres_out *o, Chat__Code code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(o->detail, sizeof o->detail, fmt, ap);
-    va_end(ap);
-    o->reply.code = code;
-    o->reply.detail = o->detail;
-    /* An error reply carries nothing else. */
-    o->reply.first = o->reply.last = o->reply.resync = 0;
-    o->reply.n_statuses = 0;
-    o->reply.statuses = NULL;
-}
 
 void pres_scripts_init(void)
 {
@@ -49,36 +15,6 @@ void pres_scripts_init(void)
     pres_gateways_scripts_init();
     pres_grace_scripts_init();
     pres_query_scripts_init();
-}
-
-int pres_tell_match(const pres_env *env, Chat__MatchRequest__BodyCase kind, const char *user)
-{
-    Chat__UserOfflineReq off = CHAT__USER_OFFLINE_REQ__INIT;
-    Chat__UserGoneReq gone = CHAT__USER_GONE_REQ__INIT;
-    Chat__MatchRequest req = CHAT__MATCH_REQUEST__INIT;
-    req.body_case = kind;
-    if (kind == CHAT__MATCH_REQUEST__BODY_USER_OFFLINE) {
-        off.user_id = (char *)user;
-        req.user_offline = &off;
-    } else {
-        gone.user_id = (char *)user;
-        req.user_gone = &gone;
-    }
-    const char *what =
-        kind == CHAT__MATCH_REQUEST__BODY_USER_OFFLINE ? "user_offline" : "user_gone";
-    Chat__MatchReply *rep = NULL;
-    if (env->match_call(env->ctx, &req, &rep) != 0) {
-        chat_warn("pres_match_call_failed", "call=%s user=%s err=unreachable", what, user);
-        return -1;
-    }
-    int rv = 0;
-    if (rep->code != CHAT__CODE__OK) {
-        chat_warn("pres_match_call_failed", "call=%s user=%s code=%d", what, user,
-                  (int)rep->code);
-        rv = -1;
-    }
-    chat__match_reply__free_unpacked(rep, NULL);
-    return rv;
 }
 
 static bool gateway_id_valid(const char *gw)
