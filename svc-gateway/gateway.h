@@ -329,6 +329,8 @@ void gw_typing_free_all(gw_server *s);
 /* LWS_CALLBACK_HTTP: answers /healthz, /readyz, /metrics, /api/... and
  * static files. */
 int gw_http_request(gw_server *s, gw_conn *c, struct lws *wsi, const char *path);
+
+/* ------------------------------------------------------------------ http_out.c */
 int gw_http_writeable(gw_server *s, gw_conn *c, struct lws *wsi);
 void gw_http_free(gw_conn *c); /* frees a response not (fully) written */
 /* Queues a response (body copied). now: the headers go out at once (only
