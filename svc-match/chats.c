@@ -104,15 +104,8 @@ static void publish_ended(const match_env *env, const char *user, const char *pa
 static void end_inactive(const match_env *env, const char *user, const char *conv,
                          match_out *out)
 {
-    Chat__ConversationInfoReq ci = CHAT__CONVERSATION_INFO_REQ__INIT;
-    ci.conversation_id = (char *)conv;
-    ci.user_id = (char *)user;
-    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
-    req.body_case = CHAT__MESSAGE_REQUEST__BODY_CONVERSATION_INFO;
-    req.conversation_info = &ci;
-
-    Chat__MessageReply *rep = NULL;
-    if (env->message_call(env->ctx, &req, &rep) != 0) {
+    Chat__MessageReply *rep = match_conversation_info(env, conv, user);
+    if (rep == NULL) {
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "conversation service unavailable");
         return;
     }

@@ -138,6 +138,14 @@ void match_session(chat_redis *r, const char *user_id, match_out *out);
 bool match_conv_id_valid(const char *s);
 /* calls.c: asks svc-message to close a conversation; logs a failure. Returns 0/-1. */
 int match_close_conversation(const match_env *env, const char *conv, const char *user);
+/* calls.c: asks svc-message for the random chat of user and partner.
+ * Returns 0 and its id in conv, or -1 (logged). */
+int match_create_conversation(const match_env *env, const char *user, const char *partner,
+                              char conv[MATCH_ID_MAX + 1]);
+/* calls.c: svc-message's record of conv as user sees it; NULL when
+ * unreachable. The caller frees it (chat__message_reply__free_unpacked). */
+Chat__MessageReply *match_conversation_info(const match_env *env, const char *conv,
+                                            const char *user);
 
 /* ---- peers.c: the real svc-message client and event publisher ---- */
 

@@ -150,37 +150,6 @@ static void pair_abort(chat_redis *r, const char *user, const match_pair *p)
     freeReplyObject(rep);
 }
 
-/* Asks svc-message for the conversation. Returns 0 and conv, or -1. */
-static int pair_create_conversation(const match_env *env, const char *user, const match_pair *p,
-                                    char conv[MATCH_ID_MAX + 1])
-{
-    Chat__CreateConversationReq cc = CHAT__CREATE_CONVERSATION_REQ__INIT;
-    char *members[2] = {(char *)p->partner, (char *)user};
-    cc.kind = CHAT__CONVERSATION_KIND__RANDOM;
-    cc.n_member_ids = 2;
-    cc.member_ids = members;
-    Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
-    req.body_case = CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION;
-    req.create_conversation = &cc;
-
-    Chat__MessageReply *rep = NULL;
-    if (env->message_call(env->ctx, &req, &rep) != 0) {
-        chat_warn("match_create_failed", "user=%s partner=%s err=unreachable", user,
-                  p->partner);
-        return -1;
-    }
-    int rv = -1;
-    if (rep->code != CHAT__CODE__OK || !match_conv_id_valid(rep->conversation_id))
-        chat_warn("match_create_failed", "user=%s partner=%s code=%d", user, p->partner,
-                  (int)rep->code);
-    else {
-        snprintf(conv, MATCH_ID_MAX + 1, "%s", rep->conversation_id);
-        rv = 0;
-    }
-    chat__message_reply__free_unpacked(rep, NULL);
-    return rv;
-}
-
 /* Returns 1 committed, 0 conflict, 2 partner left, 3 user left, -1 Redis
  * unreachable. */
 static int pair_commit(chat_redis *r, const char *user, const match_pair *p, const char *conv)
@@ -222,7 +191,7 @@ static bool pair_finish(const match_env *env, chat_redis *r, const char *user,
                         const match_pair *p, const Chat__ConnRef *conn, match_out *out)
 {
     char conv[MATCH_ID_MAX + 1];
-    if (pair_create_conversation(env, user, p, conv) != 0) {
+    if (match_create_conversation(env, user, p->partner, conv) != 0) {
         pair_abort(r, user, p);
         match_out_err(out, CHAT__CODE__UNAVAILABLE, "cannot create the conversation");
         return false;
