@@ -70,12 +70,14 @@ gw_svc gw_op_service(gw_op op)
     case GW_OP_HISTORY:
     case GW_OP_TYPING:
     case GW_OP_REGISTER:
-    case GW_OP_API_HISTORY: return GW_SVC_MESSAGE;
+    case GW_OP_API_HISTORY:
+    case GW_OP_FILL: return GW_SVC_MESSAGE;
     case GW_OP_QUERY:
     case GW_OP_CONNECT:
     case GW_OP_DISCONNECT:
     case GW_OP_HEARTBEAT: return GW_SVC_PRESENCE;
-    case GW_OP_EVENT: break;
+    case GW_OP_EVENT:
+    case GW_OP_EVENTS_LOST: break;
     }
     return GW_SVC_EVENTS;
 }
@@ -132,6 +134,19 @@ static void backend_event(const uint8_t *data, size_t len, void *arg)
     backend_push(be, it);
 }
 
+/* Before the batch that revealed the loss: the fills it starts see the
+ * batch's events arrive as they read. */
+static void backend_lost(uint64_t count, void *arg)
+{
+    gw_backend *be = arg;
+    gw_item *it = calloc(1, sizeof *it);
+    if (it == NULL)
+        return;
+    it->be = be;
+    it->op = GW_OP_EVENTS_LOST;
+    backend_push(be, it);
+}
+
 static int backend_count(const char *item, void *arg)
 {
     (*(int *)arg)++;
@@ -156,7 +171,7 @@ int gw_backend_open(gw_backend **out, const gw_config *cfg)
                        addrs[i], nng_strerror(rv));
     }
     chat_split_list(cfg->events_addrs, backend_count, &be->n_publishers);
-    if (rv == 0 && (rv = chat_sub_open(&be->sub, cfg->events_addrs, backend_event, be)) != 0)
+    if (rv == 0 && (rv = chat_sub_open(&be->sub, cfg->events_addrs, backend_event, backend_lost, be)) != 0)
         chat_error("backend_open_failed", "service=events addrs=%s err=\"%s\"",
                    cfg->events_addrs, nng_strerror(rv));
     if (rv != 0) {
@@ -265,6 +280,11 @@ int gw_backend_peers(gw_backend *be, gw_svc svc)
     if (svc == GW_SVC_EVENTS)
         return be->sub != NULL ? chat_sub_peers(be->sub) : 0;
     return be->rpc[svc] != NULL ? chat_rpc_client_peers(be->rpc[svc]) : 0;
+}
+
+uint64_t gw_backend_lost(gw_backend *be)
+{
+    return be->sub != NULL ? chat_sub_lost(be->sub) : 0;
 }
 
 bool gw_backend_ready(gw_backend *be, gw_svc svc)

@@ -69,6 +69,10 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
          &cfg->batch_linger_us},
         {"CHAT_TYPING_TIMEOUT_MS", CHAT_CFG_INT, "6000", 100, 600000,
          "a typing start not refreshed this long becomes a stop, ms", &cfg->typing_timeout_ms},
+        {"CHAT_ORDER_HOLD_MS", CHAT_CFG_INT, "200", 1, 10000,
+         "a message that arrives before its predecessor waits this long for it, ms; then "
+         "the gap is filled from storage",
+         &cfg->order_hold_ms},
         {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",
          &cfg->log_level},
     };

@@ -317,7 +317,7 @@ void gw_conn_closed(gw_server *s, gw_conn *c)
     gw_search_free(c);
     conn_rx_free(c);
     conn_waiting_free(c);
-    gw_replayed_free(c);
+    gw_order_free(s, c);
     gw_resume_free(c->resume);
     c->resume = NULL;
     c->ws = false;
@@ -400,10 +400,7 @@ void gw_conn_push(gw_server *s, gw_conn *c, gw_frame *f)
     if (f == NULL)
         return;
     if (c->resume == NULL || c->closing) {
-        if (gw_resume_was_replayed(c, f))
-            gw_frame_unref(f);
-        else
-            gw_conn_send(s, c, f);
+        gw_conn_send(s, c, f);
         return;
     }
     gw_resume_hold(c->resume, f);

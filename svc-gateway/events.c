@@ -64,12 +64,37 @@ static bool event_excluded(gw_server *s, const Chat__Event *ev, const gw_conn *c
            strcmp(ev->exclude->gateway_id, s->gateway_id) == 0;
 }
 
+/* A stored message: to the sequencer of each connection of its recipients;
+ * the sender is among them, so its other connections' cursors move too. */
+static void event_message(gw_server *s, const Chat__Event *ev)
+{
+    const Chat__StoredMessage *m = ev->message;
+    if (m == NULL || m->conversation_id == NULL || m->sender == NULL)
+        return;
+    gw_frame *f = NULL; /* rendered once, on first need */
+    for (size_t i = 0; i < ev->n_user_ids; i++) {
+        gw_user *u = gw_user_find(s, ev->user_ids[i]);
+        if (u == NULL)
+            continue;
+        bool own = strcmp(u->id, m->sender) == 0;
+        if (!own && f == NULL && (f = gw_render_message(m)) == NULL)
+            return; /* out of memory: a fill brings it */
+        for (gw_conn *c = u->conns; c != NULL; c = c->unext)
+            gw_order_message(s, c, m->conversation_id, m->seq, own ? NULL : gw_frame_ref(f));
+    }
+    gw_frame_unref(f);
+}
+
 void gw_event_deliver(gw_server *s, const Chat__Event *ev)
 {
     if (ev->body_case == CHAT__EVENT__BODY__NOT_SET)
         return; /* unknown body (a newer publisher): nothing to render */
     if (ev->body_case == CHAT__EVENT__BODY_TYPING) {
         gw_typing_deliver(s, ev); /* with its timeout */
+        return;
+    }
+    if (ev->body_case == CHAT__EVENT__BODY_MESSAGE) {
+        event_message(s, ev);
         return;
     }
     event_frames ef = {ev, NULL, NULL};
@@ -85,6 +110,7 @@ void gw_event_deliver(gw_server *s, const Chat__Event *ev)
                 continue; /* no body, or out of memory */
             switch (ev->body_case) {
             case CHAT__EVENT__BODY_MATCHED:
+                gw_order_known(s, c, ev->matched->conversation_id, 0); /* a new chat */
                 gw_search_push_matched(s, c, ev->matched->conversation_id, f);
                 break;
             case CHAT__EVENT__BODY_CHAT_ENDED:

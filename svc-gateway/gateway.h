@@ -62,6 +62,8 @@ typedef enum {
     GW_OP_TYPING,
     GW_OP_REGISTER,    /* register_user of a new connection's user */
     GW_OP_API_HISTORY, /* GET /api/conversations/{id}/messages (conn_id: the HTTP one) */
+    GW_OP_FILL,        /* order.c: messages a connection missed */
+    GW_OP_EVENTS_LOST, /* the subscription saw batches go missing (no reply) */
 } gw_op;
 
 /* Crosses from an nng thread to the lws thread; freed by gw_item_free(). */
@@ -104,6 +106,7 @@ void gw_backend_flush(gw_backend *be);
 gw_item *gw_backend_take(gw_backend *be);
 size_t gw_backend_queue_len(gw_backend *be);
 int gw_backend_peers(gw_backend *be, gw_svc svc);
+uint64_t gw_backend_lost(gw_backend *be); /* event batches lost so far */
 /* Enough peers to serve: >= 1 replica of a service; for events, every
  * publisher of CHAT_EVENTS_ADDRS. */
 bool gw_backend_ready(gw_backend *be, gw_svc svc);
@@ -146,11 +149,16 @@ typedef struct gw_metrics {
     uint64_t conns_total, frames_in, frames_out, events_in, events_bad;
     uint64_t errors[GW_E_COUNT];
     uint64_t be_requests[GW_SVC_COUNT], be_failures[GW_SVC_COUNT];
+    /* order.c: messages held out of order, fills asked, fills failed,
+     * messages sent from fills, gaps closed and how long they were open */
+    uint64_t order_held, order_fills, order_fill_failed, order_filled, events_lost_signals;
+    uint64_t order_gaps_closed, order_gap_ms_sum, order_gap_ms_max;
 } gw_metrics;
 
 typedef struct gw_conn gw_conn;
 typedef struct gw_user gw_user;
 typedef struct gw_typing gw_typing;
+typedef struct gw_order gw_order;
 
 typedef struct gw_server {
     const gw_config *cfg;
@@ -163,6 +171,7 @@ typedef struct gw_server {
     gw_user *users;       /* uthash: users with >= 1 connection, by id */
     gw_conn *api_waiting; /* uthash: HTTP connections awaiting a backend reply */
     gw_typing *typing;    /* uthash: typing starts delivered here (typing.c) */
+    gw_order *order_due;  /* order.c: entries with a fill due (utlist DL) */
     size_t n_typing;
     bool typing_full_logged;
     unsigned n_conns;
@@ -190,7 +199,6 @@ typedef struct gw_queue {
 
 typedef struct gw_resume gw_resume;
 typedef struct gw_search_held gw_search_held;
-typedef struct gw_replayed gw_replayed;
 typedef struct gw_http_resp gw_http_resp;
 
 /* lws per-session data of protocols[0]: lws allocates it zeroed and frees
@@ -206,7 +214,7 @@ struct gw_conn {
     char *rx;     /* reassembly, only while a message is split */
     size_t rx_len, rx_cap;
     gw_resume *resume;     /* non-NULL while a resume runs */
-    gw_replayed *replayed; /* after a resume: replayed seqs, until live ones pass them */
+    gw_order *order;       /* order.c: uthash by conversation */
     gw_http_resp *http;    /* plain HTTP: the response being written */
     int64_t opened_ms;     /* unix ms when accepted (presence pushes' reference) */
     uint64_t chat_key;     /* search.c: hash of the random chat this connection knows */
@@ -214,12 +222,14 @@ struct gw_conn {
     uint16_t close_code;   /* with closing */
     uint16_t inflight;     /* client requests awaiting a backend reply (0 or 1) */
     uint16_t n_waiting;    /* requests queued behind the one in flight */
+    uint16_t n_order;      /* entries in order */
     gw_request *wait_head, *wait_tail;
     bool ws, closing, announced;
     bool close_sent;      /* the close frame is lws's: it awaits the client's */
     bool search_inflight; /* a start_search awaits its reply */
     bool searching;   /* told `searching`, and neither `matched` nor `search_stopped` since */
     bool registering; /* a new user: `connected` waits for register_user */
+    bool order_resync; /* events were lost during the resume: fill at its end */
     bool api_waiting; /* HTTP: in gw_server.api_waiting for a backend reply */
 };
 
@@ -309,10 +319,29 @@ size_t gw_resume_held_bytes(const gw_resume *r);
 /* Called after each write: asks for the next page once the output drained. */
 void gw_resume_on_drain(gw_server *s, gw_conn *c);
 void gw_resume_free(gw_resume *r); /* NULL is fine */
-/* A live push that the finished replay already carried (a message committed
- * while the replay read it, whose event arrived after the replay ended). */
-bool gw_resume_was_replayed(gw_conn *c, const gw_frame *f);
-void gw_replayed_free(gw_conn *c);
+
+/* ------------------------------------------------------------------ order.c */
+/* Per connection and conversation: messages in seq order, no gap, no
+ * duplicate (the design is at the top of order.c). */
+/* A message for c (f: its frame, taken; NULL: the user's own, which only
+ * moves the cursor). */
+void gw_order_message(gw_server *s, gw_conn *c, const char *conv, uint64_t seq, gw_frame *f);
+/* c's live messages of conv start after last (join, open_dm, a new random
+ * chat, a replay's floors); ignored when the cursor is already set. */
+void gw_order_known(gw_server *s, gw_conn *c, const char *conv, uint64_t last);
+/* A replayed message: sent, and the cursor moves past it. */
+void gw_order_replayed(gw_server *s, gw_conn *c, const Chat__StoredMessage *m);
+/* The resume is over: what was held goes out (and gaps get fills). */
+void gw_order_resume_done(gw_server *s, gw_conn *c);
+/* c no longer follows conv (it left the room). */
+void gw_order_forget(gw_server *s, gw_conn *c, const char *conv);
+/* Asks for the fills that are due. */
+void gw_order_sweep(gw_server *s, int64_t now_mono_ms);
+/* Events were lost: every followed conversation of every connection is
+ * filled. */
+void gw_order_resync(gw_server *s);
+void gw_order_fill_reply(gw_server *s, gw_conn *c, gw_item *it);
+void gw_order_free(gw_server *s, gw_conn *c);
 
 /* ------------------------------------------------------------------ events.c */
 /* Delivers a published Event to the connections held here. */

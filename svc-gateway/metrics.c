@@ -90,6 +90,35 @@ char *gw_metrics_render(gw_server *s, size_t *len)
     metrics_family(&b, "chat_gateway_events_bad_total", "counter",
                    "Events that did not decode.");
     metrics_printf(&b, "chat_gateway_events_bad_total %" PRIu64 "\n", m->events_bad);
+    metrics_family(&b, "chat_gateway_event_batches_lost_total", "counter",
+                   "Published batches that never arrived (gaps in the publishers' numbers).");
+    metrics_printf(&b, "chat_gateway_event_batches_lost_total %" PRIu64 "\n",
+                   gw_backend_lost(s->be));
+    metrics_family(&b, "chat_gateway_order_held_total", "counter",
+                   "Messages held because they arrived before their predecessor.");
+    metrics_printf(&b, "chat_gateway_order_held_total %" PRIu64 "\n", m->order_held);
+    metrics_family(&b, "chat_gateway_order_fills_total", "counter",
+                   "Gap fills asked of svc-message (a gap open longer than CHAT_ORDER_HOLD_MS, "
+                   "or events lost).");
+    metrics_printf(&b, "chat_gateway_order_fills_total %" PRIu64 "\n", m->order_fills);
+    metrics_family(&b, "chat_gateway_order_fill_failures_total", "counter",
+                   "Gap fills that failed (retried after 1 s).");
+    metrics_printf(&b, "chat_gateway_order_fill_failures_total %" PRIu64 "\n",
+                   m->order_fill_failed);
+    metrics_family(&b, "chat_gateway_order_filled_messages_total", "counter",
+                   "Messages delivered from gap fills.");
+    metrics_printf(&b, "chat_gateway_order_filled_messages_total %" PRIu64 "\n",
+                   m->order_filled);
+    metrics_family(&b, "chat_gateway_order_gaps_closed_total", "counter",
+                   "Gaps in a connection's seqs that closed (by a late event or a fill).");
+    metrics_printf(&b, "chat_gateway_order_gaps_closed_total %" PRIu64 "\n",
+                   m->order_gaps_closed);
+    metrics_family(&b, "chat_gateway_order_gap_ms_sum", "counter",
+                   "Total ms the closed gaps were open.");
+    metrics_printf(&b, "chat_gateway_order_gap_ms_sum %" PRIu64 "\n", m->order_gap_ms_sum);
+    metrics_family(&b, "chat_gateway_order_gap_ms_max", "gauge",
+                   "Longest a closed gap was open, ms.");
+    metrics_printf(&b, "chat_gateway_order_gap_ms_max %" PRIu64 "\n", m->order_gap_ms_max);
     metrics_family(&b, "chat_gateway_event_queue_length", "gauge",
                    "Replies and events waiting for the lws thread.");
     metrics_printf(&b, "chat_gateway_event_queue_length %zu\n", gw_backend_queue_len(s->be));

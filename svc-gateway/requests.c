@@ -207,7 +207,11 @@ static void reply_match(gw_server *s, gw_conn *c, const gw_request *rq,
         /* `matched`, when paired at once, follows in gw_search_replied. */
         gw_conn_send(s, c, gw_render_simple("searching", rq->req));
         break;
-    case GW_REQ_STOP_SEARCH: gw_search_stopped(s, c, reply_matched_id(r), rq->req); break;
+    case GW_REQ_STOP_SEARCH:
+        if (reply_matched_id(r) != NULL)
+            gw_order_known(s, c, reply_matched_id(r), 0); /* a new chat */
+        gw_search_stopped(s, c, reply_matched_id(r), rq->req);
+        break;
     default: gw_conn_send(s, c, gw_render_chat_ended(rq->conversation_id, "you")); break;
     }
 }
@@ -237,6 +241,8 @@ static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
         if (r->message == NULL)
             break;
         gw_conn_send(s, c, gw_render_ack(rq->client_msg_id, r->message, rq->req));
+        /* Its own message: the connection's cursor passes it. */
+        gw_order_message(s, c, r->message->conversation_id, r->message->seq, NULL);
         return;
     case GW_REQ_OPEN_DM:
         if (!reply_conv_ok(r) || r->n_member_ids != 2)
@@ -244,16 +250,19 @@ static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
         gw_conn_send(s, c,
                      gw_render_conversation_dm(r->conversation_id,
                                                (const char *const *)r->member_ids, rq->req));
+        gw_order_known(s, c, r->conversation_id, r->last_seq);
         return;
     case GW_REQ_JOIN_ROOM:
         if (!reply_conv_ok(r))
             break;
         gw_conn_send(s, c, gw_render_conversation_room(r->conversation_id, rq->room, rq->req));
+        gw_order_known(s, c, r->conversation_id, r->last_seq);
         return;
     case GW_REQ_LEAVE_ROOM:
         if (!reply_conv_ok(r))
             break;
         gw_conn_send(s, c, gw_render_left(r->conversation_id, rq->req));
+        gw_order_forget(s, c, r->conversation_id);
         return;
     case GW_REQ_HISTORY:
         gw_conn_send(s, c,
@@ -287,6 +296,8 @@ void gw_request_reply(gw_server *s, gw_conn *c, gw_item *it)
     if (it->op == GW_OP_START_SEARCH) {
         const Chat__MatchReply *r = it->err == 0 ? it->r.match : NULL;
         bool ok = r != NULL && r->code == CHAT__CODE__OK;
+        if (ok && reply_matched_id(r) != NULL)
+            gw_order_known(s, c, reply_matched_id(r), 0); /* a new chat */
         gw_search_replied(s, c, ok, ok ? reply_matched_id(r) : NULL);
     }
 }

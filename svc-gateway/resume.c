@@ -1,8 +1,10 @@
 /* Resume of a known session: timeout notices from svc-match, then every
  * unconfirmed message from svc-message, page by page. Live pushes for the
- * connection are held meanwhile and sent afterwards, without the messages
- * the replay already carried, so a conversation's replayed messages always
- * come before its live ones.
+ * connection are held meanwhile and sent afterwards; live messages wait in
+ * the sequencer (order.c), which the replay's first page tells where each
+ * conversation stood and each replayed message moves on, so a
+ * conversation's replayed messages come before its live ones and none
+ * comes twice.
  *
  * Pages are requested one at a time, and only once the connection's output
  * has drained below a quarter of CHAT_MAX_OUTBUF: a slow reader slows the
@@ -15,19 +17,8 @@
 
 #include "chat/log.h"
 
-/* Per conversation, the range of seq this replay delivered. Replay returns
- * a conversation's messages from others above the user's delivered seq in
- * order, so a live message inside the range was already sent. */
-struct gw_replayed {
-    UT_hash_handle hh;
-    char conv[GW_ID_MAX + 1];
-    uint64_t lo, hi;
-};
-typedef gw_replayed resume_seen;
-
 struct gw_resume {
-    gw_queue held;     /* live pushes, in arrival order */
-    resume_seen *seen; /* uthash by conv */
+    gw_queue held; /* live pushes other than messages (order.c holds those) */
     char after_conv[GW_ID_MAX + 1];
     uint64_t after_seq; /* replay cursor: after (after_conv, after_seq) */
     bool waiting_drain; /* next page asked for once output drained */
@@ -69,16 +60,7 @@ void gw_resume_start(gw_server *s, gw_conn *c)
     resume_session(s, c);
 }
 
-static bool resume_was_replayed(gw_resume *r, const gw_frame *f)
-{
-    if (f->conv[0] == '\0')
-        return false;
-    resume_seen *e = NULL;
-    HASH_FIND_STR(r->seen, f->conv, e);
-    return e != NULL && f->seq >= e->lo && f->seq <= e->hi;
-}
-
-/* Ends the resume: the held pushes go out, minus the replayed ones. */
+/* Ends the resume: the held pushes go out, then the held messages. */
 static void resume_finish(gw_server *s, gw_conn *c)
 {
     gw_resume *r = c->resume;
@@ -88,63 +70,12 @@ static void resume_finish(gw_server *s, gw_conn *c)
     r->held.bytes = 0;
     while (n != NULL) {
         gw_qnode *next = n->next;
-        if (resume_was_replayed(r, n->f))
-            gw_frame_unref(n->f);
-        else
-            gw_conn_send(s, c, n->f);
+        gw_conn_send(s, c, n->f);
         free(n);
         n = next;
     }
-    /* Events of messages the replay read may still be on their way. */
-    gw_replayed_free(c);
-    c->replayed = r->seen;
-    r->seen = NULL;
     gw_resume_free(r);
-}
-
-bool gw_resume_was_replayed(gw_conn *c, const gw_frame *f)
-{
-    if (c->replayed == NULL || f->conv[0] == '\0')
-        return false;
-    gw_replayed *e = NULL;
-    HASH_FIND_STR(c->replayed, f->conv, e);
-    if (e == NULL)
-        return false;
-    if (f->seq >= e->lo && f->seq <= e->hi)
-        return true;
-    if (f->seq > e->hi) { /* live events have passed the replay: forget it */
-        HASH_DEL(c->replayed, e);
-        free(e);
-    }
-    return false;
-}
-
-void gw_replayed_free(gw_conn *c)
-{
-    gw_replayed *e, *tmp;
-    HASH_ITER (hh, c->replayed, e, tmp) {
-        HASH_DEL(c->replayed, e);
-        free(e);
-    }
-    c->replayed = NULL;
-}
-
-static void resume_remember(gw_resume *r, const Chat__StoredMessage *m)
-{
-    resume_seen *e = NULL;
-    HASH_FIND_STR(r->seen, m->conversation_id, e);
-    if (e == NULL) {
-        e = calloc(1, sizeof *e);
-        if (e == NULL)
-            return; /* at worst a live duplicate; clients drop those by seq */
-        snprintf(e->conv, sizeof e->conv, "%s", m->conversation_id);
-        e->lo = e->hi = m->seq;
-        HASH_ADD_STR(r->seen, conv, e);
-    }
-    if (m->seq < e->lo)
-        e->lo = m->seq;
-    if (m->seq > e->hi)
-        e->hi = m->seq;
+    gw_order_resume_done(s, c);
 }
 
 static void resume_session_reply(gw_server *s, gw_conn *c, gw_item *it)
@@ -172,12 +103,16 @@ static void resume_replay_reply(gw_server *s, gw_conn *c, gw_item *it)
         return;
     }
     const Chat__MessageReply *rep = it->r.msg;
+    /* The first page: where each conversation stood when the replay began
+     * (what the replay does not carry, the connection does not owe). */
+    for (size_t i = 0; i < rep->n_floors; i++)
+        if (rep->floors[i] != NULL && rep->floors[i]->conversation_id != NULL)
+            gw_order_known(s, c, rep->floors[i]->conversation_id, rep->floors[i]->seq);
     for (size_t i = 0; i < rep->n_messages; i++) {
         const Chat__StoredMessage *m = rep->messages[i];
         if (m == NULL || strlen(m->conversation_id) > GW_ID_MAX)
             continue;
-        gw_conn_send_paced(s, c, gw_render_message(m));
-        resume_remember(r, m);
+        gw_order_replayed(s, c, m);
         snprintf(r->after_conv, sizeof r->after_conv, "%s", m->conversation_id);
         r->after_seq = m->seq;
     }
@@ -224,10 +159,5 @@ void gw_resume_free(gw_resume *r)
     if (r == NULL)
         return;
     gw_queue_clear(&r->held);
-    resume_seen *e, *tmp;
-    HASH_ITER (hh, r->seen, e, tmp) {
-        HASH_DEL(r->seen, e);
-        free(e);
-    }
     free(r);
 }

@@ -39,6 +39,10 @@ static void server_dispatch(gw_server *s, gw_item *it)
     case GW_OP_DISCONNECT:
     case GW_OP_HEARTBEAT: gw_presence_reply(s, it); return;
     case GW_OP_API_HISTORY: gw_api_reply(s, it); return;
+    case GW_OP_EVENTS_LOST:
+        s->m.events_lost_signals++;
+        gw_order_resync(s);
+        return;
     default: break;
     }
     gw_conn *c = gw_conn_find(s, it->conn_id);
@@ -46,6 +50,10 @@ static void server_dispatch(gw_server *s, gw_item *it)
         return; /* the connection closed meanwhile: nobody to tell */
     if (it->op == GW_OP_SESSION || it->op == GW_OP_REPLAY) {
         gw_resume_reply(s, c, it);
+        return;
+    }
+    if (it->op == GW_OP_FILL) {
+        gw_order_fill_reply(s, c, it);
         return;
     }
     if (it->op == GW_OP_REGISTER)
@@ -172,6 +180,7 @@ static void server_tick(lws_sorted_usec_list_t *sul)
     if (!s->stopping && chat_stopping())
         server_begin_stop(s);
     gw_typing_sweep(s, chat_mono_ms());
+    gw_order_sweep(s, chat_mono_ms());
     if (s->stopping && (s->n_conns == 0 || chat_mono_ms() >= s->stop_deadline_ms)) {
         s->done = true;
         if (s->loop != NULL) {

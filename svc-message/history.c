@@ -1,6 +1,8 @@
 /* History: the newest `limit` messages below `before`, ascending, for
  * members only (also of ended random chats). One statement fetches one
- * row more than the page to learn whether older messages exist. */
+ * row more than the page to learn whether older messages exist.
+ * Fill: the gateways' gap filler, the same the other way: the oldest
+ * `limit` above a cursor. */
 #include "message.h"
 
 #include "chat/log.h"
@@ -9,9 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Fills rep with rows [0, n) of res (newest first) in ascending order. */
+/* Fills rep with rows [0, n) of res in ascending order (the rows are
+ * newest first unless ascending). */
 static int history_fill(Chat__MessageReply *rep, const PGresult *res, int n, const char *conv,
-                        Chat__StoredMessage **msgs_out)
+                        bool ascending, Chat__StoredMessage **msgs_out)
 {
     Chat__StoredMessage *msgs = calloc((size_t)n + 1, sizeof *msgs);
     Chat__StoredMessage **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
@@ -21,7 +24,7 @@ static int history_fill(Chat__MessageReply *rep, const PGresult *res, int n, con
         return -1;
     }
     for (int i = 0; i < n; i++) {
-        int row = n - 1 - i;
+        int row = ascending ? i : n - 1 - i;
         Chat__StoredMessage *m = &msgs[i];
         chat__stored_message__init(m);
         m->conversation_id = (char *)conv;
@@ -66,13 +69,73 @@ void msg_history(msg_job *job, msg_pg *pg)
         int n = rows > limit ? limit : rows;
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
         Chat__StoredMessage *msgs = NULL;
-        if (history_fill(&rep, res, n, r->conversation_id, &msgs) != 0) {
+        if (history_fill(&rep, res, n, r->conversation_id, false, &msgs) != 0) {
             msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
         } else {
             /* Older ones exist: the page's lowest seq is where the next
              * page ends. */
             rep.next_before = rows > limit ? rep.messages[0]->seq : 0;
             rep.more = rep.next_before != 0;
+            Chat__StoredMessage **ptrs = rep.messages;
+            msg_job_done(job, &rep);
+            free(ptrs);
+            free(msgs);
+        }
+    }
+    PQclear(res);
+}
+
+/* A refusal that names its conversation: the gateway finds the gap by it. */
+static void fill_refuse(msg_job *job, Chat__Code code, const char *detail)
+{
+    Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+    rep.code = code;
+    rep.detail = (char *)detail;
+    rep.conversation_id = job->req->fill->conversation_id;
+    msg_job_done(job, &rep);
+}
+
+void msg_fill(msg_job *job, msg_pg *pg)
+{
+    const Chat__FillReq *r = job->req->fill;
+    int limit = r->limit == 0 || r->limit > MSG_HISTORY_MAX ? MSG_HISTORY_MAX : (int)r->limit;
+    char after[24], fetch[16];
+    uint64_t a = r->after_seq > INT64_MAX ? (uint64_t)INT64_MAX : r->after_seq;
+    snprintf(after, sizeof after, "%" PRIu64, a);
+    snprintf(fetch, sizeof fetch, "%d", limit + 1);
+    const char *v[] = {r->user_id, r->conversation_id, after, r->from_receipt ? "t" : "f",
+                       fetch};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_FILL, 5, v);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (res != NULL)
+            chat_error("store_query_failed", "req=fill err=\"%s\"",
+                       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                           ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                           : "?");
+        fill_refuse(job, res == NULL ? CHAT__CODE__UNAVAILABLE : CHAT__CODE__INTERNAL,
+                    res == NULL ? "storage unavailable" : "internal error");
+        PQclear(res);
+        return;
+    }
+    int rows = PQntuples(res);
+    int st = rows >= 1 ? atoi(PQgetvalue(res, 0, 0)) : -1;
+    if (st == MSG_ST_NOT_FOUND) {
+        fill_refuse(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
+    } else if (st == MSG_ST_NOT_MEMBER) {
+        fill_refuse(job, CHAT__CODE__NOT_MEMBER, "not a member");
+    } else if (st != 0) {
+        fill_refuse(job, CHAT__CODE__INTERNAL, "internal error");
+    } else {
+        if (rows == 1 && PQgetisnull(res, 0, 1))
+            rows = 0; /* no messages: the one row of NULLs */
+        int n = rows > limit ? limit : rows;
+        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+        Chat__StoredMessage *msgs = NULL;
+        if (history_fill(&rep, res, n, r->conversation_id, true, &msgs) != 0) {
+            fill_refuse(job, CHAT__CODE__INTERNAL, "out of memory");
+        } else {
+            rep.conversation_id = r->conversation_id;
+            rep.more = rows > limit;
             Chat__StoredMessage **ptrs = rep.messages;
             msg_job_done(job, &rep);
             free(ptrs);

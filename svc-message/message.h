@@ -50,6 +50,7 @@ typedef struct msg_config {
 #define MSG_REPLAY_MAX 500
 #define MSG_HISTORY_DEFAULT 50
 #define MSG_HISTORY_MAX 100
+#define MSG_FLOORS_MAX_S "500" /* conversations a replay's first page places */
 #define MSG_CONTACTS_MAX 10000 /* recipients of one presence push */
 
 /* Outcome of one send (the first five are the SQL status column). */
@@ -164,6 +165,8 @@ int msg_schema_prepare(PGconn *conn);
 #define MSG_SQL_HISTORY "msg_history"
 #define MSG_SQL_TYPING "msg_typing"
 #define MSG_SQL_CONTACTS "msg_contacts"
+#define MSG_SQL_FILL "msg_fill"
+#define MSG_SQL_FLOORS "msg_floors"
 
 /* ---- ratelimit.c: token buckets in Redis ---- */
 typedef enum msg_rl { MSG_RL_OK, MSG_RL_LIMITED, MSG_RL_ERROR } msg_rl;
@@ -189,7 +192,7 @@ typedef struct msg_send_result {
     int64_t seq;
     int64_t ts;
     char *body;   /* original text of a duplicate (malloc'd), else NULL */
-    char *others; /* comma-separated other members when stored (malloc'd) */
+    char *others; /* stored or duplicate: every member, comma-separated (malloc'd) */
     int64_t retry_after_ms;
 } msg_send_result;
 
@@ -290,6 +293,7 @@ void msg_conv_leave_room(msg_job *job, msg_pg *pg);
 
 /* ---- history.c: pages of a conversation, for its members ---- */
 void msg_history(msg_job *job, msg_pg *pg);
+void msg_fill(msg_job *job, msg_pg *pg); /* a gateway's gap */
 
 /* ---- typing.c: membership check and relay to the other members ---- */
 void msg_typing(msg_job *job, msg_pg *pg);

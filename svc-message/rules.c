@@ -251,6 +251,10 @@ Chat__Code msg_validate(const Chat__MessageRequest *req, long long max_text,
     case CHAT__MESSAGE_REQUEST__BODY_CONTACTS:
         return req->contacts == NULL ? CHAT__CODE__BAD_REQUEST
                                      : check_user(req->contacts->user_id, detail);
+    case CHAT__MESSAGE_REQUEST__BODY_FILL:
+        return req->fill == NULL ? CHAT__CODE__BAD_REQUEST
+                                 : check_conv_user(req->fill->conversation_id,
+                                                   req->fill->user_id, false, detail);
     default: return CHAT__CODE__BAD_REQUEST;
     }
 }

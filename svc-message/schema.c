@@ -128,7 +128,11 @@ int msg_schema_migrate(PGconn *c)
  * status: 0 stored, 1 duplicate, 2 unknown conversation, 3 not a member,
  * 4 closed (also when closed between our read and the row lock: the UPDATE
  * re-checks closed_at on the latest row version). The duplicate check
- * comes first: a retry gets its original ack whatever happened since. */
+ * comes first: a retry gets its original ack whatever happened since.
+ * The last column: every member (the sender too: its other connections'
+ * sequencers follow the seqs), for a stored send and for a duplicate,
+ * whose event is published again (the first may have died with a replica
+ * between commit and publish; the gateways drop what they already have). */
 static const char sql_send[] =
     "WITH d AS ("
     "  SELECT conversation_id, seq, id, body, ts FROM messages"
@@ -150,9 +154,10 @@ static const char sql_send[] =
     " SELECT CASE WHEN chk.st <> 0 THEN chk.st WHEN i.id IS NULL THEN 4 ELSE 0 END,"
     "  coalesce(d.conversation_id, $1::uuid)::text, $2::uuid::text,"
     "  coalesce(i.id, d.id)::text, coalesce(i.seq, d.seq), coalesce(i.ts, d.ts), d.body,"
-    "  CASE WHEN i.id IS NOT NULL THEN array_to_string(ARRAY("
+    "  CASE WHEN i.id IS NOT NULL OR d.id IS NOT NULL THEN array_to_string(ARRAY("
     "    SELECT user_id::text FROM members"
-    "    WHERE conversation_id = $1::uuid AND user_id <> $2::uuid ORDER BY user_id), ',') END"
+    "    WHERE conversation_id = coalesce(d.conversation_id, $1::uuid) ORDER BY user_id), ',')"
+    "  END"
     " FROM chk LEFT JOIN i ON true LEFT JOIN d ON true";
 
 /* Many sends in one statement (the group commit's common case): $1
@@ -192,17 +197,19 @@ static const char sql_send_many[] =
     "  coalesce(chk.d_conv, chk.conv)::text, chk.sender::text,"
     "  coalesce(i.id, chk.d_id)::text, coalesce(i.seq, chk.d_seq), coalesce(i.ts, chk.d_ts),"
     "  chk.d_body,"
-    "  CASE WHEN i.id IS NOT NULL THEN array_to_string(ARRAY("
+    "  CASE WHEN i.id IS NOT NULL OR chk.d_id IS NOT NULL THEN array_to_string(ARRAY("
     "    SELECT mm.user_id::text FROM members mm"
-    "    WHERE mm.conversation_id = chk.conv AND mm.user_id <> chk.sender"
+    "    WHERE mm.conversation_id = coalesce(chk.d_conv, chk.conv)"
     "    ORDER BY mm.user_id), ',') END"
     " FROM chk LEFT JOIN i ON i.sender = chk.sender AND i.client_msg_id = chk.cmid"
     " ORDER BY chk.ord";
 
 /* The original of a send refused for rate: $1 sender, $2 client_msg_id. */
 static const char sql_lookup[] =
-    "SELECT 1, conversation_id::text, sender::text, id::text, seq, ts, body, NULL::text"
-    " FROM messages WHERE sender = $1::uuid AND client_msg_id = $2::text";
+    "SELECT 1, d.conversation_id::text, d.sender::text, d.id::text, d.seq, d.ts, d.body,"
+    "  array_to_string(ARRAY(SELECT user_id::text FROM members"
+    "   WHERE conversation_id = d.conversation_id ORDER BY user_id), ',')"
+    " FROM messages d WHERE d.sender = $1::uuid AND d.client_msg_id = $2::text";
 
 /* $1 kind, $2 member uuid[] literal, $3 dm_key or NULL. A DM pair always
  * gets the same conversation: the no-op update makes the existing row come
@@ -269,11 +276,11 @@ static const char sql_open_dm[] =
     " peer AS (SELECT id FROM users WHERE id = $2::uuid),"
     " conv AS (INSERT INTO conversations (kind, dm_key) SELECT 2, $3::text FROM peer"
     "  ON CONFLICT (dm_key) DO UPDATE SET dm_key = EXCLUDED.dm_key"
-    "  RETURNING id),"
+    "  RETURNING id, last_seq),"
     " mem AS (INSERT INTO members (conversation_id, user_id)"
     "  SELECT conv.id, u FROM conv, unnest(ARRAY[$1::uuid, $2::uuid]) AS u"
     "  ON CONFLICT DO NOTHING)"
-    " SELECT (SELECT id::text FROM conv)";
+    " SELECT (SELECT id::text FROM conv), (SELECT last_seq FROM conv)";
 
 /* $1 user, $2 room. Creates the room if missing. The upsert locks the
  * room's row, so last_seq is read after any send in flight commits: a new
@@ -286,7 +293,7 @@ static const char sql_join[] =
     "  RETURNING id, last_seq),"
     " mem AS (INSERT INTO members (conversation_id, user_id, delivered_seq, read_seq)"
     "  SELECT id, $1::uuid, last_seq, last_seq FROM conv ON CONFLICT DO NOTHING)"
-    " SELECT id::text FROM conv";
+    " SELECT id::text, last_seq FROM conv";
 
 /* $1 user, $2 room. Always one row: the room id (NULL: no such room) and
  * whether a membership was removed. */
@@ -311,6 +318,31 @@ static const char sql_history[] =
     "  ORDER BY m.seq DESC LIMIT $4::int)"
     " SELECT st.st, page.id::text, page.seq, page.sender::text, page.body, page.ts"
     " FROM st LEFT JOIN page ON true ORDER BY page.seq DESC";
+
+/* $1 user, $2 conversation, $3 after (exclusive), $4 from the user's
+ * delivered receipt instead, $5 rows to fetch (the page + 1). status as
+ * sql_history; rows ascending; with status 0 and no messages, one row of
+ * NULLs. */
+static const char sql_fill[] =
+    "WITH mb AS (SELECT delivered_seq FROM members"
+    "  WHERE conversation_id = $2::uuid AND user_id = $1::uuid),"
+    " st AS (SELECT CASE"
+    "  WHEN NOT EXISTS (SELECT 1 FROM conversations WHERE id = $2::uuid) THEN 2"
+    "  WHEN NOT EXISTS (SELECT 1 FROM mb) THEN 3"
+    "  ELSE 0 END AS st),"
+    " page AS (SELECT m.id, m.seq, m.sender, m.body, m.ts FROM messages m, st"
+    "  WHERE st.st = 0 AND m.conversation_id = $2::uuid AND m.seq > CASE WHEN $4::bool"
+    "   THEN (SELECT delivered_seq FROM mb) ELSE $3::bigint END"
+    "  ORDER BY m.seq LIMIT $5::int)"
+    " SELECT st.st, page.id::text, page.seq, page.sender::text, page.body, page.ts"
+    " FROM st LEFT JOIN page ON true ORDER BY page.seq";
+
+/* $1 user, $2 cap. Where each of the user's conversations stands: a
+ * resume's first replay page says so (read before the page). */
+static const char sql_floors[] =
+    "SELECT mb.conversation_id::text, c.last_seq FROM members mb"
+    " JOIN conversations c ON c.id = mb.conversation_id"
+    " WHERE mb.user_id = $1::uuid LIMIT $2::int";
 
 /* $1 user, $2 conversation. status: 0 ok, 2 unknown, 3 not a member,
  * 4 closed; then the other members, comma-separated. */
@@ -349,7 +381,8 @@ int msg_schema_prepare(PGconn *c)
         {MSG_SQL_REGISTER, sql_register, 1},   {MSG_SQL_OPEN_DM, sql_open_dm, 3},
         {MSG_SQL_JOIN, sql_join, 2},           {MSG_SQL_LEAVE, sql_leave, 2},
         {MSG_SQL_HISTORY, sql_history, 4},     {MSG_SQL_TYPING, sql_typing, 2},
-        {MSG_SQL_CONTACTS, sql_contacts, 3},
+        {MSG_SQL_CONTACTS, sql_contacts, 3},   {MSG_SQL_FILL, sql_fill, 5},
+        {MSG_SQL_FLOORS, sql_floors, 2},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);

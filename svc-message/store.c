@@ -62,16 +62,31 @@ static void do_replay(msg_job *job, msg_pg *pg)
     /* No cursor: start before every conversation id. */
     const char *after = r->after_conversation_id[0] ? r->after_conversation_id
                                                     : "00000000-0000-0000-0000-000000000000";
+    /* The first page: where each conversation stands, read before the page
+     * (anything committed later is above these and comes live or in a page). */
+    PGresult *floors = NULL;
+    if (r->after_conversation_id[0] == '\0') {
+        const char *fv[] = {r->user_id, MSG_FLOORS_MAX_S};
+        floors = msg_pg_query(pg, MSG_SQL_FLOORS, 2, fv);
+        if (!msg_job_usable(job, floors, "replay_floors")) {
+            PQclear(floors);
+            return;
+        }
+    }
     const char *v[] = {r->user_id, after, seq, lim};
     PGresult *res = msg_pg_query(pg, MSG_SQL_REPLAY, 4, v);
     if (!msg_job_usable(job, res, "replay")) {
         PQclear(res);
+        PQclear(floors);
         return;
     }
     int n = PQntuples(res);
+    int nf = floors != NULL ? PQntuples(floors) : 0;
     Chat__StoredMessage *msgs = calloc((size_t)n + 1, sizeof *msgs);
     Chat__StoredMessage **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-    if (msgs == NULL || ptrs == NULL) {
+    Chat__ConvSeq *fl = calloc((size_t)nf + 1, sizeof *fl);
+    Chat__ConvSeq **flp = calloc((size_t)nf + 1, sizeof *flp);
+    if (msgs == NULL || ptrs == NULL || fl == NULL || flp == NULL) {
         msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
     } else {
         for (int i = 0; i < n; i++) {
@@ -85,15 +100,26 @@ static void do_replay(msg_job *job, msg_pg *pg)
             m->ts = strtoll(PQgetvalue(res, i, 5), NULL, 10);
             ptrs[i] = m;
         }
+        for (int i = 0; i < nf; i++) {
+            chat__conv_seq__init(&fl[i]);
+            fl[i].conversation_id = PQgetvalue(floors, i, 0);
+            fl[i].seq = strtoull(PQgetvalue(floors, i, 1), NULL, 10);
+            flp[i] = &fl[i];
+        }
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
         rep.n_messages = (size_t)n;
         rep.messages = ptrs;
         rep.more = n == limit;
+        rep.n_floors = (size_t)nf;
+        rep.floors = flp;
         msg_job_done(job, &rep);
     }
     free(msgs);
     free(ptrs);
+    free(fl);
+    free(flp);
     PQclear(res);
+    PQclear(floors);
 }
 
 /* In DM and random chats the other member learns of the receipt. */
@@ -163,6 +189,7 @@ void msg_store_work(void *arg, void *state)
     case CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM: msg_conv_join_room(job, pg); break;
     case CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM: msg_conv_leave_room(job, pg); break;
     case CHAT__MESSAGE_REQUEST__BODY_HISTORY: msg_history(job, pg); break;
+    case CHAT__MESSAGE_REQUEST__BODY_FILL: msg_fill(job, pg); break;
     case CHAT__MESSAGE_REQUEST__BODY_TYPING: msg_typing(job, pg); break;
     default: msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "not a reader request"); break;
     }

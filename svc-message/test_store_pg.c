@@ -1416,7 +1416,7 @@ static int group_setup(void **state)
         return -1;
     char urls[300];
     snprintf(urls, sizeof urls, "%s,%s", free_i.pub, rl_i.pub);
-    if (chat_sub_open(&sub, urls, on_event, NULL) != 0)
+    if (chat_sub_open(&sub, urls, on_event, NULL, NULL) != 0)
         return -1;
     for (int i = 0; i < 300 && chat_sub_peers(sub) < 2; i++)
         sleep_ms(10);

@@ -102,9 +102,10 @@ static void parse_row(msg_job *j, const PGresult *r, int row)
         res->body = strdup(PQgetvalue(r, row, 6));
         if (res->body == NULL)
             res->status = MSG_ST_INTERNAL;
-    } else if (res->status == MSG_ST_STORED && !PQgetisnull(r, row, 7)) {
-        res->others = strdup(PQgetvalue(r, row, 7)); /* NULL: no event, still stored */
     }
+    if ((res->status == MSG_ST_STORED || res->status == MSG_ST_DUPLICATE) &&
+        !PQgetisnull(r, row, 7))
+        res->others = strdup(PQgetvalue(r, row, 7)); /* NULL: no event, still stored */
 }
 
 /* Maps one statement's result onto its job. Returns false when the result
@@ -403,7 +404,7 @@ static size_t count_ids(const char *others)
 static bool events_alloc(batch_events *be, msg_job **jobs, int n)
 {
     for (int i = 0; i < n; i++)
-        if (jobs[i]->res.status == MSG_ST_STORED && jobs[i]->res.others != NULL)
+        if (jobs[i]->res.others != NULL)
             be->ids_cap += count_ids(jobs[i]->res.others);
     be->ev = calloc((size_t)n, sizeof *be->ev);
     be->sm = calloc((size_t)n, sizeof *be->sm);
@@ -476,7 +477,9 @@ static void finish(msg_job *j, batch_events *be)
         rep.retry_after_ms = res->retry_after_ms;
     }
     msg_job_reply(j, &rep);
-    if (res->status == MSG_ST_STORED && res->others != NULL && be->ev != NULL)
+    /* A duplicate's event goes out again: the first one may never have. */
+    if ((res->status == MSG_ST_STORED || res->status == MSG_ST_DUPLICATE) &&
+        res->others != NULL && be->ev != NULL)
         events_add(be, &sm, res->others);
 }
 

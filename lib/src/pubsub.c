@@ -8,36 +8,102 @@
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
+#include <nng/supplemental/util/platform.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
 
 /* nng's upper bound for socket buffers, in messages: a gateway that falls
- * behind this far misses live events (they stay stored for resume). */
+ * behind this far loses live events; the batch numbers tell it so. */
 #define PUBSUB_BUFFER 8192
 
 struct chat_pub {
     nng_socket sock;
+    nng_aio *beat; /* the idle heartbeat's timer */
+    /* Numbers batches in the order nng takes them: held around the send so
+     * that two threads' batches never go out with their numbers swapped. */
+    pthread_mutex_t mu;
+    uint64_t id, seq;
+    int64_t last_ms; /* monotonic ms of the last batch or heartbeat */
+    atomic_bool closing;
+    /* Test-only (CHAT_TEST_DROP_EVENTS): every Nth batch is numbered but not
+     * sent, as if the network had lost it. */
+    unsigned drop_every;
 };
+
+/* Sends a batch of the packed items (n == 0: a heartbeat, repeating the
+ * last number). Under p->mu. */
+static int pub_send_locked(chat_pub *p, const ProtobufCBinaryData *items, size_t n)
+{
+    Chat__Batch b = CHAT__BATCH__INIT;
+    b.n_items = n;
+    b.items = (ProtobufCBinaryData *)items; /* only read by pack */
+    b.publisher = p->id;
+    b.pub_seq = n > 0 ? p->seq + 1 : p->seq;
+    nng_msg *m = NULL;
+    int rv = chat_pb_to_nng(&b.base, &m);
+    if (rv != 0)
+        return rv;
+    p->seq = b.pub_seq;
+    p->last_ms = chat_mono_ms();
+    if (n > 0 && p->drop_every > 0 && p->seq % p->drop_every == 0) {
+        chat_log(CHAT_LOG_WARN, "pub_test_drop", "pub_seq=%llu", (unsigned long long)p->seq);
+        nng_msg_free(m);
+        return 0;
+    }
+    if ((rv = nng_sendmsg(p->sock, m, 0)) != 0)
+        nng_msg_free(m);
+    return rv;
+}
+
+static void pub_beat_cb(void *arg)
+{
+    chat_pub *p = arg;
+    if (nng_aio_result(p->beat) != 0 || atomic_load(&p->closing))
+        return;
+    pthread_mutex_lock(&p->mu);
+    if (chat_mono_ms() - p->last_ms >= CHAT_PUB_HEARTBEAT_MS)
+        pub_send_locked(p, NULL, 0);
+    pthread_mutex_unlock(&p->mu);
+    nng_sleep_aio(CHAT_PUB_HEARTBEAT_MS / 2, p->beat);
+}
+
+static void pub_free(chat_pub *p)
+{
+    nng_aio_free(p->beat);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
 
 int chat_pub_open(chat_pub **out, const char *url)
 {
     chat_pub *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NNG_ENOMEM;
+    pthread_mutex_init(&p->mu, NULL);
+    while (p->id == 0) /* 0 means "no publisher" on the wire */
+        if (getrandom(&p->id, sizeof p->id, 0) != sizeof p->id)
+            p->id = (uint64_t)chat_now_ms() ^ (uint64_t)(uintptr_t)p;
+    const char *drop = getenv("CHAT_TEST_DROP_EVENTS");
+    p->drop_every = drop != NULL ? (unsigned)strtoul(drop, NULL, 10) : 0;
     int rv = nng_pub0_open(&p->sock);
     if (rv != 0) {
-        free(p);
+        pub_free(p);
         return rv;
     }
     nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, PUBSUB_BUFFER);
-    if ((rv = nng_listen(p->sock, url, NULL, 0)) != 0) {
+    if ((rv = nng_listen(p->sock, url, NULL, 0)) != 0 ||
+        (rv = nng_aio_alloc(&p->beat, pub_beat_cb, p)) != 0) {
         chat_log(CHAT_LOG_ERROR, "pub_listen_failed", "url=%s err=\"%s\"", url,
                  nng_strerror(rv));
         nng_close(p->sock);
-        free(p);
+        pub_free(p);
         return rv;
     }
+    nng_sleep_aio(CHAT_PUB_HEARTBEAT_MS / 2, p->beat);
     *out = p;
     return 0;
 }
@@ -49,13 +115,14 @@ int chat_pub_send_many(chat_pub *p, const ProtobufCMessage *const *msgs, size_t 
     ProtobufCBinaryData items[n];
     size_t packed = 0;
     int rv = 0;
-    nng_msg *m = NULL;
     for (; packed < n && rv == 0; packed++)
         if ((rv = chat_pb_pack(msgs[packed], &items[packed].data, &items[packed].len)) != 0)
             break;
-    if (rv == 0 && (rv = chat_batch_to_nng(items, n, &m)) == 0 &&
-        (rv = nng_sendmsg(p->sock, m, 0)) != 0)
-        nng_msg_free(m);
+    if (rv == 0) {
+        pthread_mutex_lock(&p->mu);
+        rv = pub_send_locked(p, items, n);
+        pthread_mutex_unlock(&p->mu);
+    }
     for (size_t i = 0; i < packed; i++)
         free(items[i].data);
     return rv;
@@ -70,18 +137,62 @@ void chat_pub_close(chat_pub *p)
 {
     if (p == NULL)
         return;
+    atomic_store(&p->closing, true);
+    nng_aio_stop(p->beat); /* waits for a heartbeat in progress */
     if (chat_nng_close_bounded(p->sock, 2000) != 0)
         return;
-    free(p);
+    pub_free(p);
 }
+
+/* The last batch number seen from one publisher. */
+typedef struct sub_source {
+    uint64_t id, seq;
+    int64_t seen_ms;
+} sub_source;
+
+#define SUB_SOURCES 64
 
 struct chat_sub {
     nng_socket sock;
     nng_aio *aio;
     chat_sub_cb cb;
+    chat_sub_lost_cb lost;
     void *arg;
     atomic_int peers;
+    atomic_uint_fast64_t lost_total;
+    /* Only the receive callback touches these (nng runs it serially). */
+    sub_source src[SUB_SOURCES];
 };
+
+/* How many batches publisher b->publisher sent that we never saw before b.
+ * A publisher seen for the first time (also after a restart: a new id)
+ * starts the count; what it sent before we listened is not "lost". */
+static uint64_t sub_count_lost(chat_sub *s, const Chat__Batch *b)
+{
+    if (b->publisher == 0)
+        return 0; /* an older publisher: no numbers */
+    int64_t now = chat_mono_ms();
+    sub_source *e = NULL, *oldest = &s->src[0];
+    for (int i = 0; i < SUB_SOURCES && e == NULL; i++) {
+        if (s->src[i].id == b->publisher)
+            e = &s->src[i];
+        else if (s->src[i].seen_ms < oldest->seen_ms)
+            oldest = &s->src[i];
+    }
+    uint64_t lost = 0;
+    if (e == NULL) {
+        e = oldest; /* forgets the publisher heard from least recently */
+        e->id = b->publisher;
+    } else {
+        uint64_t expect = b->n_items > 0 ? e->seq + 1 : e->seq;
+        if (b->pub_seq > expect)
+            lost = b->pub_seq - expect;
+    }
+    if (b->pub_seq > e->seq || lost == 0)
+        e->seq = b->pub_seq;
+    e->seen_ms = now;
+    return lost;
+}
 
 static void sub_recv_cb(void *arg)
 {
@@ -95,6 +206,14 @@ static void sub_recv_cb(void *arg)
         nng_msg_free(m);
         if (b == NULL)
             chat_log(CHAT_LOG_WARN, "sub_bad_batch", "dropped an event that is not a batch");
+        uint64_t lost = b != NULL ? sub_count_lost(s, b) : 0;
+        if (lost > 0) {
+            atomic_fetch_add(&s->lost_total, lost);
+            chat_log(CHAT_LOG_WARN, "events_lost", "publisher=%016llx batches=%llu",
+                     (unsigned long long)b->publisher, (unsigned long long)lost);
+            if (s->lost != NULL)
+                s->lost(lost, s->arg);
+        }
         for (size_t i = 0; b != NULL && i < b->n_items; i++)
             s->cb(b->items[i].data, b->items[i].len, s->arg);
         chat__batch__free_unpacked(b, NULL);
@@ -117,12 +236,14 @@ static int sub_dial(const char *url, void *arg)
     return nng_dial(s->sock, url, NULL, NNG_FLAG_NONBLOCK);
 }
 
-int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, void *arg)
+int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, chat_sub_lost_cb lost,
+                  void *arg)
 {
     chat_sub *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NNG_ENOMEM;
     s->cb = cb;
+    s->lost = lost;
     s->arg = arg;
     int rv = nng_sub0_open(&s->sock);
     if (rv != 0) {
@@ -151,6 +272,11 @@ int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, void *arg)
 int chat_sub_peers(chat_sub *s)
 {
     return atomic_load(&s->peers);
+}
+
+uint64_t chat_sub_lost(chat_sub *s)
+{
+    return atomic_load(&s->lost_total);
 }
 
 void chat_sub_close(chat_sub *s)

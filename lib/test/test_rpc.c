@@ -308,7 +308,7 @@ static void test_pub_sub(void **st)
     struct sub_seen seen = {0};
     sem_init(&seen.got, 0, 0);
     assert_int_equal(chat_pub_open(&pub, "inproc://events"), 0);
-    assert_int_equal(chat_sub_open(&sub, "inproc://events", on_event, &seen), 0);
+    assert_int_equal(chat_sub_open(&sub, "inproc://events", on_event, NULL, &seen), 0);
     for (int i = 0; i < 500 && chat_sub_peers(sub) == 0; i++) {
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);

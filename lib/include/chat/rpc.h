@@ -84,6 +84,9 @@ void chat_rpc_client_close(chat_rpc_client *c);
 typedef struct chat_pub chat_pub;
 typedef struct chat_sub chat_sub;
 
+/* An idle publisher's heartbeat period (see Batch in envelope.proto). */
+#define CHAT_PUB_HEARTBEAT_MS 200
+
 int chat_pub_open(chat_pub **out, const char *url);
 /* Thread-safe. Returns 0 or an nng error. Events are best effort (a slow or
  * absent subscriber misses them). */
@@ -95,10 +98,16 @@ void chat_pub_close(chat_pub *p);
 /* Called on an nng thread for every published message (in a batch's
  * order); data is valid only during the call. */
 typedef void (*chat_sub_cb)(const uint8_t *data, size_t len, void *arg);
+/* Called on the same thread, before the batch that revealed it, when
+ * batches of a publisher never arrived (count: how many). */
+typedef void (*chat_sub_lost_cb)(uint64_t count, void *arg);
 /* Dials every URL of the comma-separated list (retrying in the background)
- * and subscribes to everything. */
-int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, void *arg);
+ * and subscribes to everything. lost may be NULL. */
+int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, chat_sub_lost_cb lost,
+                  void *arg);
 int chat_sub_peers(chat_sub *s);
+/* Batches lost so far, over every publisher. */
+uint64_t chat_sub_lost(chat_sub *s);
 void chat_sub_close(chat_sub *s);
 
 #endif
