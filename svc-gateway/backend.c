@@ -71,7 +71,8 @@ gw_svc gw_op_service(gw_op op)
     case GW_OP_TYPING:
     case GW_OP_REGISTER:
     case GW_OP_API_HISTORY:
-    case GW_OP_FILL: return GW_SVC_MESSAGE;
+    case GW_OP_FILL:
+    case GW_OP_CATCHUP: return GW_SVC_MESSAGE;
     case GW_OP_QUERY:
     case GW_OP_CONNECT:
     case GW_OP_DISCONNECT:
@@ -171,7 +172,8 @@ int gw_backend_open(gw_backend **out, const gw_config *cfg)
                        addrs[i], nng_strerror(rv));
     }
     chat_split_list(cfg->events_addrs, backend_count, &be->n_publishers);
-    if (rv == 0 && (rv = chat_sub_open(&be->sub, cfg->events_addrs, backend_event, backend_lost, be)) != 0)
+    if (rv == 0 &&
+        (rv = chat_sub_open(&be->sub, cfg->events_addrs, backend_event, backend_lost, be)) != 0)
         chat_error("backend_open_failed", "service=events addrs=%s err=\"%s\"",
                    cfg->events_addrs, nng_strerror(rv));
     if (rv != 0) {

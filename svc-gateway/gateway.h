@@ -63,6 +63,7 @@ typedef enum {
     GW_OP_REGISTER,    /* register_user of a new connection's user */
     GW_OP_API_HISTORY, /* GET /api/conversations/{id}/messages (conn_id: the HTTP one) */
     GW_OP_FILL,        /* order.c: messages a connection missed */
+    GW_OP_CATCHUP,     /* order.c: the same over the conversations it does not follow */
     GW_OP_EVENTS_LOST, /* the subscription saw batches go missing (no reply) */
 } gw_op;
 
@@ -151,7 +152,8 @@ typedef struct gw_metrics {
     uint64_t be_requests[GW_SVC_COUNT], be_failures[GW_SVC_COUNT];
     /* order.c: messages held out of order, fills asked, fills failed,
      * messages sent from fills, gaps closed and how long they were open */
-    uint64_t order_held, order_fills, order_fill_failed, order_filled, events_lost_signals;
+    uint64_t order_held, order_fills, order_catchups, order_fill_failed, order_filled;
+    uint64_t events_lost_signals;
     uint64_t order_gaps_closed, order_gap_ms_sum, order_gap_ms_max;
 } gw_metrics;
 
@@ -159,6 +161,7 @@ typedef struct gw_conn gw_conn;
 typedef struct gw_user gw_user;
 typedef struct gw_typing gw_typing;
 typedef struct gw_order gw_order;
+typedef struct gw_catchup gw_catchup;
 
 typedef struct gw_server {
     const gw_config *cfg;
@@ -167,11 +170,12 @@ typedef struct gw_server {
     struct lws_vhost *vhost;
     gw_front *front; /* NULL once we stopped accepting */
     gw_backend *be;
-    gw_conn *conns;       /* uthash: open WebSocket connections by id */
-    gw_user *users;       /* uthash: users with >= 1 connection, by id */
-    gw_conn *api_waiting; /* uthash: HTTP connections awaiting a backend reply */
-    gw_typing *typing;    /* uthash: typing starts delivered here (typing.c) */
-    gw_order *order_due;  /* order.c: entries with a fill due (utlist DL) */
+    gw_conn *conns;          /* uthash: open WebSocket connections by id */
+    gw_user *users;          /* uthash: users with >= 1 connection, by id */
+    gw_conn *api_waiting;    /* uthash: HTTP connections awaiting a backend reply */
+    gw_typing *typing;       /* uthash: typing starts delivered here (typing.c) */
+    gw_order *order_due;     /* order.c: entries with a fill due (utlist DL) */
+    gw_catchup *catchup_due; /* order.c: catch-ups to retry (utlist DL) */
     size_t n_typing;
     bool typing_full_logged;
     unsigned n_conns;
@@ -213,24 +217,25 @@ struct gw_conn {
     gw_queue out; /* frames to write */
     char *rx;     /* reassembly, only while a message is split */
     size_t rx_len, rx_cap;
-    gw_resume *resume;     /* non-NULL while a resume runs */
-    gw_order *order;       /* order.c: uthash by conversation */
-    gw_http_resp *http;    /* plain HTTP: the response being written */
-    int64_t opened_ms;     /* unix ms when accepted (presence pushes' reference) */
-    uint64_t chat_key;     /* search.c: hash of the random chat this connection knows */
-    gw_search_held *held;  /* search.c: random-chat pushes held while a search is asked */
-    uint16_t close_code;   /* with closing */
-    uint16_t inflight;     /* client requests awaiting a backend reply (0 or 1) */
-    uint16_t n_waiting;    /* requests queued behind the one in flight */
-    uint16_t n_order;      /* entries in order */
+    gw_resume *resume;    /* non-NULL while a resume runs */
+    gw_order *order;      /* order.c: uthash by conversation */
+    gw_catchup *catchup;  /* order.c: while a catch-up runs */
+    gw_http_resp *http;   /* plain HTTP: the response being written */
+    int64_t opened_ms;    /* unix ms when accepted (presence pushes' reference) */
+    uint64_t chat_key;    /* search.c: hash of the random chat this connection knows */
+    gw_search_held *held; /* search.c: random-chat pushes held while a search is asked */
+    uint16_t close_code;  /* with closing */
+    uint16_t inflight;    /* client requests awaiting a backend reply (0 or 1) */
+    uint16_t n_waiting;   /* requests queued behind the one in flight */
+    uint16_t n_order;     /* entries in order */
     gw_request *wait_head, *wait_tail;
     bool ws, closing, announced;
     bool close_sent;      /* the close frame is lws's: it awaits the client's */
     bool search_inflight; /* a start_search awaits its reply */
-    bool searching;   /* told `searching`, and neither `matched` nor `search_stopped` since */
-    bool registering; /* a new user: `connected` waits for register_user */
+    bool searching;    /* told `searching`, and neither `matched` nor `search_stopped` since */
+    bool registering;  /* a new user: `connected` waits for register_user */
     bool order_resync; /* events were lost during the resume: fill at its end */
-    bool api_waiting; /* HTTP: in gw_server.api_waiting for a backend reply */
+    bool api_waiting;  /* HTTP: in gw_server.api_waiting for a backend reply */
 };
 
 struct gw_user {
@@ -341,6 +346,7 @@ void gw_order_sweep(gw_server *s, int64_t now_mono_ms);
  * filled. */
 void gw_order_resync(gw_server *s);
 void gw_order_fill_reply(gw_server *s, gw_conn *c, gw_item *it);
+void gw_order_catchup_reply(gw_server *s, gw_conn *c, gw_item *it);
 void gw_order_free(gw_server *s, gw_conn *c);
 
 /* ------------------------------------------------------------------ events.c */

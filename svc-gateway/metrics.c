@@ -101,6 +101,10 @@ char *gw_metrics_render(gw_server *s, size_t *len)
                    "Gap fills asked of svc-message (a gap open longer than CHAT_ORDER_HOLD_MS, "
                    "or events lost).");
     metrics_printf(&b, "chat_gateway_order_fills_total %" PRIu64 "\n", m->order_fills);
+    metrics_family(&b, "chat_gateway_order_catchups_total", "counter",
+                   "Catch-up pages asked after lost events (conversations a connection "
+                   "does not follow yet).");
+    metrics_printf(&b, "chat_gateway_order_catchups_total %" PRIu64 "\n", m->order_catchups);
     metrics_family(&b, "chat_gateway_order_fill_failures_total", "counter",
                    "Gap fills that failed (retried after 1 s).");
     metrics_printf(&b, "chat_gateway_order_fill_failures_total %" PRIu64 "\n",

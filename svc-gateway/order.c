@@ -44,6 +44,9 @@
 #define GW_ORDER_MAX_CONVS 64  /* per connection; beyond, idle ones are forgotten */
 #define GW_ORDER_FILL_PAGE 100 /* svc-message's largest */
 #define GW_ORDER_RETRY_MS 1000 /* after a failed fill */
+/* A catch-up reads from a little before the connection opened: the gateway's
+ * clock and svc-message's (which stamps messages) may differ. */
+#define GW_ORDER_CATCHUP_SKEW_MS 5000
 
 /* A message held until its predecessors are out. f NULL: the user's own
  * (moves `last`, sends nothing). */
@@ -54,7 +57,7 @@ typedef struct order_held {
 } order_held;
 
 struct gw_order {
-    UT_hash_handle hh;           /* gw_conn.order, by conv */
+    UT_hash_handle hh;              /* gw_conn.order, by conv */
     struct gw_order *dnext, *dprev; /* gw_server.order_due while due_ms != 0 */
     gw_conn *c;
     char conv[GW_ID_MAX + 1];
@@ -62,12 +65,12 @@ struct gw_order {
     uint64_t fill_upto; /* the fill in flight answers for seqs up to here */
     order_held *held;   /* ascending seq, all > last + 1 */
     unsigned n_held;
-    int64_t due_ms;    /* mono ms when a fill is due; 0: none */
-    int64_t gap_ms;    /* mono ms when the open gap was first seen; 0: none */
-    int64_t used_ms;   /* mono ms of the last message: which entry to forget */
-    bool known;        /* `last` is set */
-    bool filling;      /* a fill is in flight */
-    bool refill;       /* fill again when the one in flight is answered */
+    int64_t due_ms;  /* mono ms when a fill is due; 0: none */
+    int64_t gap_ms;  /* mono ms when the open gap was first seen; 0: none */
+    int64_t used_ms; /* mono ms of the last message: which entry to forget */
+    bool known;      /* `last` is set */
+    bool filling;    /* a fill is in flight */
+    bool refill;     /* fill again when the one in flight is answered */
 };
 
 static void order_undue(gw_server *s, gw_order *o)
@@ -261,6 +264,7 @@ void gw_order_replayed(gw_server *s, gw_conn *c, const Chat__StoredMessage *m)
 }
 
 static void order_fill(gw_server *s, gw_order *o);
+static void order_catchup(gw_server *s, gw_conn *c);
 
 void gw_order_resume_done(gw_server *s, gw_conn *c)
 {
@@ -272,6 +276,8 @@ void gw_order_resume_done(gw_server *s, gw_conn *c)
         if (resync && o->known && !o->filling && o->due_ms == 0)
             order_fill(s, o);
     }
+    if (resync)
+        order_catchup(s, c);
 }
 
 void gw_order_forget(gw_server *s, gw_conn *c, const char *conv)
@@ -312,9 +318,9 @@ static void order_fill(gw_server *s, gw_order *o)
 void gw_order_sweep(gw_server *s, int64_t now_mono_ms)
 {
     gw_order *o, *tmp;
-    DL_FOREACH_SAFE2 (s->order_due, o, tmp, dnext)
-        if (o->due_ms <= now_mono_ms && o->c->resume == NULL && !o->c->closing)
-            order_fill(s, o);
+    DL_FOREACH_SAFE2(s->order_due, o, tmp, dnext)
+    if (o->due_ms <= now_mono_ms && o->c->resume == NULL && !o->c->closing)
+        order_fill(s, o);
 }
 
 void gw_order_resync(gw_server *s)
@@ -330,6 +336,7 @@ void gw_order_resync(gw_server *s)
         HASH_ITER (hh, c->order, o, tmp)
             if (o->known || o->held != NULL)
                 order_fill(s, o);
+        order_catchup(s, c);
     }
 }
 
@@ -409,8 +416,123 @@ void gw_order_fill_reply(gw_server *s, gw_conn *c, gw_item *it)
     order_release(s, o);
 }
 
+/* ---- catch-up: conversations the connection does not follow ---- */
+
+/* A lost event may have been a conversation's first message here (a DM
+ * the peer just opened): no entry knows of it. After lost events each
+ * connection also asks for the messages of its user's other conversations
+ * stored since it opened (those before were replayed, or not owed). */
+struct gw_catchup {
+    struct gw_catchup *dnext, *dprev; /* gw_server.catchup_due while due_ms != 0 */
+    gw_conn *c;
+    char after_conv[GW_ID_MAX + 1]; /* page cursor */
+    uint64_t after_seq;
+    int64_t due_ms; /* a retry after a failure; 0: none */
+    bool inflight, again;
+};
+
+static void catchup_page(gw_server *s, gw_catchup *k)
+{
+    gw_conn *c = k->c;
+    const char *skip[GW_ORDER_MAX_CONVS];
+    size_t n = 0;
+    /* Followed conversations have their own fills; the one the cursor is
+     * in stays, or the rest of it would be skipped. */
+    for (gw_order *o = c->order; o != NULL && n < GW_ORDER_MAX_CONVS; o = o->hh.next)
+        if (strcmp(o->conv, k->after_conv) != 0)
+            skip[n++] = o->conv;
+    Chat__FillReq req = CHAT__FILL_REQ__INIT;
+    req.user_id = c->user->id;
+    req.conversation_id = "";
+    req.after_conversation_id = k->after_conv;
+    req.after_seq = k->after_seq;
+    req.since_ts = c->opened_ms - GW_ORDER_CATCHUP_SKEW_MS;
+    req.n_skip_conversation_ids = n;
+    req.skip_conversation_ids = (char **)skip;
+    req.limit = GW_ORDER_FILL_PAGE;
+    Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
+    mr.body_case = CHAT__MESSAGE_REQUEST__BODY_FILL;
+    mr.fill = &req;
+    k->inflight = true;
+    s->m.order_catchups++;
+    s->m.be_requests[GW_SVC_MESSAGE]++;
+    gw_backend_call(s->be, GW_OP_CATCHUP, c->id, NULL, &mr.base);
+}
+
+static void catchup_free(gw_server *s, gw_conn *c)
+{
+    gw_catchup *k = c->catchup;
+    if (k == NULL)
+        return;
+    if (k->due_ms != 0)
+        DL_DELETE2(s->catchup_due, k, dprev, dnext);
+    free(k);
+    c->catchup = NULL;
+}
+
+static void order_catchup(gw_server *s, gw_conn *c)
+{
+    gw_catchup *k = c->catchup;
+    if (k != NULL) {
+        k->again = k->inflight || k->due_ms != 0;
+        return;
+    }
+    if ((k = calloc(1, sizeof *k)) == NULL)
+        return;
+    k->c = c;
+    c->catchup = k;
+    catchup_page(s, k);
+}
+
+void gw_order_catchup_reply(gw_server *s, gw_conn *c, gw_item *it)
+{
+    gw_catchup *k = c->catchup;
+    if (k == NULL || !k->inflight)
+        return;
+    k->inflight = false;
+    const Chat__MessageReply *r = it->err == 0 ? it->r.msg : NULL;
+    if (r == NULL || r->code != CHAT__CODE__OK) {
+        s->m.order_fill_failed++;
+        chat_warn("order_catchup_failed", "conn=%" PRIu64 " err=%d", c->id,
+                  r == NULL ? it->err : (int)r->code);
+        if (r != NULL && r->code != CHAT__CODE__UNAVAILABLE &&
+            r->code != CHAT__CODE__INTERNAL) {
+            catchup_free(s, c); /* refused: asking again cannot help */
+            return;
+        }
+        k->due_ms = chat_mono_ms() + GW_ORDER_RETRY_MS;
+        DL_APPEND2(s->catchup_due, k, dprev, dnext);
+        return;
+    }
+    for (size_t i = 0; i < r->n_messages; i++) {
+        const Chat__StoredMessage *m = r->messages[i];
+        if (m == NULL || m->conversation_id == NULL || strlen(m->conversation_id) > GW_ID_MAX)
+            continue;
+        snprintf(k->after_conv, sizeof k->after_conv, "%s", m->conversation_id);
+        k->after_seq = m->seq;
+        gw_frame *f = gw_render_message(m);
+        gw_order *o = order_get(s, c, m->conversation_id, true);
+        s->m.order_filled++;
+        if (o != NULL && !o->known && o->held == NULL)
+            order_emit(s, o, m->seq, f); /* above the receipt: where it starts */
+        else
+            gw_order_message(s, c, m->conversation_id, m->seq, f);
+    }
+    if (r->more && r->n_messages > 0) {
+        catchup_page(s, k);
+    } else if (k->again) {
+        k->again = false;
+        k->after_conv[0] = '\0';
+        k->after_seq = 0;
+        catchup_page(s, k);
+    } else {
+        catchup_free(s, c);
+    }
+}
+
 void gw_order_free(gw_server *s, gw_conn *c)
 {
+    catchup_free(s, c);
     gw_order *o, *tmp;
     HASH_ITER (hh, c->order, o, tmp) {
         order_undue(s, o);

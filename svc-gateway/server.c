@@ -52,8 +52,11 @@ static void server_dispatch(gw_server *s, gw_item *it)
         gw_resume_reply(s, c, it);
         return;
     }
-    if (it->op == GW_OP_FILL) {
-        gw_order_fill_reply(s, c, it);
+    if (it->op == GW_OP_FILL || it->op == GW_OP_CATCHUP) {
+        if (it->op == GW_OP_FILL)
+            gw_order_fill_reply(s, c, it);
+        else
+            gw_order_catchup_reply(s, c, it);
         return;
     }
     if (it->op == GW_OP_REGISTER)

@@ -95,9 +95,74 @@ static void fill_refuse(msg_job *job, Chat__Code code, const char *detail)
     msg_job_done(job, &rep);
 }
 
+/* The catch-up of FillReq (no conversation): rows of sql_catchup, which
+ * carry their conversation. */
+static void fill_catchup(msg_job *job, msg_pg *pg)
+{
+    const Chat__FillReq *r = job->req->fill;
+    int limit = r->limit == 0 || r->limit > MSG_HISTORY_MAX ? MSG_HISTORY_MAX : (int)r->limit;
+    /* "{id,id}": the ids are checked uuids (rules.c), nothing to quote. */
+    size_t n = r->n_skip_conversation_ids;
+    char *skip = malloc(n * (CHAT_UUID_LEN + 1) + 3);
+    if (skip == NULL) {
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
+        return;
+    }
+    char *p = skip;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%s", i ? "," : "", r->skip_conversation_ids[i]);
+    *p++ = '}';
+    *p = '\0';
+    char since[24], seq[24], lim[16];
+    snprintf(since, sizeof since, "%" PRId64, r->since_ts);
+    snprintf(seq, sizeof seq, "%" PRIu64,
+             r->after_seq > INT64_MAX ? (uint64_t)INT64_MAX : r->after_seq);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *after = r->after_conversation_id[0] ? r->after_conversation_id
+                                                    : "00000000-0000-0000-0000-000000000000";
+    const char *v[] = {r->user_id, since, skip, after, seq, lim};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_CATCHUP, 6, v);
+    free(skip);
+    if (!msg_job_usable(job, res, "fill_catchup")) {
+        PQclear(res);
+        return;
+    }
+    int rows = PQntuples(res);
+    Chat__StoredMessage *msgs = calloc((size_t)rows + 1, sizeof *msgs);
+    Chat__StoredMessage **ptrs = calloc((size_t)rows + 1, sizeof *ptrs);
+    if (msgs == NULL || ptrs == NULL) {
+        msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
+    } else {
+        for (int i = 0; i < rows; i++) {
+            Chat__StoredMessage *m = &msgs[i];
+            chat__stored_message__init(m);
+            m->conversation_id = PQgetvalue(res, i, 0);
+            m->msg_id = PQgetvalue(res, i, 1);
+            m->seq = strtoull(PQgetvalue(res, i, 2), NULL, 10);
+            m->sender = PQgetvalue(res, i, 3);
+            m->text = PQgetvalue(res, i, 4);
+            m->ts = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+            ptrs[i] = m;
+        }
+        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+        rep.n_messages = (size_t)rows;
+        rep.messages = ptrs;
+        rep.more = rows == limit;
+        msg_job_done(job, &rep);
+    }
+    free(msgs);
+    free(ptrs);
+    PQclear(res);
+}
+
 void msg_fill(msg_job *job, msg_pg *pg)
 {
     const Chat__FillReq *r = job->req->fill;
+    if (r->conversation_id[0] == '\0') {
+        fill_catchup(job, pg);
+        return;
+    }
     int limit = r->limit == 0 || r->limit > MSG_HISTORY_MAX ? MSG_HISTORY_MAX : (int)r->limit;
     char after[24], fetch[16];
     uint64_t a = r->after_seq > INT64_MAX ? (uint64_t)INT64_MAX : r->after_seq;

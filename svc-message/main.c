@@ -56,6 +56,9 @@ int main(int argc, char **argv)
          "concurrent requests (nng contexts)", &cfg.contexts},
         {"CHAT_MSG_READERS", CHAT_CFG_INT, "2", 1, 64,
          "worker threads for other requests (one PostgreSQL connection each)", &cfg.readers},
+        {"CHAT_TEST_DROP_EVENTS", CHAT_CFG_INT, "0", 0, 1000000,
+         "tests only: every Nth published batch is lost on purpose (0: none)",
+         &cfg.test_drop_events},
         {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",
          &cfg.log_level},
     };

@@ -39,7 +39,8 @@ typedef struct msg_config {
     long long batch;    /* max sends per transaction */
     long long contexts; /* nng contexts of the REP socket */
     long long readers;
-    long long pg_timeout_ms; /* statement_timeout; client gives up a bit later */
+    long long pg_timeout_ms;    /* statement_timeout; client gives up a bit later */
+    long long test_drop_events; /* tests only: lose every Nth published batch */
 } msg_config;
 
 /* ---- rules.c: pure logic (no I/O), unit tested in test_rules.c ---- */
@@ -50,8 +51,9 @@ typedef struct msg_config {
 #define MSG_REPLAY_MAX 500
 #define MSG_HISTORY_DEFAULT 50
 #define MSG_HISTORY_MAX 100
-#define MSG_FLOORS_MAX_S "500" /* conversations a replay's first page places */
-#define MSG_CONTACTS_MAX 10000 /* recipients of one presence push */
+#define MSG_FLOORS_MAX_S "500"   /* conversations a replay's first page places */
+#define MSG_CATCHUP_SKIP_MAX 256 /* a catch-up's skip list */
+#define MSG_CONTACTS_MAX 10000   /* recipients of one presence push */
 
 /* Outcome of one send (the first five are the SQL status column). */
 typedef enum msg_status {
@@ -167,6 +169,7 @@ int msg_schema_prepare(PGconn *conn);
 #define MSG_SQL_CONTACTS "msg_contacts"
 #define MSG_SQL_FILL "msg_fill"
 #define MSG_SQL_FLOORS "msg_floors"
+#define MSG_SQL_CATCHUP "msg_catchup"
 
 /* ---- ratelimit.c: token buckets in Redis ---- */
 typedef enum msg_rl { MSG_RL_OK, MSG_RL_LIMITED, MSG_RL_ERROR } msg_rl;

@@ -138,6 +138,31 @@ static Chat__Code check_replay(const Chat__ReplayReq *r, const char **detail)
     return CHAT__CODE__OK;
 }
 
+/* One conversation's gap, or (no conversation) a catch-up over the others. */
+static Chat__Code check_fill(const Chat__FillReq *r, const char **detail)
+{
+    if (str_set(r->conversation_id))
+        return check_conv_user(r->conversation_id, r->user_id, false, detail);
+    if (!chat_uuid_valid(r->user_id)) {
+        *detail = "user id is not a uuid";
+        return CHAT__CODE__BAD_REQUEST;
+    }
+    if (str_set(r->after_conversation_id) && !chat_uuid_valid(r->after_conversation_id)) {
+        *detail = "bad cursor";
+        return CHAT__CODE__BAD_REQUEST;
+    }
+    if (r->n_skip_conversation_ids > MSG_CATCHUP_SKIP_MAX) {
+        *detail = "too many conversations to skip";
+        return CHAT__CODE__BAD_REQUEST;
+    }
+    for (size_t i = 0; i < r->n_skip_conversation_ids; i++)
+        if (!chat_uuid_valid(r->skip_conversation_ids[i])) {
+            *detail = "skip list: not a uuid";
+            return CHAT__CODE__BAD_REQUEST;
+        }
+    return CHAT__CODE__OK;
+}
+
 static Chat__Code check_receipt(const Chat__ReceiptReq *r, const char **detail)
 {
     Chat__Code c = check_conv_user(r->conversation_id, r->user_id, false, detail);
@@ -252,9 +277,7 @@ Chat__Code msg_validate(const Chat__MessageRequest *req, long long max_text,
         return req->contacts == NULL ? CHAT__CODE__BAD_REQUEST
                                      : check_user(req->contacts->user_id, detail);
     case CHAT__MESSAGE_REQUEST__BODY_FILL:
-        return req->fill == NULL ? CHAT__CODE__BAD_REQUEST
-                                 : check_conv_user(req->fill->conversation_id,
-                                                   req->fill->user_id, false, detail);
+        return req->fill == NULL ? CHAT__CODE__BAD_REQUEST : check_fill(req->fill, detail);
     default: return CHAT__CODE__BAD_REQUEST;
     }
 }

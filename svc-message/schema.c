@@ -337,12 +337,23 @@ static const char sql_fill[] =
     " SELECT st.st, page.id::text, page.seq, page.sender::text, page.body, page.ts"
     " FROM st LEFT JOIN page ON true ORDER BY page.seq";
 
+/* $1 user, $2 since (unix ms), $3 conversations to skip (uuid[] literal),
+ * ($4 conversation, $5 seq) cursor, $6 limit. FillReq's catch-up. */
+static const char sql_catchup[] =
+    "SELECT m.conversation_id::text, m.id::text, m.seq, m.sender::text, m.body, m.ts"
+    " FROM members mb JOIN messages m"
+    "  ON m.conversation_id = mb.conversation_id AND m.seq > mb.delivered_seq"
+    " WHERE mb.user_id = $1::uuid AND m.sender <> $1::uuid AND m.ts >= $2::bigint"
+    "  AND NOT (mb.conversation_id = ANY ($3::uuid[]))"
+    "  AND mb.conversation_id >= $4::uuid"
+    "  AND (m.conversation_id, m.seq) > ($4::uuid, $5::bigint)"
+    " ORDER BY m.conversation_id, m.seq LIMIT $6::int";
+
 /* $1 user, $2 cap. Where each of the user's conversations stands: a
  * resume's first replay page says so (read before the page). */
-static const char sql_floors[] =
-    "SELECT mb.conversation_id::text, c.last_seq FROM members mb"
-    " JOIN conversations c ON c.id = mb.conversation_id"
-    " WHERE mb.user_id = $1::uuid LIMIT $2::int";
+static const char sql_floors[] = "SELECT mb.conversation_id::text, c.last_seq FROM members mb"
+                                 " JOIN conversations c ON c.id = mb.conversation_id"
+                                 " WHERE mb.user_id = $1::uuid LIMIT $2::int";
 
 /* $1 user, $2 conversation. status: 0 ok, 2 unknown, 3 not a member,
  * 4 closed; then the other members, comma-separated. */
@@ -382,7 +393,7 @@ int msg_schema_prepare(PGconn *c)
         {MSG_SQL_JOIN, sql_join, 2},           {MSG_SQL_LEAVE, sql_leave, 2},
         {MSG_SQL_HISTORY, sql_history, 4},     {MSG_SQL_TYPING, sql_typing, 2},
         {MSG_SQL_CONTACTS, sql_contacts, 3},   {MSG_SQL_FILL, sql_fill, 5},
-        {MSG_SQL_FLOORS, sql_floors, 2},
+        {MSG_SQL_FLOORS, sql_floors, 2},       {MSG_SQL_CATCHUP, sql_catchup, 6},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);

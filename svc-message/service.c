@@ -81,6 +81,10 @@ int msg_service_start(msg_service *svc, const msg_config *cfg)
         chat_error("start_failed", "step=pub url=%s err=%d", cfg->pub_listen, rv);
         return -1;
     }
+    if (cfg->test_drop_events > 0) {
+        chat_warn("test_drop_events", "every=%lld", cfg->test_drop_events);
+        chat_pub_test_drop(svc->pub, (unsigned)cfg->test_drop_events);
+    }
     if (msg_writers_open(&svc->writers, cfg, svc->pub) != 0) {
         chat_error("start_failed", "step=writers");
         chat_pub_close(svc->pub);

@@ -29,9 +29,7 @@ struct chat_pub {
     uint64_t id, seq;
     int64_t last_ms; /* monotonic ms of the last batch or heartbeat */
     atomic_bool closing;
-    /* Test-only (CHAT_TEST_DROP_EVENTS): every Nth batch is numbered but not
-     * sent, as if the network had lost it. */
-    unsigned drop_every;
+    unsigned drop_every; /* chat_pub_test_drop; under mu */
 };
 
 /* Sends a batch of the packed items (n == 0: a heartbeat, repeating the
@@ -87,8 +85,6 @@ int chat_pub_open(chat_pub **out, const char *url)
     while (p->id == 0) /* 0 means "no publisher" on the wire */
         if (getrandom(&p->id, sizeof p->id, 0) != sizeof p->id)
             p->id = (uint64_t)chat_now_ms() ^ (uint64_t)(uintptr_t)p;
-    const char *drop = getenv("CHAT_TEST_DROP_EVENTS");
-    p->drop_every = drop != NULL ? (unsigned)strtoul(drop, NULL, 10) : 0;
     int rv = nng_pub0_open(&p->sock);
     if (rv != 0) {
         pub_free(p);
@@ -131,6 +127,13 @@ int chat_pub_send_many(chat_pub *p, const ProtobufCMessage *const *msgs, size_t 
 int chat_pub_send(chat_pub *p, const ProtobufCMessage *msg)
 {
     return chat_pub_send_many(p, &msg, 1);
+}
+
+void chat_pub_test_drop(chat_pub *p, unsigned every)
+{
+    pthread_mutex_lock(&p->mu);
+    p->drop_every = every;
+    pthread_mutex_unlock(&p->mu);
 }
 
 void chat_pub_close(chat_pub *p)

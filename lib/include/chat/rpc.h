@@ -93,6 +93,9 @@ int chat_pub_open(chat_pub **out, const char *url);
 int chat_pub_send(chat_pub *p, const ProtobufCMessage *msg);
 /* Publishes n messages as one batch (subscribers get them in this order). */
 int chat_pub_send_many(chat_pub *p, const ProtobufCMessage *const *msgs, size_t n);
+/* Tests only: from now on every Nth batch is numbered but not sent, as if
+ * the network had lost it (0: none). */
+void chat_pub_test_drop(chat_pub *p, unsigned every);
 void chat_pub_close(chat_pub *p);
 
 /* Called on an nng thread for every published message (in a batch's
