@@ -84,7 +84,7 @@ gw_svc gw_op_service(gw_op op)
 }
 
 /* Any thread. Takes it. */
-static void backend_push(gw_backend *be, gw_item *it)
+void gw_backend_deliver(gw_backend *be, gw_item *it)
 {
     it->next = NULL;
     pthread_mutex_lock(&be->mu);
@@ -117,7 +117,7 @@ static void backend_done(int err, const uint8_t *data, size_t len, void *arg)
         if (it->r.any == NULL)
             it->err = -1;
     }
-    backend_push(be, it);
+    gw_backend_deliver(be, it);
     atomic_fetch_sub(&be->inflight, 1);
 }
 
@@ -132,7 +132,7 @@ static void backend_event(const uint8_t *data, size_t len, void *arg)
     it->r.ev = chat__event__unpack(NULL, len, data);
     if (it->r.ev == NULL)
         it->err = -1;
-    backend_push(be, it);
+    gw_backend_deliver(be, it);
 }
 
 /* Before the batch that revealed the loss: the fills it starts see the
@@ -145,7 +145,7 @@ static void backend_lost(uint64_t count, void *arg)
         return;
     it->be = be;
     it->op = GW_OP_EVENTS_LOST;
-    backend_push(be, it);
+    gw_backend_deliver(be, it);
 }
 
 static int backend_count(const char *item, void *arg)

@@ -69,6 +69,10 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
          &cfg->batch_linger_us},
         {"CHAT_TYPING_TIMEOUT_MS", CHAT_CFG_INT, "6000", 100, 600000,
          "a typing start not refreshed this long becomes a stop, ms", &cfg->typing_timeout_ms},
+        {"CHAT_HEARTBEAT_MS", CHAT_CFG_INT, "2000", 50, 600000,
+         "heartbeat to svc-presence every this long, ms (keep well under its "
+         "CHAT_GATEWAY_TTL_MS)",
+         &cfg->heartbeat_ms},
         {"CHAT_ORDER_HOLD_MS", CHAT_CFG_INT, "200", 1, 10000,
          "a message that arrives before its predecessor waits this long for it, ms; then "
          "the gap is filled from storage",

@@ -117,6 +117,21 @@ void gw_item_free(gw_item *it); /* NULL is fine */
  * is still queued. NULL is fine. */
 void gw_backend_close(gw_backend *be);
 
+/* Hands an item to the lws thread as if nng had answered (takes it). */
+void gw_backend_deliver(gw_backend *be, gw_item *it);
+
+/* ------------------------------------------------------------------ heartbeat.c */
+typedef struct gw_heartbeat gw_heartbeat;
+/* Starts the thread that heartbeats every cfg->heartbeat_ms on a socket of
+ * its own; the replies come back as GW_OP_HEARTBEAT items. 0 or -1. */
+int gw_heartbeat_start(gw_heartbeat **out, gw_backend *be, const gw_config *cfg,
+                       const char *gateway_id);
+void gw_heartbeat_connections(gw_heartbeat *h, unsigned n); /* reported from now on */
+/* No heartbeat after this one returns (except one in flight). Quick. */
+void gw_heartbeat_halt(gw_heartbeat *h);
+/* Halts, waits for a heartbeat in flight, frees. NULL is fine. */
+void gw_heartbeat_stop(gw_heartbeat *h);
+
 /* ------------------------------------------------------------------ front.c */
 /* An accepted socket and the first bytes read from it (request line made
  * safe for lws), waiting for the lws thread to adopt it. */
@@ -181,10 +196,11 @@ typedef struct gw_server {
     unsigned n_conns;
     uint64_t next_conn_id;
     gw_metrics m;
-    lws_sorted_usec_list_t sul_tick, sul_heartbeat;
+    lws_sorted_usec_list_t sul_tick;
+    gw_heartbeat *hb;
     struct ev_loop *loop; /* the libev loop lws runs on; NULL: lws's poll() */
     void *flush_w;        /* with loop: our libev watchers for backend flushes */
-    bool stopping, done, heartbeat_inflight, heartbeat_failing;
+    bool stopping, done, heartbeat_failing;
     bool closing_all; /* fini: lws closes what is left; no disconnect each */
     int64_t stop_deadline_ms;
 } gw_server;
@@ -308,7 +324,6 @@ void gw_request_reply(gw_server *s, gw_conn *c, gw_item *it);
 /* ------------------------------------------------------------------ presence.c */
 void gw_presence_connect(gw_server *s, gw_conn *c);
 void gw_presence_disconnect(gw_server *s, gw_conn *c);
-void gw_presence_heartbeat(gw_server *s);
 /* The last word at shutdown: presence closes every connection still
  * registered for this gateway (with reconnect grace), as for a dead one. */
 void gw_presence_stopping(gw_server *s);

@@ -6,7 +6,7 @@
 
 typedef struct gw_config {
     long long port, session_ttl_s, max_text, max_outbuf, rpc_timeout_ms, typing_timeout_ms;
-    long long batch_linger_us, order_hold_ms;
+    long long batch_linger_us, order_hold_ms, heartbeat_ms;
     const char *bind, *gateway_id, *session_secret, *web_dir, *loop;
     const char *match_addrs, *message_addrs, *presence_addrs, *events_addrs;
     const char *log_level;

@@ -1,6 +1,7 @@
 /* svc-presence bookkeeping: connect/disconnect per connection (fire and
- * forget), and the heartbeat that keeps this gateway alive there and tells
- * us to re-register everything after presence lost its state. */
+ * forget), the last heartbeat at shutdown, and what a heartbeat's answer
+ * asks (heartbeat.c sends them): re-register everything after presence
+ * lost its state or declared this gateway dead. */
 #include "gateway.h"
 
 #include <inttypes.h>
@@ -60,15 +61,6 @@ static void presence_heartbeat_send(gw_server *s, bool stopping)
     presence_call(s, GW_OP_HEARTBEAT, 0, &pr);
 }
 
-void gw_presence_heartbeat(gw_server *s)
-{
-    /* One at a time: a slow presence service must not pile them up. */
-    if (s->heartbeat_inflight)
-        return;
-    s->heartbeat_inflight = true;
-    presence_heartbeat_send(s, false);
-}
-
 void gw_presence_stopping(gw_server *s)
 {
     presence_heartbeat_send(s, true);
@@ -86,9 +78,9 @@ static void presence_resync(gw_server *s)
     chat_info("presence_resync", "connections=%u", n);
 }
 
+/* The heartbeat thread's answer (heartbeat.c), or the stopping one's. */
 static void presence_heartbeat_reply(gw_server *s, gw_item *it)
 {
-    s->heartbeat_inflight = false;
     int code = it->err == 0 ? it->r.pres->code : CHAT__CODE__UNAVAILABLE;
     bool failing = it->err != 0 || code != CHAT__CODE__OK;
     /* Logged on change only: a presence outage would otherwise log every 2 s. */

@@ -12,7 +12,6 @@
 #include "chat/log.h"
 
 #define SERVER_TICK_MS 100
-#define SERVER_HEARTBEAT_MS 2000
 #define SERVER_STOP_WAIT_MS 3000 /* for clients to take their 1001 close */
 
 /* WebSocket keepalive: ping after 30 s of silence, drop after 60 s. */
@@ -167,6 +166,7 @@ static struct lws_protocols server_protocols[] = {
 static void server_begin_stop(gw_server *s)
 {
     s->stopping = true;
+    gw_heartbeat_halt(s->hb); /* fini sends the last one, "stopping" */
     gw_front_close(s->front); /* stop accepting */
     s->front = NULL;
     s->stop_deadline_ms = chat_mono_ms() + SERVER_STOP_WAIT_MS;
@@ -182,6 +182,7 @@ static void server_tick(lws_sorted_usec_list_t *sul)
     gw_server *s = lws_container_of(sul, gw_server, sul_tick);
     if (!s->stopping && chat_stopping())
         server_begin_stop(s);
+    gw_heartbeat_connections(s->hb, s->n_conns);
     gw_typing_sweep(s, chat_mono_ms());
     gw_order_sweep(s, chat_mono_ms());
     if (s->stopping && (s->n_conns == 0 || chat_mono_ms() >= s->stop_deadline_ms)) {
@@ -196,16 +197,6 @@ static void server_tick(lws_sorted_usec_list_t *sul)
         return;
     }
     lws_sul_schedule(s->ctx, 0, &s->sul_tick, server_tick, SERVER_TICK_MS * LWS_US_PER_MS);
-}
-
-static void server_heartbeat(lws_sorted_usec_list_t *sul)
-{
-    gw_server *s = lws_container_of(sul, gw_server, sul_heartbeat);
-    if (s->stopping)
-        return;
-    gw_presence_heartbeat(s);
-    lws_sul_schedule(s->ctx, 0, &s->sul_heartbeat, server_heartbeat,
-                     SERVER_HEARTBEAT_MS * LWS_US_PER_MS);
 }
 
 /* lws's own log lines, into ours. */
@@ -340,8 +331,8 @@ int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be)
     gw_front_set_context(s->front, s->ctx);
     lws_sul_schedule(s->ctx, 0, &s->sul_tick, server_tick, SERVER_TICK_MS * LWS_US_PER_MS);
     /* The first one after a period, when presence had time to connect. */
-    lws_sul_schedule(s->ctx, 0, &s->sul_heartbeat, server_heartbeat,
-                     SERVER_HEARTBEAT_MS * LWS_US_PER_MS);
+    if (gw_heartbeat_start(&s->hb, be, cfg, s->gateway_id) != 0)
+        return -1;
     chat_info("listening", "port=%lld bind=\"%s\" gateway=%s web=%s loop=%s", cfg->port,
               cfg->bind, s->gateway_id, cfg->web_dir, s->loop != NULL ? "libev" : "poll");
     return 0;
@@ -377,7 +368,8 @@ void gw_server_fini(gw_server *s)
         s->flush_w = NULL;
     }
     lws_sul_cancel(&s->sul_tick);
-    lws_sul_cancel(&s->sul_heartbeat);
+    gw_heartbeat_stop(s->hb); /* none may come after the stopping one */
+    s->hb = NULL;
     unsigned left = s->n_conns;
     int64_t t0 = chat_mono_ms();
     /* One message to presence for every connection, not one disconnect

@@ -75,8 +75,8 @@ int main(int argc, char **argv)
     match_env env = {match_peers_message_call, match_peers_publish, &peers,
                      (int)(2 * cfg_rpc_timeout_ms / 1000) + 30};
     chat_rpc_pool_cfg scfg = {
-        "match",        cfg_listen,          (int)cfg_contexts,     (int)cfg_threads,
-        cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS};
+        "match",        cfg_listen,          (int)cfg_contexts,      (int)cfg_threads,
+        cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS, NULL};
     if (match_server_open(&srv, &scfg, &env) != 0)
         goto out;
 

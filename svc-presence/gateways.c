@@ -13,11 +13,17 @@
  * the gateway had not heartbeated yet (new, declared dead, or Redis lost its
  * data) and says it holds connections: it then sends connect again for each.
  * p:gwhb, not p:gwalive, says "heard before": a connect also enters the
- * gateway in p:gwalive (see conns.c). */
-static const char HEARTBEAT_SRC[] = "local known = redis.call('SADD', KEYS[2], ARGV[2]) == 0\n"
-                                    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
-                                    "if not known and tonumber(ARGV[3]) > 0 then return 1 end\n"
-                                    "return 0\n";
+ * gateway in p:gwalive (see conns.c). A heartbeat that says 0 connections
+ * does not count as heard: the count may be a moment old (the gateway
+ * heartbeats from a thread of its own), and the first one that says more
+ * asks for the resync. */
+static const char HEARTBEAT_SRC[] =
+    "local known = redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1\n"
+    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
+    "if tonumber(ARGV[3]) == 0 then return 0 end\n"
+    "if known then return 0 end\n"
+    "redis.call('SADD', KEYS[2], ARGV[2])\n"
+    "return 1\n";
 
 /* KEYS: p:gwalive p:gw:{gw} p:dead:{gw} p:deadgws; ARGV: gw cutoff.
  * Claims a gateway silent since cutoff ("+inf": whatever its last

@@ -98,9 +98,9 @@ int main(int argc, char **argv)
         goto out;
     pres_env env = {pres_peers_match_call, match,   cfg_grace_ms, cfg_gw_ttl_ms,
                     pres_notifier_push,    notifier};
-    chat_rpc_pool_cfg scfg = {"presence",           cfg_listen,     (int)cfg_contexts,
-                              (int)cfg_threads,     cfg_redis_host, (int)cfg_redis_port,
-                              PRES_REDIS_TIMEOUT_MS};
+    chat_rpc_pool_cfg scfg = {
+        "presence",     cfg_listen,          (int)cfg_contexts,     (int)cfg_threads,
+        cfg_redis_host, (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS, NULL};
     if (pres_server_open(&srv, &scfg, &env) != 0)
         goto out;
     if (pres_sweeper_start(&sweeper, &env, cfg_redis_host, (int)cfg_redis_port,

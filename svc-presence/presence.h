@@ -207,6 +207,8 @@ bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms);
 
 /* Starts serving. env must outlive the server. Returns 0 (*out is the
  * caller's, freed by pres_server_close) or -1 (logged). */
+/* True for a heartbeat: served on the pool's urgent lane. */
+bool pres_server_urgent(const uint8_t *data, size_t len);
 int pres_server_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg, const pres_env *env);
 /* Staged stop: refuse new requests (UNAVAILABLE), finish the queued ones,
  * close the socket, free everything. NULL is fine. */

@@ -38,8 +38,10 @@ static void work(chat_rpc_job *job, const uint8_t *data, size_t len, chat_redis 
 
 int pres_server_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg, const pres_env *env)
 {
+    chat_rpc_pool_cfg c = *cfg;
+    c.urgent = pres_server_urgent;
     /* env is const for the handlers; the pool's arg is not. */
-    return chat_rpc_pool_open(out, cfg, work, refuse, (void *)env);
+    return chat_rpc_pool_open(out, &c, work, refuse, (void *)env);
 }
 
 void pres_server_close(chat_rpc_pool *s)

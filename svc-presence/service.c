@@ -52,6 +52,15 @@ static bool query_valid(const Chat__QueryReq *q, pres_out *out)
     return true;
 }
 
+/* Heartbeats take the urgent lane: a gateway busy registering thousands of
+ * connections must not be declared dead because its heartbeat waits behind
+ * them. A PresenceRequest sets one field of its oneof, so the first byte is
+ * that field's tag: heartbeat is field 3, length-delimited. */
+bool pres_server_urgent(const uint8_t *data, size_t len)
+{
+    return len > 0 && data[0] == ((CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT << 3) | 2);
+}
+
 void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest *req,
                  int64_t now, pres_out *out)
 {

@@ -149,12 +149,37 @@ static void out_lifecycle(void **state)
     pres_out_free(NULL);
 }
 
+/* The urgent lane takes heartbeats, and only them. */
+static void heartbeats_are_urgent(void **state)
+{
+    (void)state;
+    Chat__HeartbeatReq hb = CHAT__HEARTBEAT_REQ__INIT;
+    hb.gateway_id = "gw1";
+    hb.connections = 5;
+    Chat__ConnectReq cr = CHAT__CONNECT_REQ__INIT;
+    cr.user_id = "u";
+    Chat__QueryReq q = CHAT__QUERY_REQ__INIT;
+    Chat__PresenceRequest reqs[3] = {CHAT__PRESENCE_REQUEST__INIT, CHAT__PRESENCE_REQUEST__INIT,
+                                     CHAT__PRESENCE_REQUEST__INIT};
+    reqs[0].body_case = CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT;
+    reqs[0].heartbeat = &hb;
+    reqs[1].body_case = CHAT__PRESENCE_REQUEST__BODY_CONNECT;
+    reqs[1].connect = &cr;
+    reqs[2].body_case = CHAT__PRESENCE_REQUEST__BODY_QUERY;
+    reqs[2].query = &q;
+    for (int i = 0; i < 3; i++) {
+        uint8_t buf[128];
+        size_t n = chat__presence_request__pack(&reqs[i], buf);
+        assert_int_equal(pres_server_urgent(buf, n), i == 0);
+    }
+    assert_false(pres_server_urgent(NULL, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(members),
-        cmocka_unit_test(parse_query),
-        cmocka_unit_test(rejects_bad_input),
+        cmocka_unit_test(members),       cmocka_unit_test(heartbeats_are_urgent),
+        cmocka_unit_test(parse_query),   cmocka_unit_test(rejects_bad_input),
         cmocka_unit_test(out_lifecycle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

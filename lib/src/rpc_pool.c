@@ -18,6 +18,7 @@ struct chat_rpc_pool {
      * under mu before draining, so nobody pushes into a closed pool. */
     pthread_mutex_t mu;
     chat_workq *wq;
+    chat_workq *urgent; /* with cfg.urgent: one worker, its own Redis connection */
 };
 
 /* One request on its way through a worker; owned by the worker once queued. */
@@ -55,8 +56,10 @@ static void pool_on_request(chat_rpc_job *job, const uint8_t *data, size_t len, 
     int rv = -1;
     if (it != NULL) {
         *it = (pool_item){p, job, data, len};
+        bool urgent = p->cfg.urgent != NULL && p->cfg.urgent(data, len);
         pthread_mutex_lock(&p->mu);
-        rv = p->wq != NULL ? chat_workq_push(p->wq, pool_run, it) : -1;
+        chat_workq *q = urgent && p->urgent != NULL ? p->urgent : p->wq;
+        rv = q != NULL ? chat_workq_push(q, pool_run, it) : -1;
         pthread_mutex_unlock(&p->mu);
     }
     if (rv != 0) {
@@ -76,8 +79,11 @@ int chat_rpc_pool_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg,
     p->refuse = refuse;
     p->arg = arg;
     pthread_mutex_init(&p->mu, NULL);
-    if (chat_workq_open(&p->wq, cfg->threads, pool_worker_init, pool_worker_fini, p) != 0) {
+    if (chat_workq_open(&p->wq, cfg->threads, pool_worker_init, pool_worker_fini, p) != 0 ||
+        (cfg->urgent != NULL &&
+         chat_workq_open(&p->urgent, 1, pool_worker_init, pool_worker_fini, p) != 0)) {
         chat_error("rpc_pool_workers_failed", "svc=%s threads=%d", cfg->name, cfg->threads);
+        chat_workq_close(p->wq);
         pthread_mutex_destroy(&p->mu);
         free(p);
         return -1;
@@ -87,6 +93,7 @@ int chat_rpc_pool_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg,
         chat_error("rpc_pool_listen_failed", "svc=%s url=%s err=\"%s\"", cfg->name, cfg->listen,
                    nng_strerror(rv));
         chat_workq_close(p->wq);
+        chat_workq_close(p->urgent);
         pthread_mutex_destroy(&p->mu);
         free(p);
         return -1;
@@ -102,10 +109,11 @@ void chat_rpc_pool_close(chat_rpc_pool *p)
     if (p == NULL)
         return;
     pthread_mutex_lock(&p->mu);
-    chat_workq *wq = p->wq;
-    p->wq = NULL;
+    chat_workq *wq = p->wq, *urgent = p->urgent;
+    p->wq = p->urgent = NULL;
     pthread_mutex_unlock(&p->mu);
     chat_workq_close(wq); /* runs what was queued: every job gets its reply */
+    chat_workq_close(urgent);
     chat_rpc_server_close(p->rpc);
     pthread_mutex_destroy(&p->mu);
     free(p);

@@ -182,6 +182,14 @@ class Proc:
     def tail(self, lines=40):
         return _tail(self.log_path, lines)
 
+    def log_text(self):
+        """The whole log so far (every generation)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
     def sanitizer_report(self):
         try:
             with open(self.log_path, "rb") as f:

@@ -5,6 +5,7 @@
 #ifndef CHAT_RPC_POOL_H
 #define CHAT_RPC_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,6 +13,11 @@
 #include "chat/rpc.h"
 
 typedef struct chat_rpc_pool chat_rpc_pool;
+
+/* On the nng thread, per request: true sends it to the urgent lane, a
+ * worker of its own, so it never waits behind a backlog (heartbeats). Must
+ * be quick: it sees the packed bytes only. */
+typedef bool (*chat_rpc_pool_urgent)(const uint8_t *data, size_t len);
 
 typedef struct chat_rpc_pool_cfg {
     const char *name;   /* for log events, e.g. "match" */
@@ -21,6 +27,7 @@ typedef struct chat_rpc_pool_cfg {
     const char *redis_host;
     int redis_port;
     int redis_timeout_ms;
+    chat_rpc_pool_urgent urgent; /* NULL: one lane */
 } chat_rpc_pool_cfg;
 
 /* Runs on a worker with its Redis connection (NULL if it could not even be
