@@ -33,7 +33,6 @@
 struct gw_backend {
     chat_rpc_client *rpc[GW_SVC_EVENTS]; /* match, message, presence */
     chat_sub *sub;
-    int n_publishers; /* addresses in CHAT_EVENTS_ADDRS */
     pthread_mutex_t mu;
     gw_item *head, *tail;             /* under mu */
     size_t qlen;                      /* under mu */
@@ -148,12 +147,6 @@ static void backend_lost(uint64_t count, void *arg)
     gw_backend_deliver(be, it);
 }
 
-static int backend_count(const char *item, void *arg)
-{
-    (*(int *)arg)++;
-    return 0;
-}
-
 int gw_backend_open(gw_backend **out, const gw_config *cfg)
 {
     gw_backend *be = calloc(1, sizeof *be);
@@ -171,7 +164,6 @@ int gw_backend_open(gw_backend **out, const gw_config *cfg)
             chat_error("backend_open_failed", "service=%s addrs=%s err=\"%s\"", svc_names[i],
                        addrs[i], nng_strerror(rv));
     }
-    chat_split_list(cfg->events_addrs, backend_count, &be->n_publishers);
     if (rv == 0 &&
         (rv = chat_sub_open(&be->sub, cfg->events_addrs, backend_event, backend_lost, be)) != 0)
         chat_error("backend_open_failed", "service=events addrs=%s err=\"%s\"",
@@ -293,7 +285,8 @@ bool gw_backend_ready(gw_backend *be, gw_svc svc)
 {
     /* Requests need one replica of each service. Events need every
      * publisher: one we are not connected to loses its events silently. */
-    int need = svc == GW_SVC_EVENTS ? (be->n_publishers > 0 ? be->n_publishers : 1) : 1;
+    int pubs = be->sub != NULL ? chat_sub_publishers(be->sub) : 0;
+    int need = svc == GW_SVC_EVENTS ? (pubs > 0 ? pubs : 1) : 1;
     return gw_backend_peers(be, svc) >= need;
 }
 

@@ -2,6 +2,7 @@
 #include "chat/log.h"
 #include "chat/rpc.h"
 #include "chat/util.h"
+#include "dialers.h"
 #include "pb.h"
 #include "envelope.pb-c.h"
 
@@ -157,6 +158,7 @@ typedef struct sub_source {
 
 struct chat_sub {
     nng_socket sock;
+    chat_dialers *dialers;
     nng_aio *aio;
     chat_sub_cb cb;
     chat_sub_lost_cb lost;
@@ -233,12 +235,6 @@ static void sub_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
         atomic_fetch_sub(&s->peers, 1);
 }
 
-static int sub_dial(const char *url, void *arg)
-{
-    chat_sub *s = arg;
-    return nng_dial(s->sock, url, NULL, NNG_FLAG_NONBLOCK);
-}
-
 int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, chat_sub_lost_cb lost,
                   void *arg)
 {
@@ -261,7 +257,7 @@ int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, chat_sub_los
     nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, sub_pipe_cb, s);
     nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, sub_pipe_cb, s);
     if ((rv = nng_aio_alloc(&s->aio, sub_recv_cb, s)) != 0 ||
-        (rv = chat_split_list(urls, sub_dial, s)) != 0) {
+        (rv = chat_dialers_open(&s->dialers, s->sock, urls)) != 0) {
         nng_close(s->sock);
         nng_aio_free(s->aio);
         free(s);
@@ -277,6 +273,11 @@ int chat_sub_peers(chat_sub *s)
     return atomic_load(&s->peers);
 }
 
+int chat_sub_publishers(chat_sub *s)
+{
+    return chat_dialers_count(s->dialers);
+}
+
 uint64_t chat_sub_lost(chat_sub *s)
 {
     return atomic_load(&s->lost_total);
@@ -286,6 +287,8 @@ void chat_sub_close(chat_sub *s)
 {
     if (s == NULL)
         return;
+    chat_dialers_close(s->dialers);
+    s->dialers = NULL;
     if (chat_nng_close_bounded(s->sock, 2000) != 0)
         return; /* the receive callback may still run: keep s */
     nng_aio_stop(s->aio);

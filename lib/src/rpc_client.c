@@ -1,6 +1,7 @@
 /* REQ client: one context per batch of calls, fast failure without peers
  * (see rpc.h). */
 #include "chat/rpc.h"
+#include "dialers.h"
 #include "pb.h"
 
 #include <nng/nng.h>
@@ -27,6 +28,7 @@ struct rpc_item {
 
 struct chat_rpc_client {
     nng_socket sock;
+    chat_dialers *dialers;
     int timeout_ms;
     atomic_int peers;
     pthread_mutex_t mu;
@@ -53,13 +55,6 @@ static void client_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
         atomic_fetch_sub(&c->peers, 1);
 }
 
-static int client_dial(const char *url, void *arg)
-{
-    chat_rpc_client *c = arg;
-    /* Non-blocking: a server that is not up yet is retried in the background. */
-    return nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK);
-}
-
 int chat_rpc_client_open(chat_rpc_client **out, const char *urls, int timeout_ms)
 {
     chat_rpc_client *c = calloc(1, sizeof *c);
@@ -80,7 +75,7 @@ int chat_rpc_client_open(chat_rpc_client **out, const char *urls, int timeout_ms
     nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 64 << 20);
     nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, client_pipe_cb, c);
     nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, client_pipe_cb, c);
-    if ((rv = chat_split_list(urls, client_dial, c)) != 0) {
+    if ((rv = chat_dialers_open(&c->dialers, c->sock, urls)) != 0) {
         nng_close(c->sock);
         pthread_mutex_destroy(&c->mu);
         free(c);
@@ -341,6 +336,8 @@ void chat_rpc_client_close(chat_rpc_client *c)
     if (c == NULL)
         return;
     chat_rpc_client_flush(c); /* nobody should queue now; answer what did */
+    chat_dialers_close(c->dialers);
+    c->dialers = NULL;
     /* Stuck: the pipe callbacks may still touch c, so it stays allocated. */
     if (chat_nng_close_bounded(c->sock, 2000) != 0)
         return;

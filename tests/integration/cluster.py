@@ -211,7 +211,7 @@ class Cluster:
     "svc-match", the others "svc-match.2", ...; every caller knows them all.
     """
 
-    def __init__(self, gateways=1, env=None, name=None, replicas=None):
+    def __init__(self, gateways=1, env=None, name=None, replicas=None, named=False):
         # CHAT_TEST_GATEWAYS / CHAT_TEST_REPLICAS raise every module's counts to at least
         # that many (the whole suite against N gateways x M replicas of every service).
         self.n_gateways = max(gateways, int(os.environ.get("CHAT_TEST_GATEWAYS", "1")))
@@ -219,6 +219,11 @@ class Cluster:
         self.replicas = {n: max(least, int((replicas or {}).get(n, 1)))
                          for n in ("message", "match", "presence")}
         self.env_overrides = dict(env or {})
+        # named: replica i of a service listens on 127.0.0.(2+i) (all on the same two
+        # ports) and callers know each service by one name, {svc}.chat.test, that the
+        # hosts file CHAT_HOSTS_FILE resolves to its replicas (name_replicas() edits it).
+        self.named = named
+        self.named_ports, self.named_active = {}, {}
         self.name = name or "cluster"
         self.external = external_url()
         self.procs = {}
@@ -288,9 +293,15 @@ class Cluster:
         # Process name -> (REP address, PUB address), per service in replica order.
         self.addr = {}
         for svc in ("message", "match", "presence"):
+            if self.named:
+                self.named_ports[svc] = (free_port(), free_port())
+                self.named_active[svc] = list(range(self.replicas[svc]))
             for i in range(self.replicas[svc]):
-                rep, pub = free_port(), free_port()
-                self.addr[self.service_proc(svc, i)] = (f"tcp://127.0.0.1:{rep}", f"tcp://127.0.0.1:{pub}")
+                host = f"127.0.0.{2 + i}" if self.named else "127.0.0.1"
+                rep, pub = self.named_ports[svc] if self.named else (free_port(), free_port())
+                self.addr[self.service_proc(svc, i)] = (f"tcp://{host}:{rep}", f"tcp://{host}:{pub}")
+        if self.named:
+            self._write_hosts()
         base = self._base_env()
         # In dependency order (match calls message, presence calls match), each one
         # listening before the next starts: a caller's first request then finds its
@@ -323,7 +334,27 @@ class Cluster:
         return [self.service_proc(svc, i) for i in range(self.replicas[svc])]
 
     def _addrs(self, svc, which):
+        if self.named:
+            return f"tcp://{svc}.chat.test:{self.named_ports[svc][which]}"
         return ",".join(self.addr[n][which] for n in self.service_procs(svc))
+
+    # ---- discovery (named clusters) ------------------------------------------
+    @property
+    def hosts_file(self):
+        return os.path.join(self.tmp, "hosts")
+
+    def _write_hosts(self):
+        lines = [f"{svc}.chat.test " + " ".join(f"127.0.0.{2 + i}" for i in idx)
+                 for svc, idx in self.named_active.items()]
+        tmp = self.hosts_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, self.hosts_file)  # readers see the old or the new file, whole
+
+    def name_replicas(self, svc, indices):
+        """From now on {svc}.chat.test resolves to these replicas only (0-based)."""
+        self.named_active[svc] = list(indices)
+        self._write_hosts()
 
     def _base_env(self):
         # The services' settings come from this module only, never from the shell
@@ -340,6 +371,8 @@ class Cluster:
             "CHAT_SESSION_SECRET": self.session_secret,
             "CHAT_LOG_LEVEL": os.environ.get("CHAT_LOG_LEVEL", "info"),
         })
+        if self.named:
+            env.update({"CHAT_HOSTS_FILE": self.hosts_file, "CHAT_RESOLVE_MS": "200"})
         env.update(self.env_overrides)
         return env
 
@@ -407,7 +440,8 @@ class Cluster:
     # ---- readiness -------------------------------------------------------
     @staticmethod
     def _listening_ports():
-        """Local TCP ports in LISTEN state (from /proc, so nothing connects to them)."""
+        """Local TCP sockets in LISTEN state, as ports and as (IPv4 address, port)
+        pairs (from /proc, so nothing connects to them)."""
         ports = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             try:
@@ -416,14 +450,21 @@ class Cluster:
                     for line in f:
                         cols = line.split()
                         if cols[3] == "0A":
-                            ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+                            host, port = cols[1].rsplit(":", 1)
+                            ports.add(int(port, 16))
+                            if len(host) == 8:
+                                ip = ".".join(str(b) for b in bytes.fromhex(host)[::-1])
+                                ports.add((ip, int(port, 16)))
             except OSError:
                 pass
         return ports
 
     def wait_listening(self, name, timeout=READY_TIMEOUT_S):
-        """Waits until service `name` listens on both its REP and PUB ports (bounded)."""
-        want = {int(a.rsplit(":", 1)[1]) for a in self.addr[name]}
+        """Waits until service `name` listens on both its REP and PUB addresses (bounded)."""
+        want = set()
+        for a in self.addr[name]:
+            host, port = a[len("tcp://"):].rsplit(":", 1)
+            want.add((host, int(port)) if self.named else int(port))
         proc = self.procs[name]
         deadline = time.monotonic() + timeout
         while not want <= self._listening_ports():

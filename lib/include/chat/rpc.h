@@ -104,11 +104,15 @@ typedef void (*chat_sub_cb)(const uint8_t *data, size_t len, void *arg);
 /* Called on the same thread, before the batch that revealed it, when
  * batches of a publisher never arrived (count: how many). */
 typedef void (*chat_sub_lost_cb)(uint64_t count, void *arg);
-/* Dials every URL of the comma-separated list (retrying in the background)
- * and subscribes to everything. lost may be NULL. */
+/* Dials every URL of the comma-separated list (retrying in the background;
+ * DNS names followed as they change, see lib/src/dialers.h) and subscribes
+ * to everything. lost may be NULL. */
 int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, chat_sub_lost_cb lost,
                   void *arg);
 int chat_sub_peers(chat_sub *s);
+/* Publishers dialed now (addresses of the list; a name counts once per
+ * address it resolves to). */
+int chat_sub_publishers(chat_sub *s);
 /* Batches lost so far, over every publisher. */
 uint64_t chat_sub_lost(chat_sub *s);
 void chat_sub_close(chat_sub *s);
