@@ -26,7 +26,7 @@ TARGETS = {
     "storm_s": 30.0,
 }
 
-PROCS = ["gateway1", "gateway2", "gateway3", "gateway4", "svc-message", "svc-match", "svc-presence",
+PROCS = ["gateway1", "gateway2", "gateway3", "gateway4", "svc-message", "svc-message.2", "svc-match", "svc-presence",
          "postgresql", "redis"]
 
 
@@ -72,6 +72,8 @@ class Run:
                     "meta": load(os.path.join(points_dir, name), {}),
                     "json": load(os.path.join(points_dir, p + ".json")),
                     "cpu": load(os.path.join(points_dir, p + ".cpu.json"), {}),
+                    "order": load(os.path.join(points_dir, p + ".order.json"), {}),
+                    "kill": load(os.path.join(points_dir, p + ".kill.json")),
                 }
         self.ceil = {}
         for name in ("ceiling_single", "ceiling_multi"):
@@ -256,6 +258,47 @@ def section_chat(run, out):
                          for n in chat_points(run) if run.point(n)) + ".\n")
 
 
+def section_order(run, out):
+    """What the gateways' sequencers did per chat point, the replica points and the kill."""
+    out.append("### chat: order and gaps, replicas, a replica killed\n")
+    out.append("Per chat point, from the gateways' `/metrics` before and after it: messages held for a "
+               "predecessor (arrived out of order), gap fills asked of svc-message, messages those fills "
+               "delivered, gaps closed and how long they were open (mean / max ms), event batches lost. "
+               "The client side of the same guarantees is in the table above: lost, dup and reordered as "
+               "chat-bench saw them.\n")
+    out.append("| point | held | fills | filled msgs | gaps closed | gap open ms (mean / max) | batches lost |")
+    out.append("|---|---|---|---|---|---|---|")
+    for n in chat_points(run):
+        o = run.points[n].get("order") or {}
+        if not o:
+            out.append(f"| {n} | – | – | – | – | – | – |")
+            continue
+        closed = o.get("order_gaps_closed_total", 0)
+        mean = o.get("order_gap_ms_sum", 0) / closed if closed else None
+        out.append(f"| {n} | {o.get('order_held_total', 0):,.0f} | {o.get('order_fills_total', 0):,.0f} | "
+                   f"{o.get('order_filled_messages_total', 0):,.0f} | {closed:,.0f} | "
+                   f"{fmt(mean)} / {fmt(o.get('order_gap_ms_max'), 0) if closed else '–'} | "
+                   f"{o.get('event_batches_lost_total', 0):,.0f} |")
+    out.append("")
+    pairs = [(n[: -len("_2msg")], n) for n in chat_points(run) if n.endswith("_2msg")]
+    for one, two in pairs:
+        a, b = run.point(one), run.point(two)
+        if a and b:
+            out.append(f"Two svc-message replicas against one, same run, same offered load: {two} acked "
+                       f"{b['acked_per_s']:,.0f} msg/s with delivery p99 {b['delivery_ms']['p99']:,.1f} ms; "
+                       f"{one} acked {a['acked_per_s']:,.0f} msg/s with delivery p99 "
+                       f"{a['delivery_ms']['p99']:,.1f} ms.\n")
+    for n in chat_points(run):
+        k, j = run.points[n].get("kill"), run.point(n)
+        if k and j:
+            out.append(f"Kill point {n}: {k['victim']} SIGKILLed under load, down {k['down_s']:.1f} s, then "
+                       f"started again; every gateway was connected to it again "
+                       f"{k['restart_to_whole_ms']:,.0f} ms after its start. Meanwhile: "
+                       f"{j['acked']:,} acked, lost {j['lost']:,}, duplicates {j['duplicates']:,}, "
+                       f"reordered {j['reordered']:,}, unanswered {j['unanswered']:,}, errors: "
+                       f"{errors_text(j.get('errors'))}.\n")
+
+
 def section_match_idle_storm(run, out):
     jm = run.point("match")
     if jm:
@@ -343,6 +386,7 @@ def render(run, args):
     targets(run, out)
     section_ceiling(run, out)
     section_chat(run, out)
+    section_order(run, out)
     section_match_idle_storm(run, out)
     section_cpu(run, out)
     section_commands(args, out, run)

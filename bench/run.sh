@@ -21,7 +21,8 @@ below), with CHAT_RATE_PER_MIN=0, then runs:
   1. the PostgreSQL ceiling: pgbench INSERTs into the project's messages
      table (schema created by svc-message itself), one row per transaction
      and 100 rows per transaction, synchronous_commit=on, the cluster's settings;
-  2. chat-bench points: chat at 5,000 msg/s and above, match, idle on one
+  2. chat-bench points: chat at 5,000 msg/s and above (also with two
+     svc-message replicas, and with one of them killed), match, idle on one
      gateway (19,000) and on four (64,000, four chat-bench processes), storm
      (10,000 reconnects);
 and writes the tables into BENCHMARKS.md, with the CPU used by every process.
@@ -62,6 +63,7 @@ done
 BUILD_DIR=${CHAT_BENCH_BUILD_DIR:-$ROOT/build-bench}
 PG_PORT=19432 REDIS_PORT=19379 GW_PORT=19080 GATEWAYS=4
 MSG_REP=tcp://127.0.0.1:19201 MSG_PUB=tcp://127.0.0.1:19202
+MSG2_REP=tcp://127.0.0.1:19221 MSG2_PUB=tcp://127.0.0.1:19222
 MATCH_REP=tcp://127.0.0.1:19301 MATCH_PUB=tcp://127.0.0.1:19302
 PRES_REP=tcp://127.0.0.1:19401 PRES_PUB=tcp://127.0.0.1:19402
 HZ=$(getconf CLK_TCK)
@@ -250,11 +252,12 @@ start_services() {
 }
 
 RUNNING_GW=0
+GW_ENV=()  # extra environment of the gateways started next (e.g. two svc-message replicas)
 start_gateways() {  # N: starts gateways 1..N, waits for /readyz
     local n=$1 g port deadline
     for ((g = 1; g <= n; g++)); do
-        spawn "gateway$g" env CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) CHAT_GATEWAY_ID="bench$g" \
-            "$BIN/svc-gateway"
+        spawn "gateway$g" env "${GW_ENV[@]}" CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) \
+            CHAT_GATEWAY_ID="bench$g" "$BIN/svc-gateway"
     done
     RUNNING_GW=$n
     deadline=$((SECONDS + 60))
@@ -275,6 +278,59 @@ use_gateways() {  # N
     local g
     for ((g = RUNNING_GW; g >= 1; g--)); do stop_pid "gateway$g"; done
     start_gateways "$1"
+}
+
+# A second svc-message replica, for the replica points (the gateways that
+# know it are started with GW_ENV naming both).
+start_msg2() {
+    spawn svc-message.2 env CHAT_MESSAGE_LISTEN=$MSG2_REP CHAT_MESSAGE_PUB_LISTEN=$MSG2_PUB \
+        "$BIN/svc-message"
+    wait_listening svc-message.2 "$MSG2_REP" "$MSG2_PUB"
+}
+
+gw_metrics() {  # port: the gateway's /metrics text
+    timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$0 || exit 1
+        printf "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3; cat <&3' "$1" 2>/dev/null || true
+}
+
+# The running gateways' order-and-gap counters, summed: "name value" lines.
+order_snapshot() {
+    local g
+    for ((g = 1; g <= RUNNING_GW; g++)); do gw_metrics $((GW_PORT + g - 1)); done |
+        awk '/^chat_gateway_(order_[a-z_]+|event_batches_lost_total) / {
+                 if ($1 ~ /_max$/) { if ($2 > v[$1]) v[$1] = $2 } else v[$1] += $2 }
+             END { for (k in v) print k, v[k] }'
+}
+
+# Hook of the kill point (runs while chat-bench does): SIGKILL svc-message.2
+# after KILL_AT_S, start it again KILL_DOWN_S later, and time until every
+# gateway is connected to it again.
+kill_hook() {
+    sleep "$KILL_AT_S"
+    local pid=${PID[svc-message.2]} t_kill t_start t_back g ok i
+    t_kill=$EPOCHREALTIME
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "PID[svc-message.2]"
+    say "kill point: svc-message.2 (pid $pid) killed"
+    sleep "$KILL_DOWN_S"
+    t_start=$EPOCHREALTIME
+    start_msg2
+    for ((ok = 0, i = 0; ok == 0 && i < 1500; i++)); do  # at most ~30 s
+        ok=1
+        for ((g = 1; g <= RUNNING_GW; g++)); do
+            gw_metrics $((GW_PORT + g - 1)) | grep -q '^chat_gateway_backend_peers{service="message"} 2' || ok=0
+        done
+        ((ok)) || sleep 0.02
+    done
+    ((ok)) || say "kill point: the gateways did not reconnect to svc-message.2 within 30 s"
+    t_back=$EPOCHREALTIME
+    "$PY" - "$POINTS/$1.kill.json" "$t_kill" "$t_start" "$t_back" <<'PYEOF'
+import json, sys
+k, s, b = (float(x) for x in sys.argv[2:5])
+json.dump({"victim": "svc-message.2", "down_s": round(s - k, 3),
+           "restart_to_whole_ms": round(1000 * (b - s), 1)}, open(sys.argv[1], "w"))
+PYEOF
 }
 
 # ---- CPU per process -------------------------------------------------------------
@@ -361,10 +417,23 @@ point() {
     local load
     load=$(cut -d' ' -f1 /proc/loadavg)
     cpu_snapshot >"$POINTS/$name.cpu0"
-    local t0=$EPOCHREALTIME rc=0
-    timeout "$left" "${cmd[@]}" >"$POINTS/$name.json" 2>"$POINTS/$name.log" || rc=$?
+    order_snapshot >"$POINTS/$name.order0"
+    local t0=$EPOCHREALTIME rc=0 bpid
+    timeout "$left" "${cmd[@]}" >"$POINTS/$name.json" 2>"$POINTS/$name.log" &
+    bpid=$!
+    [[ -n "${POINT_HOOK:-}" ]] && "$POINT_HOOK" "$name"
+    wait "$bpid" || rc=$?
     local t1=$EPOCHREALTIME
     cpu_snapshot >"$POINTS/$name.cpu1"
+    order_snapshot >"$POINTS/$name.order1"
+    "$PY" - "$POINTS/$name.order0" "$POINTS/$name.order1" "$POINTS/$name.order.json" <<'EOF'
+import json, sys
+def read(p):
+    return {l.split()[0]: float(l.split()[1]) for l in open(p) if len(l.split()) == 2}
+a, b = read(sys.argv[1]), read(sys.argv[2])
+d = {k[len("chat_gateway_"):]: (b[k] if k.endswith("_max") else b[k] - a.get(k, 0)) for k in b}
+json.dump(d, open(sys.argv[3], "w"))
+EOF
     local wall
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     cpu_json "$POINTS/$name.cpu0" "$POINTS/$name.cpu1" "$wall" >"$POINTS/$name.cpu.json"
@@ -487,9 +556,11 @@ migrate_ceiling
 if [[ $QUICK -eq 1 ]]; then
     CEIL_S=3 CHAT_S=3 MATCH_S=3 IDLE_HOLD=2
     IDLE1=2000 IDLE4=4000 STORM=1000 RATES=(10 20) PAIRS=100 MATCH_USERS=200
+    KILL_AT_S=1 KILL_DOWN_S=1
 else
     CEIL_S=10 CHAT_S=15 MATCH_S=15 IDLE_HOLD=10
     IDLE1=19000 IDLE4=64000 STORM=10000 RATES=(10 20 40 80) PAIRS=250 MATCH_USERS=1000
+    KILL_AT_S=5 KILL_DOWN_S=3
 fi
 
 # 1. the ceiling: what PostgreSQL alone stores durably, same machine, same settings
@@ -509,6 +580,18 @@ use_gateways 2
 point chat_2gw "chat, $PAIRS pairs x 2 senders x ${RATES[0]} msg/s, each pair across two gateways" \
     chat --url "$GW1,ws://127.0.0.1:$((GW_PORT + 1))/ws" --pairs "$PAIRS" --rate "${RATES[0]}" \
     --duration "$CHAT_S" --drain 30 --ramp 2000 -q
+
+# 2b. two svc-message replicas behind one gateway (next to chat_r${RATES[1]}), then
+# the same at 5,000 msg/s while one replica is killed and started again
+start_msg2
+GW_ENV=(CHAT_MESSAGE_ADDRS=$MSG_REP,$MSG2_REP CHAT_EVENTS_ADDRS=$MSG_PUB,$MSG2_PUB,$MATCH_PUB,$PRES_PUB)
+use_gateways 1
+point "chat_r${RATES[1]}_2msg" "chat, $PAIRS pairs x 2 senders x ${RATES[1]} msg/s, one gateway, two svc-message replicas" \
+    chat --url "$GW1" --pairs "$PAIRS" --rate "${RATES[1]}" --duration "$CHAT_S" --drain 30 --ramp 2000 -q
+POINT_HOOK=kill_hook point chat_kill "chat, $PAIRS pairs x 2 senders x ${RATES[0]} msg/s, two svc-message replicas, one killed (-9) after ${KILL_AT_S} s and started ${KILL_DOWN_S} s later" \
+    chat --url "$GW1" --pairs "$PAIRS" --rate "${RATES[0]}" --duration "$CHAT_S" --drain 30 --ramp 2000 -q
+stop_pid svc-message.2
+GW_ENV=()
 
 # 3. match
 use_gateways 1

@@ -1,6 +1,9 @@
-/* One WebSocket connection: identity at connect, reassembly and checks of
- * incoming messages, the outgoing frame queue, and closing with a code.
- * Runs on the lws thread only. */
+/* One WebSocket connection's life: identity at connect, reassembly and
+ * checks of incoming messages, writing the outgoing queue, and the end.
+ * This is lws's side (the callbacks in server.c land here) and calls down
+ * to everything a connection owns; what the rest of the gateway uses to
+ * talk to a connection (queueing frames, closing, the request queue) is in
+ * out.c, below all of them. Runs on the lws thread only. */
 #include "gateway.h"
 
 #include <inttypes.h>
@@ -10,12 +13,6 @@
 
 #include "chat/log.h"
 
-/* Pending client requests per connection before lws stops reading from it:
- * a client that floods requests is slowed down, not buffered. */
-static void conn_waiting_free(gw_conn *c);
-#define CONN_MAX_WAITING 32 /* requests queued per connection before reading pauses */
-/* Seconds a closing connection gets to take its last frames. */
-#define CONN_CLOSE_GRACE_S 5
 /* Room for a ?session= argument: larger than lws's header limit, so a long
  * argument is never cut and mistaken for a missing one. */
 #define CONN_URLARG_MAX 4200
@@ -314,171 +311,12 @@ void gw_conn_closed(gw_server *s, gw_conn *c)
     HASH_DEL(s->conns, c);
     s->n_conns--;
     gw_queue_clear(&c->out);
+    gw_queue_clear(&c->resume_held);
     gw_search_free(c);
     conn_rx_free(c);
-    conn_waiting_free(c);
+    gw_conn_waiting_free(c);
     gw_order_free(s, c);
     gw_resume_free(c->resume);
     c->resume = NULL;
     c->ws = false;
-}
-
-void gw_queue_push(gw_queue *q, gw_frame *f)
-{
-    if (f == NULL)
-        return;
-    gw_qnode *n = malloc(sizeof *n);
-    if (n == NULL) {
-        gw_frame_unref(f);
-        return;
-    }
-    n->next = NULL;
-    n->f = f;
-    if (q->tail != NULL)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
-    q->bytes += f->len;
-}
-
-void gw_queue_clear(gw_queue *q)
-{
-    gw_qnode *n = q->head;
-    while (n != NULL) {
-        gw_qnode *next = n->next;
-        gw_frame_unref(n->f);
-        free(n);
-        n = next;
-    }
-    q->head = q->tail = NULL;
-    q->bytes = 0;
-}
-
-/* The client does not read fast enough: drop what it has not taken and
- * close with 1008, or kill it if it does not even take the close frame. */
-static void conn_overflow(gw_server *s, gw_conn *c)
-{
-    chat_warn("conn_overflow", "conn=%" PRIu64 " queued=%zu", c->id, c->out.bytes);
-    gw_queue_clear(&c->out);
-    if (c->resume != NULL) {
-        gw_resume_free(c->resume);
-        c->resume = NULL;
-    }
-    gw_conn_close(s, c, 1008);
-}
-
-static void conn_enqueue(gw_server *s, gw_conn *c, gw_frame *f, bool limited)
-{
-    if (f == NULL)
-        return;
-    if (c->closing) {
-        gw_frame_unref(f);
-        return;
-    }
-    if (limited && c->out.bytes + f->len > (size_t)s->cfg->max_outbuf) {
-        gw_frame_unref(f);
-        conn_overflow(s, c);
-        return;
-    }
-    gw_queue_push(&c->out, f);
-    lws_callback_on_writable(c->wsi);
-}
-
-void gw_conn_send(gw_server *s, gw_conn *c, gw_frame *f)
-{
-    conn_enqueue(s, c, f, true);
-}
-
-void gw_conn_send_paced(gw_server *s, gw_conn *c, gw_frame *f)
-{
-    conn_enqueue(s, c, f, false);
-}
-
-void gw_conn_push(gw_server *s, gw_conn *c, gw_frame *f)
-{
-    if (f == NULL)
-        return;
-    if (c->resume == NULL || c->closing) {
-        gw_conn_send(s, c, f);
-        return;
-    }
-    gw_resume_hold(c->resume, f);
-    if (gw_resume_held_bytes(c->resume) > (size_t)s->cfg->max_outbuf)
-        conn_overflow(s, c);
-}
-
-void gw_conn_send_error(gw_server *s, gw_conn *c, gw_err code, const char *message,
-                        const char *req)
-{
-    s->m.errors[code < GW_E_COUNT ? code : GW_E_UNAVAILABLE]++;
-    gw_conn_send(s, c, gw_render_error(code, message, req, -1));
-}
-
-void gw_conn_close(gw_server *s, gw_conn *c, uint16_t code)
-{
-    if (c->closing)
-        return;
-    c->closing = true;
-    c->close_code = code;
-    /* Input is discarded from now on, but it must still be read (see
-     * conn_close_now), also from a client whose reading was paused. */
-    lws_rx_flow_control(c->wsi, 1);
-    lws_callback_on_writable(c->wsi);
-    /* A stopping server bounds every close by its own deadline. lws keeps
-     * timeouts in a sorted list with linear inserts: one per connection of
-     * a stopping gateway made the stop quadratic (80 % of a 12,000
-     * connection stop in lws_dll2_add_sorted). */
-    if (!s->stopping)
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, CONN_CLOSE_GRACE_S);
-}
-
-bool gw_conn_request_wait(gw_server *s, gw_conn *c, gw_request *rq)
-{
-    /* Only while one is in flight: the reply dispatches the next at once,
-     * so a waiting list never outlives it. */
-    if (c->inflight == 0)
-        return false;
-    rq->next = NULL;
-    if (c->wait_tail != NULL)
-        c->wait_tail->next = rq;
-    else
-        c->wait_head = rq;
-    c->wait_tail = rq;
-    /* Stop reading the socket rather than queueing without bound. */
-    if (++c->n_waiting == CONN_MAX_WAITING)
-        lws_rx_flow_control(c->wsi, 0);
-    return true;
-}
-
-void gw_conn_request_started(gw_server *s, gw_conn *c)
-{
-    c->inflight++;
-}
-
-gw_request *gw_conn_request_done(gw_server *s, gw_conn *c)
-{
-    if (c->inflight > 0)
-        c->inflight--;
-    gw_request *rq = c->wait_head;
-    if (rq == NULL)
-        return NULL;
-    c->wait_head = rq->next;
-    if (c->wait_head == NULL)
-        c->wait_tail = NULL;
-    rq->next = NULL;
-    if (c->n_waiting-- == CONN_MAX_WAITING)
-        lws_rx_flow_control(c->wsi, 1);
-    return rq;
-}
-
-static void conn_waiting_free(gw_conn *c)
-{
-    while (c->wait_head != NULL) {
-        gw_request *next = c->wait_head->next;
-        gw_request_free(c->wait_head);
-        c->wait_head = next;
-    }
-    c->wait_tail = NULL;
-    c->n_waiting = 0;
 }

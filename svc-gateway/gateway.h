@@ -205,7 +205,7 @@ typedef struct gw_server {
     int64_t stop_deadline_ms;
 } gw_server;
 
-/* ------------------------------------------------------------------ conn.c */
+/* ------------------------------------------------------------------ conn.c, out.c */
 typedef struct gw_qnode {
     struct gw_qnode *next;
     gw_frame *f;
@@ -230,8 +230,9 @@ struct gw_conn {
     gw_user *user;
     struct lws *wsi;
     uint64_t id;
-    gw_queue out; /* frames to write */
-    char *rx;     /* reassembly, only while a message is split */
+    gw_queue out;         /* frames to write */
+    gw_queue resume_held; /* out.c: pushes held while a resume runs */
+    char *rx;             /* reassembly, only while a message is split */
     size_t rx_len, rx_cap;
     gw_resume *resume;    /* non-NULL while a resume runs */
     gw_order *order;      /* order.c: uthash by conversation */
@@ -275,6 +276,8 @@ gw_user *gw_user_find(gw_server *s, const char *user_id);
 void gw_conn_send(gw_server *s, gw_conn *c, gw_frame *f);
 /* Queues a push: held while a resume runs. Takes the reference f. */
 void gw_conn_push(gw_server *s, gw_conn *c, gw_frame *f);
+/* The resume is over: the held pushes go out, in their order. */
+void gw_conn_release_held(gw_server *s, gw_conn *c);
 /* Queues without the CHAT_MAX_OUTBUF check: for replay, which paces itself. */
 void gw_conn_send_paced(gw_server *s, gw_conn *c, gw_frame *f);
 void gw_conn_send_error(gw_server *s, gw_conn *c, gw_err code, const char *message,
@@ -289,6 +292,7 @@ bool gw_conn_request_wait(gw_server *s, gw_conn *c, gw_request *rq);
 void gw_conn_request_started(gw_server *s, gw_conn *c);
 /* The reply came: the next waiting request (or NULL) to dispatch. */
 gw_request *gw_conn_request_done(gw_server *s, gw_conn *c);
+void gw_conn_waiting_free(gw_conn *c); /* the requests still waiting */
 void gw_queue_clear(gw_queue *q);
 void gw_queue_push(gw_queue *q, gw_frame *f); /* takes f; returns without if NULL */
 
@@ -333,9 +337,6 @@ void gw_presence_reply(gw_server *s, gw_item *it);
 /* Starts a resume for a connection whose session was valid. */
 void gw_resume_start(gw_server *s, gw_conn *c);
 void gw_resume_reply(gw_server *s, gw_conn *c, gw_item *it);
-/* Holds a push until the replay is over (takes f). */
-void gw_resume_hold(gw_resume *r, gw_frame *f);
-size_t gw_resume_held_bytes(const gw_resume *r);
 /* Called after each write: asks for the next page once the output drained. */
 void gw_resume_on_drain(gw_server *s, gw_conn *c);
 void gw_resume_free(gw_resume *r); /* NULL is fine */

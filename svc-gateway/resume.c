@@ -18,7 +18,6 @@
 #include "chat/log.h"
 
 struct gw_resume {
-    gw_queue held; /* live pushes other than messages (order.c holds those) */
     char after_conv[GW_ID_MAX + 1];
     uint64_t after_seq; /* replay cursor: after (after_conv, after_seq) */
     bool waiting_drain; /* next page asked for once output drained */
@@ -63,18 +62,9 @@ void gw_resume_start(gw_server *s, gw_conn *c)
 /* Ends the resume: the held pushes go out, then the held messages. */
 static void resume_finish(gw_server *s, gw_conn *c)
 {
-    gw_resume *r = c->resume;
+    gw_resume_free(c->resume);
     c->resume = NULL;
-    gw_qnode *n = r->held.head;
-    r->held.head = r->held.tail = NULL;
-    r->held.bytes = 0;
-    while (n != NULL) {
-        gw_qnode *next = n->next;
-        gw_conn_send(s, c, n->f);
-        free(n);
-        n = next;
-    }
-    gw_resume_free(r);
+    gw_conn_release_held(s, c);
     gw_order_resume_done(s, c);
 }
 
@@ -144,20 +134,9 @@ void gw_resume_on_drain(gw_server *s, gw_conn *c)
     resume_page(s, c);
 }
 
-void gw_resume_hold(gw_resume *r, gw_frame *f)
-{
-    gw_queue_push(&r->held, f);
-}
-
-size_t gw_resume_held_bytes(const gw_resume *r)
-{
-    return r->held.bytes;
-}
-
 void gw_resume_free(gw_resume *r)
 {
     if (r == NULL)
         return;
-    gw_queue_clear(&r->held);
     free(r);
 }
