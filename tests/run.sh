@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test run (what CI runs): dependencies, then for each build (normal,
 # ASan+UBSan, ThreadSanitizer) the build, the unit tests and the integration
-# tests. Exits non-zero if anything failed.
+# tests, and the normal build's integration tests once more against 2
+# gateways x 2 replicas of every service ("scaled"). Exits non-zero if
+# anything failed.
 #
 #   tests/run.sh                      every build, every test once
 #   tests/run.sh --repeat 10 --stress the integration suite 10 times per build
@@ -13,7 +15,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${CHAT_TEST_JOBS:-2}
-REPEAT=1 STRESS=0 BUILDS=normal,asan,tsan
+REPEAT=1 STRESS=0 BUILDS=normal,scaled,asan,tsan
 say() { printf '\n[tests/run.sh] %s\n' "$*" >&2; }
 usage() {
     sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -23,7 +25,9 @@ Options:
                   a tally of the runs is printed at the end
   --stress        keep one core busy (a busy-loop process, stopped by pid at
                   the end) while the integration suites run
-  --builds LIST   comma-separated subset of normal,asan,tsan (default: all)
+  --builds LIST   comma-separated subset of normal,scaled,asan,tsan (default:
+                  all; scaled: the normal build's integration suite again
+                  against 2 gateways x 2 replicas of every service)
   -h, --help      this text
 TXT
 }
@@ -34,8 +38,8 @@ while [[ $# -gt 0 ]]; do
         REPEAT=$2; shift 2 ;;
     --stress) STRESS=1; shift ;;
     --builds)
-        [[ ${2:-} =~ ^(normal|asan|tsan)(,(normal|asan|tsan))*$ ]] ||
-            { echo "tests/run.sh: --builds takes a list of normal, asan, tsan" >&2; exit 2; }
+        [[ ${2:-} =~ ^(normal|scaled|asan|tsan)(,(normal|scaled|asan|tsan))*$ ]] ||
+            { echo "tests/run.sh: --builds takes a list of normal, scaled, asan, tsan" >&2; exit 2; }
         BUILDS=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -192,11 +196,30 @@ run_one() {  # name build-dir cmake-args...
     fi
 }
 
+# The normal build's integration suite once more, every module's cluster
+# raised to 2 gateways and 2 replicas of every service (cluster.py reads
+# these): order, discovery and liveness must hold whatever the counts.
+run_scaled() {  # build-dir
+    local dir=$1 ok=1
+    say "scaled: the integration suite against 2 gateways x 2 replicas"
+    if ! cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF \
+        -DCHAT_TSAN=OFF >/dev/null || ! cmake --build "$dir" -j"$JOBS" >/dev/null; then
+        RESULT[scaled]="build FAILED"
+        return 1
+    fi
+    export CHAT_TEST_GATEWAYS=2 CHAT_TEST_REPLICAS=2
+    run_integration scaled "$dir" || ok=0
+    unset CHAT_TEST_GATEWAYS CHAT_TEST_REPLICAS
+    RESULT[scaled]=$([[ $ok -eq 1 ]] && echo passed || echo "tests FAILED")
+    [[ $ok -eq 1 ]]
+}
+
 status=0
 summary=""
 for b in ${BUILDS//,/ }; do
     case $b in
     normal) run_one normal "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF -DCHAT_TSAN=OFF || status=1 ;;
+    scaled) run_scaled "$ROOT/build" || status=1 ;;
     asan) run_one asan "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON -DCHAT_TSAN=OFF || status=1 ;;
     tsan) run_one tsan "$ROOT/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF -DCHAT_TSAN=ON || status=1 ;;
     esac
