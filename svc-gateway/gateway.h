@@ -127,8 +127,6 @@ typedef struct gw_heartbeat gw_heartbeat;
 int gw_heartbeat_start(gw_heartbeat **out, gw_backend *be, const gw_config *cfg,
                        const char *gateway_id);
 void gw_heartbeat_connections(gw_heartbeat *h, unsigned n); /* reported from now on */
-/* No heartbeat after this one returns (except one in flight). Quick. */
-void gw_heartbeat_halt(gw_heartbeat *h);
 /* Halts, waits for a heartbeat in flight, frees. NULL is fine. */
 void gw_heartbeat_stop(gw_heartbeat *h);
 

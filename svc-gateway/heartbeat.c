@@ -106,7 +106,8 @@ void gw_heartbeat_connections(gw_heartbeat *h, unsigned n)
         atomic_store(&h->connections, n);
 }
 
-void gw_heartbeat_halt(gw_heartbeat *h)
+/* No heartbeat after this one returns (except one in flight). */
+static void heartbeat_halt(gw_heartbeat *h)
 {
     if (h == NULL)
         return;
@@ -120,7 +121,7 @@ void gw_heartbeat_stop(gw_heartbeat *h)
 {
     if (h == NULL)
         return;
-    gw_heartbeat_halt(h);
+    heartbeat_halt(h);
     if (h->started)
         pthread_join(h->thread, NULL);
     chat_rpc_client_close(h->rpc);

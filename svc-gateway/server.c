@@ -166,7 +166,8 @@ static struct lws_protocols server_protocols[] = {
 static void server_begin_stop(gw_server *s)
 {
     s->stopping = true;
-    gw_heartbeat_halt(s->hb); /* fini sends the last one, "stopping" */
+    /* Heartbeats go on while the connections close (that can take longer
+     * than presence's TTL with many); fini stops them, then says "stopping". */
     gw_front_close(s->front); /* stop accepting */
     s->front = NULL;
     s->stop_deadline_ms = chat_mono_ms() + SERVER_STOP_WAIT_MS;

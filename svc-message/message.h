@@ -170,6 +170,7 @@ int msg_schema_prepare(PGconn *conn);
 #define MSG_SQL_FILL "msg_fill"
 #define MSG_SQL_FLOORS "msg_floors"
 #define MSG_SQL_CATCHUP "msg_catchup"
+#define MSG_SQL_LOCK "msg_lock"
 
 /* ---- ratelimit.c: token buckets in Redis ---- */
 typedef enum msg_rl { MSG_RL_OK, MSG_RL_LIMITED, MSG_RL_ERROR } msg_rl;

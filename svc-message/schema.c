@@ -204,6 +204,12 @@ static const char sql_send_many[] =
     " FROM chk LEFT JOIN i ON i.sender = chk.sender AND i.client_msg_id = chk.cmid"
     " ORDER BY chk.ord";
 
+/* $1 conversation uuid[]: locks their rows in id order (a batch's first
+ * statement, so batches of different replicas never deadlock). */
+static const char sql_lock[] =
+    "SELECT count(*) FROM (SELECT 1 FROM conversations WHERE id = ANY ($1::uuid[])"
+    " ORDER BY id FOR UPDATE) l";
+
 /* The original of a send refused for rate: $1 sender, $2 client_msg_id. */
 static const char sql_lookup[] =
     "SELECT 1, d.conversation_id::text, d.sender::text, d.id::text, d.seq, d.ts, d.body,"
@@ -393,7 +399,8 @@ int msg_schema_prepare(PGconn *c)
         {MSG_SQL_JOIN, sql_join, 2},           {MSG_SQL_LEAVE, sql_leave, 2},
         {MSG_SQL_HISTORY, sql_history, 4},     {MSG_SQL_TYPING, sql_typing, 2},
         {MSG_SQL_CONTACTS, sql_contacts, 3},   {MSG_SQL_FILL, sql_fill, 5},
-        {MSG_SQL_FLOORS, sql_floors, 2},       {MSG_SQL_CATCHUP, sql_catchup, 6},
+        {MSG_SQL_FLOORS, sql_floors, 2},       {MSG_SQL_LOCK, sql_lock, 1},
+        {MSG_SQL_CATCHUP, sql_catchup, 6},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);

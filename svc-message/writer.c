@@ -282,6 +282,20 @@ static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
     if (msg_pg_send_sql(pg, "BEGIN") != 0)
         return MSG_PG_DOWN;
     nq++;
+    /* The conversations' rows first, in id order: another replica's batch
+     * takes them in the same order, so the two wait for each other instead
+     * of deadlocking (the UPDATE of MSG_SQL_SEND_MANY locks in join order;
+     * PostgreSQL found each deadlock only after deadlock_timeout, 1 s). */
+    int locked = nsend > 0;
+    if (locked) {
+        char *convs = pg_array(sends, nsend, f_conv);
+        const char *v[] = {convs};
+        int rv = convs != NULL ? msg_pg_send(pg, MSG_SQL_LOCK, 1, v) : -1;
+        free(convs);
+        if (rv != 0)
+            return MSG_PG_DOWN;
+        nq++;
+    }
     for (int k = 0; many && k < nsend; k += WRITER_CHUNK) {
         int c = nsend - k < WRITER_CHUNK ? nsend - k : WRITER_CHUNK;
         if (queue_many(pg, sends + k, c, ts) != 0)
@@ -308,7 +322,7 @@ static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
     if (e == MSG_PG_OK) {
         /* Committed: never retry from here, or stored sends would come
          * back as duplicates without their event. */
-        int q = 1;
+        int q = 1 + locked;
         for (int k = 0; many && k < nsend; k += WRITER_CHUNK) {
             int c = nsend - k < WRITER_CHUNK ? nsend - k : WRITER_CHUNK;
             if (!take_many(sends + k, c, out[q++])) {
