@@ -21,8 +21,9 @@
  * Where `last` starts (a connection does not owe what came before it):
  *   - the replay of a resume: its first page lists the last seq of each of
  *     the user's conversations, and each replayed message moves `last`;
- *   - join_room and open_dm replies carry the conversation's last seq, and a
- *     random chat starts at 0 (its `matched`);
+ *   - join_room and open_dm replies carry the user's delivered receipt
+ *     there (a new room member's is the room's last seq: older messages are
+ *     not owed), and a random chat starts at 0 (its `matched`);
  *   - otherwise (a conversation joined on another connection, say) it is
  *     unknown: a seq 1 goes out at once, a later one is held, and the fill
  *     then starts at the user's delivered receipt (at least once, as replay).
@@ -216,7 +217,8 @@ void gw_order_message(gw_server *s, gw_conn *c, const char *conv, uint64_t seq, 
         gw_frame_unref(f);
         return;
     }
-    gw_order *o = order_get(s, c, conv, f != NULL);
+    /* An own message tells where a conversation stands only as its first. */
+    gw_order *o = order_get(s, c, conv, f != NULL || seq == 1);
     if (o == NULL) {
         /* An own message of a conversation this connection does not follow
          * says nothing; out of memory sends as it comes. */

@@ -250,13 +250,13 @@ static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
         gw_conn_send(s, c,
                      gw_render_conversation_dm(r->conversation_id,
                                                (const char *const *)r->member_ids, rq->req));
-        gw_order_known(s, c, r->conversation_id, r->last_seq);
+        gw_order_known(s, c, r->conversation_id, r->floor_seq);
         return;
     case GW_REQ_JOIN_ROOM:
         if (!reply_conv_ok(r))
             break;
         gw_conn_send(s, c, gw_render_conversation_room(r->conversation_id, rq->room, rq->req));
-        gw_order_known(s, c, r->conversation_id, r->last_seq);
+        gw_order_known(s, c, r->conversation_id, r->floor_seq);
         return;
     case GW_REQ_LEAVE_ROOM:
         if (!reply_conv_ok(r))

@@ -26,7 +26,7 @@ void msg_conv_open_dm(msg_job *job, msg_pg *pg)
         char *members[] = {key, key + CHAT_UUID_LEN + 1};
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
         rep.conversation_id = PQgetvalue(res, 0, 0);
-        rep.last_seq = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+        rep.floor_seq = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
         rep.n_member_ids = 2;
         rep.member_ids = members;
         msg_job_done(job, &rep);
@@ -48,7 +48,7 @@ void msg_conv_join_room(msg_job *job, msg_pg *pg)
     } else {
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
         rep.conversation_id = PQgetvalue(res, 0, 0);
-        rep.last_seq = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+        rep.floor_seq = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
         msg_job_done(job, &rep);
     }
     PQclear(res);

@@ -276,7 +276,8 @@ static const char sql_register[] =
 
 /* $1 user, $2 peer, $3 dm_key. The requester becomes known too (it may have
  * connected before its registration took). No row for an unknown peer: the
- * conversation id comes back NULL. */
+ * conversation id comes back NULL. Second column: the requester's delivered
+ * receipt (0 for a new DM; the statement does not see its own inserts). */
 static const char sql_open_dm[] =
     "WITH me AS (INSERT INTO users (id) VALUES ($1::uuid) ON CONFLICT DO NOTHING),"
     " peer AS (SELECT id FROM users WHERE id = $2::uuid),"
@@ -286,12 +287,16 @@ static const char sql_open_dm[] =
     " mem AS (INSERT INTO members (conversation_id, user_id)"
     "  SELECT conv.id, u FROM conv, unnest(ARRAY[$1::uuid, $2::uuid]) AS u"
     "  ON CONFLICT DO NOTHING)"
-    " SELECT (SELECT id::text FROM conv), (SELECT last_seq FROM conv)";
+    " SELECT (SELECT id::text FROM conv), coalesce((SELECT m.delivered_seq FROM members m, conv"
+    "  WHERE m.conversation_id = conv.id AND m.user_id = $1::uuid), 0)";
 
 /* $1 user, $2 room. Creates the room if missing. The upsert locks the
  * room's row, so last_seq is read after any send in flight commits: a new
  * member starts exactly at the last stored message (delivered and read),
- * and replay never hands out older ones. Joining again changes nothing. */
+ * and replay never hands out older ones. Joining again changes nothing.
+ * Second column: the member's delivered receipt (a new member's row is not
+ * visible to the statement that inserts it: then the room's last seq, which
+ * is what it was given). */
 static const char sql_join[] =
     "WITH me AS (INSERT INTO users (id) VALUES ($1::uuid) ON CONFLICT DO NOTHING),"
     " conv AS (INSERT INTO conversations (kind, room) VALUES (3, $2::text)"
@@ -299,7 +304,8 @@ static const char sql_join[] =
     "  RETURNING id, last_seq),"
     " mem AS (INSERT INTO members (conversation_id, user_id, delivered_seq, read_seq)"
     "  SELECT id, $1::uuid, last_seq, last_seq FROM conv ON CONFLICT DO NOTHING)"
-    " SELECT id::text, last_seq FROM conv";
+    " SELECT id::text, coalesce((SELECT m.delivered_seq FROM members m"
+    "  WHERE m.conversation_id = conv.id AND m.user_id = $1::uuid), last_seq) FROM conv";
 
 /* $1 user, $2 room. Always one row: the room id (NULL: no such room) and
  * whether a membership was removed. */
