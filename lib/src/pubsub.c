@@ -155,6 +155,8 @@ typedef struct sub_source {
 } sub_source;
 
 #define SUB_SOURCES 64
+/* A subscriber's first moments: publishers found then are not missed ones. */
+#define SUB_START_GRACE_MS 3000
 
 struct chat_sub {
     nng_socket sock;
@@ -165,13 +167,15 @@ struct chat_sub {
     void *arg;
     atomic_int peers;
     atomic_uint_fast64_t lost_total;
+    int64_t opened_ms; /* monotonic */
     /* Only the receive callback touches these (nng runs it serially). */
     sub_source src[SUB_SOURCES];
 };
 
 /* How many batches publisher b->publisher sent that we never saw before b.
- * A publisher seen for the first time (also after a restart: a new id)
- * starts the count; what it sent before we listened is not "lost". */
+ * A publisher first seen after our first SUB_START_GRACE_MS (a replica that
+ * started or restarted: a new id) lost us everything it sent before our pipe
+ * to it came up; one seen at our own start did not. */
 static uint64_t sub_count_lost(chat_sub *s, const Chat__Batch *b)
 {
     if (b->publisher == 0)
@@ -188,11 +192,16 @@ static uint64_t sub_count_lost(chat_sub *s, const Chat__Batch *b)
     if (e == NULL) {
         e = oldest; /* forgets the publisher heard from least recently */
         e->id = b->publisher;
-    } else {
-        uint64_t expect = b->n_items > 0 ? e->seq + 1 : e->seq;
-        if (b->pub_seq > expect)
-            lost = b->pub_seq - expect;
+        e->seq = 0;
+        /* A publisher first heard once we have been listening a while
+         * started (or restarted) meanwhile: what it sent before our pipe to
+         * it came up was lost to us. At our own start, it was not. */
+        if (now - s->opened_ms < SUB_START_GRACE_MS)
+            e->seq = b->n_items > 0 ? b->pub_seq - 1 : b->pub_seq;
     }
+    uint64_t expect = b->n_items > 0 ? e->seq + 1 : e->seq;
+    if (b->pub_seq > expect)
+        lost = b->pub_seq - expect;
     if (b->pub_seq > e->seq || lost == 0)
         e->seq = b->pub_seq;
     e->seen_ms = now;
@@ -243,6 +252,7 @@ int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, chat_sub_los
         return NNG_ENOMEM;
     s->cb = cb;
     s->lost = lost;
+    s->opened_ms = chat_mono_ms();
     s->arg = arg;
     int rv = nng_sub0_open(&s->sock);
     if (rv != 0) {
