@@ -390,11 +390,21 @@ int cb_json_escape(char *dst, size_t cap, const char *src);
 
 /* ------------------------------------------------------------------ run.c */
 /* Runs the whole benchmark (workers, coordination) and fills out. */
+/* gwmetrics.c: the gateways' order-and-gap counters, summed over --url. */
+typedef struct cb_gw_order {
+    double held, fills, catchups, filled, gaps_closed, gap_ms_sum, gap_ms_max, batches_lost;
+    bool ok; /* every gateway answered */
+} cb_gw_order;
+bool cb_gw_order_read(const struct cb_opts *o, cb_gw_order *out);
+/* b - a (gap_ms_max: b's, the longest since the gateways started). */
+void cb_gw_order_diff(const cb_gw_order *a, const cb_gw_order *b, cb_gw_order *out);
+
 typedef struct cb_run {
     cb_result res;
-    double elapsed_s; /* whole run */
-    double setup_s;   /* start .. every worker ready */
-    double cpu_s;     /* our own CPU (user+sys, all processes) */
+    cb_gw_order order; /* what the gateways did during the run */
+    double elapsed_s;  /* whole run */
+    double setup_s;    /* start .. every worker ready */
+    double cpu_s;      /* our own CPU (user+sys, all processes) */
     long rss_before_kib[CB_MAX_PIDS], rss_held_kib[CB_MAX_PIDS]; /* gateways */
     long bench_rss_kib; /* our own processes, while holding (idle) */
     int workers_lost;   /* workers whose result never arrived */

@@ -131,6 +131,25 @@ static void add_chat(cJSON *root, const cb_opts *o, const cb_run *run)
     /* false: the drain ended before every answer came; "lost" and
      * "unanswered" then include messages that were only late. */
     cJSON_AddBoolToObject(root, "drain_complete", c[CB_C_DRAIN_CUT] == 0);
+    /* The gateways' side: what their sequencers held and filled meanwhile
+     * (null when a gateway's /metrics did not answer). */
+    const cb_gw_order *g = &run->order;
+    if (!g->ok) {
+        cJSON_AddNullToObject(root, "gaps");
+        return;
+    }
+    cJSON *gaps = cJSON_AddObjectToObject(root, "gaps");
+    if (gaps == NULL)
+        return;
+    cJSON_AddNumberToObject(gaps, "held", g->held);
+    cJSON_AddNumberToObject(gaps, "fills", g->fills);
+    cJSON_AddNumberToObject(gaps, "catchups", g->catchups);
+    cJSON_AddNumberToObject(gaps, "filled_messages", g->filled);
+    cJSON_AddNumberToObject(gaps, "closed", g->gaps_closed);
+    cJSON_AddNumberToObject(gaps, "open_ms_mean",
+                            g->gaps_closed > 0 ? r3(g->gap_ms_sum / g->gaps_closed) : 0);
+    cJSON_AddNumberToObject(gaps, "open_ms_max_since_start", g->gap_ms_max);
+    cJSON_AddNumberToObject(gaps, "event_batches_lost", g->batches_lost);
 }
 
 static void add_match(cJSON *root, const cb_opts *o, const cb_run *run)
@@ -280,6 +299,15 @@ void cb_report_text(const cb_opts *o, const cb_run *run)
                "delivered-unacked %.0f  shed %.0f\n",
                "correctness", num(j, "lost"), num(j, "duplicates"), num(j, "reordered"),
                num(j, "unanswered"), num(j, "delivered_unacked"), num(j, "shed"));
+        const cJSON *gp = cJSON_GetObjectItemCaseSensitive(j, "gaps");
+        if (cJSON_IsObject(gp))
+            printf("  %-18s held %.0f  filled %.0f in %.0f fills  closed %.0f (open %.1f ms "
+                   "mean, %.0f max)  batches lost %.0f\n",
+                   "gateways' gaps", num(gp, "held"), num(gp, "filled_messages"),
+                   num(gp, "fills"), num(gp, "closed"), num(gp, "open_ms_mean"),
+                   num(gp, "open_ms_max_since_start"), num(gp, "event_batches_lost"));
+        else
+            printf("  %-18s unknown (a gateway's /metrics did not answer)\n", "gateways' gaps");
         if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "drain_complete")))
             printf(
                 "  %-18s the drain ended with answers still due: lost and unanswered include "

@@ -251,6 +251,8 @@ int cb_run_all(const cb_opts *o, cb_run *run)
     install_signals();
     for (int i = 0; i < o->n_gw_pids; i++)
         run->rss_before_kib[i] = cb_proc_rss_kib(o->gw_pids[i]);
+    cb_gw_order order0;
+    cb_gw_order_read(o, &order0);
 
     const int n_workers = o->procs * o->threads;
     const int64_t t_start = cb_now_ns();
@@ -390,6 +392,9 @@ int cb_run_all(const cb_opts *o, cb_run *run)
     free(kids);
     run->elapsed_s = (double)(cb_now_ns() - t_start) / 1e9;
     run->cpu_s = cb_self_cpu_s();
+    cb_gw_order order1;
+    cb_gw_order_read(o, &order1);
+    cb_gw_order_diff(&order0, &order1, &run->order);
     if (atomic_load(&sh->stop) && g_signals > 0)
         run->interrupted = true;
     g_sh = NULL;

@@ -64,6 +64,13 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertEqual(j["errors"], {}, j)
         self.assertEqual(j["delivery_ms"]["count"], j["delivered"], j)
         self.assertEqual(j["ack_ms"]["count"], j["acked"], j)
+        # The gateways' side of the same promise, from their /metrics.
+        g = j["gaps"]
+        self.assertEqual(sorted(g), ["catchups", "closed", "event_batches_lost", "filled_messages",
+                                     "fills", "held", "open_ms_max_since_start",
+                                     "open_ms_mean"], j)
+        self.assertEqual(g["event_batches_lost"], 0, j)
+        self.assertTrue(all(isinstance(v, (int, float)) and v >= 0 for v in g.values()), g)
 
     def test_chat(self):
         j = self.run_bench("chat", "--url", CLUSTER.ws_url(0), "--pairs", "20", "--rate", "20",
