@@ -47,6 +47,14 @@ static void metrics_family(metrics_buf *b, const char *name, const char *type, c
     metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one unlabelled sample. */
+static void metrics_one(metrics_buf *b, const char *name, const char *type, const char *help,
+                        uint64_t v)
+{
+    metrics_family(b, name, type, help);
+    metrics_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
 char *gw_metrics_render(gw_server *s, size_t *len)
 {
     metrics_buf b = {malloc(4096), 0, 4096, false};
@@ -85,44 +93,33 @@ char *gw_metrics_render(gw_server *s, size_t *len)
         metrics_printf(&b, "chat_gateway_backend_peers{service=\"%s\"} %d\n",
                        gw_svc_name((gw_svc)i), gw_backend_peers(s->be, (gw_svc)i));
 
-    metrics_family(&b, "chat_gateway_events_total", "counter", "Events received.");
-    metrics_printf(&b, "chat_gateway_events_total %" PRIu64 "\n", m->events_in);
-    metrics_family(&b, "chat_gateway_events_bad_total", "counter",
-                   "Events that did not decode.");
-    metrics_printf(&b, "chat_gateway_events_bad_total %" PRIu64 "\n", m->events_bad);
-    metrics_family(&b, "chat_gateway_event_batches_lost_total", "counter",
-                   "Published batches that never arrived (gaps in the publishers' numbers).");
-    metrics_printf(&b, "chat_gateway_event_batches_lost_total %" PRIu64 "\n",
-                   gw_backend_lost(s->be));
-    metrics_family(&b, "chat_gateway_order_held_total", "counter",
-                   "Messages held because they arrived before their predecessor.");
-    metrics_printf(&b, "chat_gateway_order_held_total %" PRIu64 "\n", m->order_held);
-    metrics_family(&b, "chat_gateway_order_fills_total", "counter",
-                   "Gap fills asked of svc-message (a gap open longer than CHAT_ORDER_HOLD_MS, "
-                   "or events lost).");
-    metrics_printf(&b, "chat_gateway_order_fills_total %" PRIu64 "\n", m->order_fills);
-    metrics_family(&b, "chat_gateway_order_catchups_total", "counter",
-                   "Catch-up pages asked after lost events (conversations a connection "
-                   "does not follow yet).");
-    metrics_printf(&b, "chat_gateway_order_catchups_total %" PRIu64 "\n", m->order_catchups);
-    metrics_family(&b, "chat_gateway_order_fill_failures_total", "counter",
-                   "Gap fills that failed (retried after 1 s).");
-    metrics_printf(&b, "chat_gateway_order_fill_failures_total %" PRIu64 "\n",
-                   m->order_fill_failed);
-    metrics_family(&b, "chat_gateway_order_filled_messages_total", "counter",
-                   "Messages delivered from gap fills.");
-    metrics_printf(&b, "chat_gateway_order_filled_messages_total %" PRIu64 "\n",
-                   m->order_filled);
-    metrics_family(&b, "chat_gateway_order_gaps_closed_total", "counter",
-                   "Gaps in a connection's seqs that closed (by a late event or a fill).");
-    metrics_printf(&b, "chat_gateway_order_gaps_closed_total %" PRIu64 "\n",
-                   m->order_gaps_closed);
-    metrics_family(&b, "chat_gateway_order_gap_ms_sum", "counter",
-                   "Total ms the closed gaps were open.");
-    metrics_printf(&b, "chat_gateway_order_gap_ms_sum %" PRIu64 "\n", m->order_gap_ms_sum);
-    metrics_family(&b, "chat_gateway_order_gap_ms_max", "gauge",
-                   "Longest a closed gap was open, ms.");
-    metrics_printf(&b, "chat_gateway_order_gap_ms_max %" PRIu64 "\n", m->order_gap_ms_max);
+    metrics_one(&b, "chat_gateway_events_total", "counter", "Events received.", m->events_in);
+    metrics_one(&b, "chat_gateway_events_bad_total", "counter", "Events that did not decode.",
+                m->events_bad);
+    metrics_one(&b, "chat_gateway_event_batches_lost_total", "counter",
+                "Published batches that never arrived (gaps in the publishers' numbers).",
+                gw_backend_lost(s->be));
+    metrics_one(&b, "chat_gateway_order_held_total", "counter",
+                "Messages held because they arrived before their predecessor.", m->order_held);
+    metrics_one(&b, "chat_gateway_order_fills_total", "counter",
+                "Gap fills asked of svc-message (a gap open longer than CHAT_ORDER_HOLD_MS, "
+                "or events lost).",
+                m->order_fills);
+    metrics_one(&b, "chat_gateway_order_catchups_total", "counter",
+                "Catch-up pages asked after lost events (conversations a connection "
+                "does not follow yet).",
+                m->order_catchups);
+    metrics_one(&b, "chat_gateway_order_fill_failures_total", "counter",
+                "Gap fills that failed (retried after 1 s).", m->order_fill_failed);
+    metrics_one(&b, "chat_gateway_order_filled_messages_total", "counter",
+                "Messages delivered from gap fills.", m->order_filled);
+    metrics_one(&b, "chat_gateway_order_gaps_closed_total", "counter",
+                "Gaps in a connection's seqs that closed (by a late event or a fill).",
+                m->order_gaps_closed);
+    metrics_one(&b, "chat_gateway_order_gap_ms_sum", "counter",
+                "Total ms the closed gaps were open.", m->order_gap_ms_sum);
+    metrics_one(&b, "chat_gateway_order_gap_ms_max", "gauge",
+                "Longest a closed gap was open, ms.", m->order_gap_ms_max);
     metrics_family(&b, "chat_gateway_event_queue_length", "gauge",
                    "Replies and events waiting for the lws thread.");
     metrics_printf(&b, "chat_gateway_event_queue_length %zu\n", gw_backend_queue_len(s->be));

@@ -11,23 +11,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Fills rep with rows [0, n) of res in ascending order (the rows are
- * newest first unless ascending). */
-static int history_fill(Chat__MessageReply *rep, const PGresult *res, int n, const char *conv,
-                        bool ascending, Chat__StoredMessage **msgs_out)
+Chat__StoredMessage **msg_messages_from_rows(const PGresult *res, int n, const char *conv,
+                                             bool reverse)
 {
-    Chat__StoredMessage *msgs = calloc((size_t)n + 1, sizeof *msgs);
-    Chat__StoredMessage **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-    if (msgs == NULL || ptrs == NULL) {
-        free(msgs);
-        free(ptrs);
-        return -1;
-    }
+    /* One block: the pointers, then the messages they point to. */
+    Chat__StoredMessage **ptrs = malloc((size_t)(n + 1) * (sizeof *ptrs + sizeof **ptrs));
+    if (ptrs == NULL)
+        return NULL;
+    Chat__StoredMessage *msgs = (Chat__StoredMessage *)(ptrs + n + 1);
     for (int i = 0; i < n; i++) {
-        int row = ascending ? i : n - 1 - i;
+        int row = reverse ? n - 1 - i : i;
         Chat__StoredMessage *m = &msgs[i];
         chat__stored_message__init(m);
-        m->conversation_id = (char *)conv;
+        m->conversation_id = conv != NULL ? (char *)conv : PQgetvalue(res, row, 0);
         m->msg_id = PQgetvalue(res, row, 1);
         m->seq = strtoull(PQgetvalue(res, row, 2), NULL, 10);
         m->sender = PQgetvalue(res, row, 3);
@@ -35,10 +31,67 @@ static int history_fill(Chat__MessageReply *rep, const PGresult *res, int n, con
         m->ts = strtoll(PQgetvalue(res, row, 5), NULL, 10);
         ptrs[i] = m;
     }
-    rep->n_messages = (size_t)n;
-    rep->messages = ptrs;
-    *msgs_out = msgs;
-    return 0;
+    ptrs[n] = NULL;
+    return ptrs;
+}
+
+/* A refusal that names its conversation (the gateway's gap filler finds
+ * its gap by it). */
+static void page_refuse(msg_job *job, const char *conv, Chat__Code code, const char *detail)
+{
+    Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+    rep.code = code;
+    rep.detail = (char *)detail;
+    rep.conversation_id = (char *)conv;
+    msg_job_done(job, &rep);
+}
+
+/* Answers a page of MSG_SQL_HISTORY or MSG_SQL_FILL (status column first;
+ * limit + 1 rows fetched, so more exist when that many came). History's
+ * rows are newest first and its page says where the next one ends. Takes
+ * res. */
+static void page_answer(msg_job *job, PGresult *res, const char *what, const char *conv,
+                        int limit, bool history)
+{
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (res != NULL) {
+            const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+            chat_error("store_query_failed", "req=%s err=\"%s\"", what, m ? m : "?");
+        }
+        page_refuse(job, conv, res == NULL ? CHAT__CODE__UNAVAILABLE : CHAT__CODE__INTERNAL,
+                    res == NULL ? "storage unavailable" : "internal error");
+        PQclear(res);
+        return;
+    }
+    int rows = PQntuples(res);
+    int st = rows >= 1 ? atoi(PQgetvalue(res, 0, 0)) : -1;
+    if (st == MSG_ST_NOT_FOUND) {
+        page_refuse(job, conv, CHAT__CODE__NOT_FOUND, "unknown conversation");
+    } else if (st == MSG_ST_NOT_MEMBER) {
+        page_refuse(job, conv, CHAT__CODE__NOT_MEMBER, "not a member");
+    } else if (st != 0) {
+        page_refuse(job, conv, CHAT__CODE__INTERNAL, "internal error");
+    } else {
+        if (rows == 1 && PQgetisnull(res, 0, 1))
+            rows = 0; /* no messages: the one row of NULLs */
+        int n = rows > limit ? limit : rows;
+        Chat__StoredMessage **msgs = msg_messages_from_rows(res, n, conv, history);
+        if (msgs == NULL) {
+            page_refuse(job, conv, CHAT__CODE__INTERNAL, "out of memory");
+        } else {
+            Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+            rep.conversation_id = (char *)conv;
+            rep.n_messages = (size_t)n;
+            rep.messages = msgs;
+            rep.more = rows > limit;
+            /* History: the page's lowest seq is where the next page ends. */
+            if (history)
+                rep.next_before = rep.more ? msgs[0]->seq : 0;
+            msg_job_done(job, &rep);
+            free(msgs);
+        }
+    }
+    PQclear(res);
 }
 
 void msg_history(msg_job *job, msg_pg *pg)
@@ -50,49 +103,8 @@ void msg_history(msg_job *job, msg_pg *pg)
     snprintf(before, sizeof before, "%" PRIu64, b);
     snprintf(fetch, sizeof fetch, "%d", limit + 1);
     const char *v[] = {r->user_id, r->conversation_id, before, fetch};
-    PGresult *res = msg_pg_query(pg, MSG_SQL_HISTORY, 4, v);
-    if (!msg_job_usable(job, res, "history")) {
-        PQclear(res);
-        return;
-    }
-    int rows = PQntuples(res);
-    int st = rows >= 1 ? atoi(PQgetvalue(res, 0, 0)) : -1;
-    if (st == MSG_ST_NOT_FOUND) {
-        msg_job_fail(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
-    } else if (st == MSG_ST_NOT_MEMBER) {
-        msg_job_fail(job, CHAT__CODE__NOT_MEMBER, "not a member");
-    } else if (st != 0) {
-        msg_job_fail(job, CHAT__CODE__INTERNAL, "internal error");
-    } else {
-        if (rows == 1 && PQgetisnull(res, 0, 1))
-            rows = 0; /* no messages: the one row of NULLs */
-        int n = rows > limit ? limit : rows;
-        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-        Chat__StoredMessage *msgs = NULL;
-        if (history_fill(&rep, res, n, r->conversation_id, false, &msgs) != 0) {
-            msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
-        } else {
-            /* Older ones exist: the page's lowest seq is where the next
-             * page ends. */
-            rep.next_before = rows > limit ? rep.messages[0]->seq : 0;
-            rep.more = rep.next_before != 0;
-            Chat__StoredMessage **ptrs = rep.messages;
-            msg_job_done(job, &rep);
-            free(ptrs);
-            free(msgs);
-        }
-    }
-    PQclear(res);
-}
-
-/* A refusal that names its conversation: the gateway finds the gap by it. */
-static void fill_refuse(msg_job *job, Chat__Code code, const char *detail)
-{
-    Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-    rep.code = code;
-    rep.detail = (char *)detail;
-    rep.conversation_id = job->req->fill->conversation_id;
-    msg_job_done(job, &rep);
+    page_answer(job, msg_pg_query(pg, MSG_SQL_HISTORY, 4, v), "history", r->conversation_id,
+                limit, true);
 }
 
 /* The catch-up of FillReq (no conversation): rows of sql_catchup, which
@@ -129,30 +141,17 @@ static void fill_catchup(msg_job *job, msg_pg *pg)
         return;
     }
     int rows = PQntuples(res);
-    Chat__StoredMessage *msgs = calloc((size_t)rows + 1, sizeof *msgs);
-    Chat__StoredMessage **ptrs = calloc((size_t)rows + 1, sizeof *ptrs);
-    if (msgs == NULL || ptrs == NULL) {
+    Chat__StoredMessage **msgs = msg_messages_from_rows(res, rows, NULL, false);
+    if (msgs == NULL) {
         msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
     } else {
-        for (int i = 0; i < rows; i++) {
-            Chat__StoredMessage *m = &msgs[i];
-            chat__stored_message__init(m);
-            m->conversation_id = PQgetvalue(res, i, 0);
-            m->msg_id = PQgetvalue(res, i, 1);
-            m->seq = strtoull(PQgetvalue(res, i, 2), NULL, 10);
-            m->sender = PQgetvalue(res, i, 3);
-            m->text = PQgetvalue(res, i, 4);
-            m->ts = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-            ptrs[i] = m;
-        }
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
         rep.n_messages = (size_t)rows;
-        rep.messages = ptrs;
+        rep.messages = msgs;
         rep.more = rows == limit;
         msg_job_done(job, &rep);
+        free(msgs);
     }
-    free(msgs);
-    free(ptrs);
     PQclear(res);
 }
 
@@ -170,42 +169,6 @@ void msg_fill(msg_job *job, msg_pg *pg)
     snprintf(fetch, sizeof fetch, "%d", limit + 1);
     const char *v[] = {r->user_id, r->conversation_id, after, r->from_receipt ? "t" : "f",
                        fetch};
-    PGresult *res = msg_pg_query(pg, MSG_SQL_FILL, 5, v);
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        if (res != NULL)
-            chat_error("store_query_failed", "req=fill err=\"%s\"",
-                       PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                           ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                           : "?");
-        fill_refuse(job, res == NULL ? CHAT__CODE__UNAVAILABLE : CHAT__CODE__INTERNAL,
-                    res == NULL ? "storage unavailable" : "internal error");
-        PQclear(res);
-        return;
-    }
-    int rows = PQntuples(res);
-    int st = rows >= 1 ? atoi(PQgetvalue(res, 0, 0)) : -1;
-    if (st == MSG_ST_NOT_FOUND) {
-        fill_refuse(job, CHAT__CODE__NOT_FOUND, "unknown conversation");
-    } else if (st == MSG_ST_NOT_MEMBER) {
-        fill_refuse(job, CHAT__CODE__NOT_MEMBER, "not a member");
-    } else if (st != 0) {
-        fill_refuse(job, CHAT__CODE__INTERNAL, "internal error");
-    } else {
-        if (rows == 1 && PQgetisnull(res, 0, 1))
-            rows = 0; /* no messages: the one row of NULLs */
-        int n = rows > limit ? limit : rows;
-        Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
-        Chat__StoredMessage *msgs = NULL;
-        if (history_fill(&rep, res, n, r->conversation_id, true, &msgs) != 0) {
-            fill_refuse(job, CHAT__CODE__INTERNAL, "out of memory");
-        } else {
-            rep.conversation_id = r->conversation_id;
-            rep.more = rows > limit;
-            Chat__StoredMessage **ptrs = rep.messages;
-            msg_job_done(job, &rep);
-            free(ptrs);
-            free(msgs);
-        }
-    }
-    PQclear(res);
+    page_answer(job, msg_pg_query(pg, MSG_SQL_FILL, 5, v), "fill", r->conversation_id, limit,
+                false);
 }

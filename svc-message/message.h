@@ -296,6 +296,12 @@ void msg_conv_join_room(msg_job *job, msg_pg *pg);
 void msg_conv_leave_room(msg_job *job, msg_pg *pg);
 
 /* ---- history.c: pages of a conversation, for its members ---- */
+/* Rows [0, n) of res as messages, in row order (reverse: backwards).
+ * Columns: conversation_id (unless conv names it for all), msg_id, seq,
+ * sender, body, ts; the strings point into res. One malloc'd block,
+ * NULL-terminated; free() it. NULL when out of memory. */
+Chat__StoredMessage **msg_messages_from_rows(const PGresult *res, int n, const char *conv,
+                                             bool reverse);
 void msg_history(msg_job *job, msg_pg *pg);
 void msg_fill(msg_job *job, msg_pg *pg); /* a gateway's gap */
 

@@ -82,24 +82,12 @@ static void do_replay(msg_job *job, msg_pg *pg)
     }
     int n = PQntuples(res);
     int nf = floors != NULL ? PQntuples(floors) : 0;
-    Chat__StoredMessage *msgs = calloc((size_t)n + 1, sizeof *msgs);
-    Chat__StoredMessage **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
+    Chat__StoredMessage **msgs = msg_messages_from_rows(res, n, NULL, false);
     Chat__ConvSeq *fl = calloc((size_t)nf + 1, sizeof *fl);
     Chat__ConvSeq **flp = calloc((size_t)nf + 1, sizeof *flp);
-    if (msgs == NULL || ptrs == NULL || fl == NULL || flp == NULL) {
+    if (msgs == NULL || fl == NULL || flp == NULL) {
         msg_job_fail(job, CHAT__CODE__INTERNAL, "out of memory");
     } else {
-        for (int i = 0; i < n; i++) {
-            Chat__StoredMessage *m = &msgs[i];
-            chat__stored_message__init(m);
-            m->conversation_id = PQgetvalue(res, i, 0);
-            m->msg_id = PQgetvalue(res, i, 1);
-            m->seq = strtoull(PQgetvalue(res, i, 2), NULL, 10);
-            m->sender = PQgetvalue(res, i, 3);
-            m->text = PQgetvalue(res, i, 4);
-            m->ts = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-            ptrs[i] = m;
-        }
         for (int i = 0; i < nf; i++) {
             chat__conv_seq__init(&fl[i]);
             fl[i].conversation_id = PQgetvalue(floors, i, 0);
@@ -108,14 +96,13 @@ static void do_replay(msg_job *job, msg_pg *pg)
         }
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
         rep.n_messages = (size_t)n;
-        rep.messages = ptrs;
+        rep.messages = msgs;
         rep.more = n == limit;
         rep.n_floors = (size_t)nf;
         rep.floors = flp;
         msg_job_done(job, &rep);
     }
     free(msgs);
-    free(ptrs);
     free(fl);
     free(flp);
     PQclear(res);

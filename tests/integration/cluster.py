@@ -475,6 +475,15 @@ class Cluster:
                                      + self.logs_report())
             time.sleep(0.02)
 
+    def metric(self, i, sample):
+        """Gateway i's /metrics value of one sample, e.g. "chat_gateway_order_fills_total"
+        or 'chat_gateway_backend_peers{service="message"}' (an int; fails when absent)."""
+        status, body, _ = http_get(self.http_url(i), "/metrics")
+        assert status == 200, f"/metrics of gateway {i}: {status}"
+        m = re.search(r"^" + re.escape(sample) + r" (\d+)$", body.decode(), re.M)
+        assert m, f"no {sample} in gateway {i}'s /metrics"
+        return int(m.group(1))
+
     def readyz(self, i=0):
         try:
             return http_get(self.http_url(i), "/readyz", timeout=2)[0]

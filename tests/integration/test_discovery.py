@@ -6,7 +6,6 @@ from the name while users chat: a removed one is no longer asked, an added
 one gets work within seconds, without restarting anybody."""
 
 import asyncio
-import re
 import signal
 
 import cluster
@@ -18,11 +17,7 @@ setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
 
 
 def peers(i, service):
-    status, body, _ = cluster.http_get(CLUSTER.http_url(i), "/metrics")
-    assert status == 200, status
-    m = re.search(rf'^chat_gateway_backend_peers{{service="{service}"}} (\d+)$', body.decode(), re.M)
-    assert m, service
-    return int(m.group(1))
+    return CLUSTER.metric(i, f'chat_gateway_backend_peers{{service="{service}"}}')
 
 
 class DiscoveryTest(cluster.ClusterTestCase):

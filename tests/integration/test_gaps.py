@@ -4,7 +4,6 @@ switch), and the receiving gateways learn of it from the publishers' batch
 numbers (the next batch, or the idle heartbeat when the lost one was the
 last) and fill the connection's gap from storage."""
 
-import re
 import time
 
 import cluster
@@ -13,14 +12,6 @@ from client import new_id
 CLUSTER = cluster.Cluster(gateways=2, name="gaps",
                           env={"CHAT_RATE_PER_MIN": "0", "CHAT_TEST_DROP_EVENTS": "2"})
 setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
-
-
-def metric(i, name):
-    status, body, _ = cluster.http_get(CLUSTER.http_url(i), "/metrics")
-    assert status == 200, status
-    m = re.search(rf"^{name} (\d+)$", body.decode(), re.M)
-    assert m, name
-    return int(m.group(1))
 
 
 class GapsTest(cluster.ClusterTestCase):
@@ -33,8 +24,8 @@ class GapsTest(cluster.ClusterTestCase):
 
     async def test_each_lost_message_is_filled_in_order(self):
         a, b, conv = await self.dm()
-        lost0 = metric(1, "chat_gateway_event_batches_lost_total")
-        fills0 = metric(1, "chat_gateway_order_fills_total")
+        lost0 = CLUSTER.metric(1, "chat_gateway_event_batches_lost_total")
+        fills0 = CLUSTER.metric(1, "chat_gateway_order_fills_total")
         waits = []
         for i in range(1, 9):
             # One at a time: every message is the last one sent, so a lost
@@ -45,8 +36,8 @@ class GapsTest(cluster.ClusterTestCase):
             await b.expect_message(conv, a.user_id, f"m{i}", seq=i)
             waits.append(time.monotonic() - t0)
         await b.no_frame(0.3)
-        lost = metric(1, "chat_gateway_event_batches_lost_total") - lost0
-        fills = metric(1, "chat_gateway_order_fills_total") - fills0
+        lost = CLUSTER.metric(1, "chat_gateway_event_batches_lost_total") - lost0
+        fills = CLUSTER.metric(1, "chat_gateway_order_fills_total") - fills0
         print(f"\n  gaps: {lost} batches lost, {fills} fills; ack-to-message s: "
               + " ".join(f"{w:.3f}" for w in waits))
         self.assertGreaterEqual(lost, 3)

@@ -4,7 +4,6 @@ senders' second connections too) gets the room's messages in seq order, each
 exactly once, none missing (PROTOCOL.md "Messages")."""
 
 import asyncio
-import re
 
 import cluster
 from client import is_id, new_id
@@ -82,14 +81,7 @@ class OrderTest(cluster.ClusterTestCase):
             check(t, users[i].user_id)
         for c in users + list(twins.values()):
             await c.no_frame(0.2)
-        held = sum(metric(i, "chat_gateway_order_held_total") for i in range(2))
-        fills = sum(metric(i, "chat_gateway_order_fills_total") for i in range(2))
+        held = sum(CLUSTER.metric(i, "chat_gateway_order_held_total") for i in range(2))
+        fills = sum(CLUSTER.metric(i, "chat_gateway_order_fills_total") for i in range(2))
         print(f"\n  order: {held} messages held for a predecessor, {fills} gap fills")
 
-
-def metric(i, name):
-    status, body, _ = cluster.http_get(CLUSTER.http_url(i), "/metrics")
-    assert status == 200, status
-    m = re.search(rf"^{name} (\d+)$", body.decode(), re.M)
-    assert m, name
-    return int(m.group(1))
