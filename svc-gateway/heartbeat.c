@@ -58,14 +58,7 @@ static void *heartbeat_main(void *arg)
     gw_heartbeat *h = arg;
     pthread_mutex_lock(&h->mu);
     while (!h->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += h->interval_ms / 1000;
-        until.tv_nsec += (h->interval_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = chat_deadline_ms(h->interval_ms);
         while (!h->stop && pthread_cond_timedwait(&h->cv, &h->mu, &until) != ETIMEDOUT)
             ;
         if (h->stop)

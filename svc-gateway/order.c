@@ -307,7 +307,7 @@ static void order_fill(gw_server *s, gw_order *o)
     Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
     mr.body_case = CHAT__MESSAGE_REQUEST__BODY_FILL;
     mr.fill = &req;
-    o->fill_upto = o->held != NULL ? o->held->seq - 1 : o->last;
+    o->fill_upto = o->last;
     for (order_held *h = o->held; h != NULL; h = h->next)
         o->fill_upto = h->seq; /* the held ones were stored before we ask */
     o->filling = true;

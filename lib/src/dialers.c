@@ -205,14 +205,7 @@ static void *dialers_main(void *arg)
     chat_dialers *d = arg;
     pthread_mutex_lock(&d->mu);
     while (!d->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += d->every_ms / 1000;
-        until.tv_nsec += (d->every_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = chat_deadline_ms(d->every_ms);
         while (!d->stop && pthread_cond_timedwait(&d->cv, &d->mu, &until) != ETIMEDOUT)
             ;
         if (d->stop)

@@ -63,9 +63,21 @@ static void test_clocks(void **st)
     assert_true(m2 >= m1);
 }
 
+static void test_deadline_ms(void **st)
+{
+    (void)st;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct timespec d = chat_deadline_ms(1999);
+    int64_t diff = (d.tv_sec - now.tv_sec) * 1000 + (d.tv_nsec - now.tv_nsec) / 1000000;
+    assert_true(diff >= 1999 && diff < 2100);
+    assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deadline_ms),
         cmocka_unit_test(test_uuid_new_is_v4_and_valid),
         cmocka_unit_test(test_uuid_valid_rejects),
         cmocka_unit_test(test_split_list),

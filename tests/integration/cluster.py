@@ -533,9 +533,11 @@ class Cluster:
 
     @contextlib.contextmanager
     def paused(self, svc):
-        """Every replica of svc stopped (Proc.pause) for the with-block, then continued."""
-        self.skip_unless_local(f"stops svc-{svc}")
-        procs = [self.procs[n] for n in self.service_procs(svc)]
+        """Every replica of svc ("message") stopped (Proc.pause) for the with-block, then
+        continued; or just the process svc names ("svc-message.2")."""
+        self.skip_unless_local(f"stops {svc}")
+        names = [svc] if svc in self.procs else self.service_procs(svc)
+        procs = [self.procs[n] for n in names]
         try:
             for p in procs:
                 p.pause()

@@ -64,7 +64,7 @@ class DiscoveryTest(cluster.ClusterTestCase):
         await self.wait_peers("events", 5)
         rep2 = self.cluster.addr["svc-message.2"][0]
         await self.wait_log(self.cluster.service_procs("match"), f"peer_removed url={rep2}")
-        with _paused(self.cluster, "svc-message.2"):
+        with self.cluster.paused("svc-message.2"):
             await self.chat(a, b, conv, 10, 6)
             c, d = await self.connect(gw=1), await self.connect(gw=0)
             conv2 = await pair(c, d)  # svc-match asks svc-message by the name too
@@ -96,15 +96,3 @@ class DiscoveryTest(cluster.ClusterTestCase):
         for x in (a, b, c, d, e, f):
             await x.no_frame(0.1)
 
-
-class _paused:
-    """One process stopped (Proc.pause) for the with-block."""
-
-    def __init__(self, cl, name):
-        self.proc = cl.procs[name]
-
-    def __enter__(self):
-        self.proc.pause()
-
-    def __exit__(self, *exc):
-        self.proc.resume()

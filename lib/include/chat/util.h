@@ -5,11 +5,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define CHAT_UUID_LEN 36 /* text form, without the NUL */
 
 int64_t chat_now_ms(void);  /* wall clock, unix ms */
 int64_t chat_mono_ms(void); /* monotonic ms */
+/* CLOCK_REALTIME ms from now: a pthread_cond_timedwait() deadline. */
+struct timespec chat_deadline_ms(int64_t ms);
 
 /* Writes a fresh random (v4) UUID in lower-case text into out[37]. */
 void chat_uuid_new(char out[CHAT_UUID_LEN + 1]);
