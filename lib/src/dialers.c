@@ -5,6 +5,8 @@
  * per pod) are dialed as they come and dropped as they go. */
 #include "dialers.h"
 
+_Static_assert(CHAT_ADDR_TEXT == INET6_ADDRSTRLEN, "address text size");
+
 #include "chat/log.h"
 #include "chat/util.h"
 
@@ -77,7 +79,7 @@ static void source_parse(dial_source *s, const char *url)
 /* The hosts file (CHAT_HOSTS_FILE): lines "name addr addr ...", read on each
  * resolution. Returns the addresses it lists for host (possibly none), or
  * -1 when it does not name host (then DNS decides). */
-static int hosts_file_lookup(const char *host, char out[][INET6_ADDRSTRLEN], int max)
+static int hosts_file_lookup(const char *host, char out[][CHAT_ADDR_TEXT], int max)
 {
     const char *path = getenv("CHAT_HOSTS_FILE");
     FILE *f = path != NULL && path[0] ? fopen(path, "r") : NULL;
@@ -97,7 +99,7 @@ static int hosts_file_lookup(const char *host, char out[][INET6_ADDRSTRLEN], int
     return n;
 }
 
-int chat_resolve(const char *host, char out[][INET6_ADDRSTRLEN], int max)
+int chat_resolve(const char *host, char out[][CHAT_ADDR_TEXT], int max)
 {
     int n = hosts_file_lookup(host, out, max);
     if (n >= 0)

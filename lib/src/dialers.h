@@ -14,6 +14,8 @@
 #include <arpa/inet.h>
 #include <nng/nng.h>
 
+#include "chat/util.h"
+
 typedef struct chat_dialers chat_dialers;
 
 /* Starts dialing (non-blocking; peers connect in the background). 0 or an
@@ -23,8 +25,6 @@ int chat_dialers_open(chat_dialers **out, nng_socket sock, const char *urls);
 int chat_dialers_count(chat_dialers *d);
 /* Stops following names; the dialers close with the socket. NULL is fine. */
 void chat_dialers_close(chat_dialers *d);
-/* host's addresses (numeric text) by the rules above: how many, or -1 when
- * it does not resolve. */
-int chat_resolve(const char *host, char out[][INET6_ADDRSTRLEN], int max);
+/* chat_resolve() (chat/util.h) follows the same rules. */
 
 #endif

@@ -23,6 +23,21 @@ void chat_log_init(const char *service)
             log_threshold = (chat_log_level)i;
 }
 
+#define LOG_REQ_MAX 40
+static _Thread_local char log_req[LOG_REQ_MAX + 1];
+
+void chat_log_req(const char *req_id)
+{
+    size_t n = req_id ? strnlen(req_id, LOG_REQ_MAX) : 0;
+    memcpy(log_req, req_id ? req_id : "", n);
+    log_req[n] = '\0';
+}
+
+bool chat_log_enabled(chat_log_level lvl)
+{
+    return lvl >= log_threshold;
+}
+
 void chat_log(chat_log_level lvl, const char *event, const char *fmt, ...)
 {
     if (lvl < log_threshold)
@@ -40,8 +55,12 @@ void chat_log(chat_log_level lvl, const char *event, const char *fmt, ...)
         n = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
+    /* A line about a request names it, unless the caller already did. */
+    if (log_req[0] != '\0' && m >= 0 && (size_t)(n + m) < sizeof line &&
+        strstr(line + n, "req_id=") == NULL)
+        snprintf(line + n + m, sizeof line - (size_t)(n + m), " req_id=%s", log_req);
     /* One fputs per line: stdio locks the stream, so lines never interleave. */
     size_t len = strlen(line);
     if (len + 1 < sizeof line) {

@@ -34,4 +34,10 @@ void chat_wait_for_stop(void);
  * non-empty trimmed item. Returns the first non-zero fn result, or 0. */
 int chat_split_list(const char *list, int (*fn)(const char *item, void *arg), void *arg);
 
+/* host's addresses (numeric text): looked up first in the file
+ * CHAT_HOSTS_FILE (lines "name addr addr ..."), then with getaddrinfo(); an
+ * IP literal is itself. How many, or -1 when it does not resolve. */
+#define CHAT_ADDR_TEXT 46 /* INET6_ADDRSTRLEN */
+int chat_resolve(const char *host, char out[][CHAT_ADDR_TEXT], int max);
+
 #endif
