@@ -238,6 +238,11 @@ class Cluster:
         # external cluster only when the operator exports it.
         self.session_secret = (os.environ.get("CHAT_SESSION_SECRET") if self.external
                                else "integration-test-secret-" + self.name)
+        # The admin secret every process is given (chatctl carries it).
+        self.admin_token = (os.environ.get("CHAT_ADMIN_TOKEN") if self.external
+                            else "integration-admin-token-" + self.name)
+        # Process name -> its admin address (tcp://...) and health/metrics host:port.
+        self.admin_addr, self.http_addr = {}, {}
 
     # ---- addresses -------------------------------------------------------
     def ws_url(self, i=0, path="/ws"):
@@ -312,6 +317,7 @@ class Cluster:
                 env = dict(base)
                 env[f"CHAT_{svc.upper()}_LISTEN"] = self.addr[name][0]
                 env[f"CHAT_{svc.upper()}_PUB_LISTEN"] = self.addr[name][1]
+                env.update(self._admin_env(name, svc.upper()))
                 self._add(name, [os.path.join(self.bin_dir, f"svc-{svc}")], env).start()
                 self.wait_listening(name)
         for i in range(self.n_gateways):
@@ -321,9 +327,60 @@ class Cluster:
             env["CHAT_GATEWAY_PORT"] = str(port)
             env["CHAT_GATEWAY_ID"] = f"gw{i + 1}"
             env.setdefault("CHAT_GATEWAY_BIND", "127.0.0.1")
+            env.update(self._admin_env(f"gateway{i + 1}", "GATEWAY"))
             self._add(f"gateway{i + 1}", [os.path.join(self.bin_dir, "svc-gateway")], env).start()
         for i in range(self.n_gateways):
             self.wait_ready(i)
+
+    def _admin_env(self, name, kind):
+        """A process's admin and health addresses (free ports on 127.0.0.1)."""
+        self.admin_addr[name] = f"tcp://127.0.0.1:{free_port()}"
+        env = {f"CHAT_{kind}_ADMIN_LISTEN": self.admin_addr[name]}
+        if kind != "GATEWAY":  # a gateway serves /metrics on its own port
+            self.http_addr[name] = f"127.0.0.1:{free_port()}"
+            env[f"CHAT_{kind}_HTTP_LISTEN"] = self.http_addr[name]
+            env[f"CHAT_{kind}_ID"] = name
+        return env
+
+    def admin_addrs(self, kind):
+        """Comma-separated admin addresses of every process of a kind
+        ("gateway", "message", "match", "presence")."""
+        names = ([f"gateway{i + 1}" for i in range(self.n_gateways)] if kind == "gateway"
+                 else self.service_procs(kind))
+        return ",".join(self.admin_addr[n] for n in names if n in self.admin_addr)
+
+    def metrics_urls(self):
+        """Process name -> its /metrics URL, for every process of the cluster."""
+        urls = {f"gateway{i + 1}": self.http_url(i) + "/metrics" for i in range(self.n_gateways)}
+        urls.update({n: f"http://{a}/metrics" for n, a in self.http_addr.items()})
+        return urls
+
+    def chatctl_env(self, token=None):
+        """The environment chatctl needs to reach this cluster (token: another secret,
+        or "" for none)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        env.update({f"CHAT_{k.upper()}_ADMIN_ADDRS": self.admin_addrs(k)
+                    for k in ("gateway", "message", "match", "presence")})
+        env["CHAT_ENV_FILE"] = os.devnull  # never the local runner's state dir
+        tok = self.admin_token if token is None else token
+        if tok:
+            env["CHAT_ADMIN_TOKEN"] = tok
+        return env
+
+    def chatctl(self, *args, token=None, timeout=60):
+        """Runs the chatctl binary against this cluster: (exit code, stdout, stderr)."""
+        self.skip_unless_local("chatctl needs the processes' admin addresses")
+        out = subprocess.run([os.path.join(self.bin_dir, "chatctl"), *args],
+                             env=self.chatctl_env(token), capture_output=True, text=True,
+                             timeout=timeout)
+        return out.returncode, out.stdout, out.stderr
+
+    def chatctl_json(self, *args, want=0, **kw):
+        """chatctl --json ARGS: the parsed document (asserts the exit code)."""
+        import json
+        rc, out, err = self.chatctl("--json", *args, **kw)
+        assert rc == want, f"chatctl {' '.join(args)}: exit {rc}, wanted {want}\n{out}\n{err}"
+        return json.loads(out)
 
     @staticmethod
     def service_proc(svc, i=0):
@@ -369,6 +426,7 @@ class Cluster:
             "CHAT_PRESENCE_ADDRS": self._addrs("presence", 0),
             "CHAT_EVENTS_ADDRS": ",".join(self._addrs(n, 1) for n in ("message", "match", "presence")),
             "CHAT_SESSION_SECRET": self.session_secret,
+            "CHAT_ADMIN_TOKEN": self.admin_token,
             "CHAT_LOG_LEVEL": os.environ.get("CHAT_LOG_LEVEL", "info"),
         })
         if self.named:
