@@ -31,6 +31,9 @@ struct chat_pub {
     int64_t last_ms; /* monotonic ms of the last batch or heartbeat */
     atomic_bool closing;
     unsigned drop_every; /* chat_pub_test_drop; under mu */
+    /* Batches handed to nng, and batches it refused (pub/sub never waits
+     * for a subscriber: a batch the network loses is counted by them). */
+    atomic_uint_fast64_t sent, failed;
 };
 
 /* Sends a batch of the packed items (n == 0: a heartbeat, repeating the
@@ -53,8 +56,13 @@ static int pub_send_locked(chat_pub *p, const ProtobufCBinaryData *items, size_t
         nng_msg_free(m);
         return 0;
     }
-    if ((rv = nng_sendmsg(p->sock, m, 0)) != 0)
+    if ((rv = nng_sendmsg(p->sock, m, 0)) != 0) {
         nng_msg_free(m);
+        if (n > 0)
+            atomic_fetch_add(&p->failed, 1);
+    } else if (n > 0) {
+        atomic_fetch_add(&p->sent, 1);
+    }
     return rv;
 }
 
@@ -135,6 +143,12 @@ void chat_pub_test_drop(chat_pub *p, unsigned every)
     pthread_mutex_lock(&p->mu);
     p->drop_every = every;
     pthread_mutex_unlock(&p->mu);
+}
+
+void chat_pub_counts(chat_pub *p, uint64_t *sent, uint64_t *failed)
+{
+    *sent = p != NULL ? atomic_load(&p->sent) : 0;
+    *failed = p != NULL ? atomic_load(&p->failed) : 0;
 }
 
 void chat_pub_close(chat_pub *p)

@@ -2,6 +2,8 @@
 #include "chat/redis.h"
 #include "chat/log.h"
 
+#include <stdatomic.h>
+
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -114,6 +116,15 @@ static int redis_ensure(chat_redis *r)
     return 0;
 }
 
+/* Commands that failed (no connection, timeout, an error reply to a
+ * script), over every connection of the process: /metrics shows it. */
+static _Atomic uint64_t redis_errors;
+
+uint64_t chat_redis_errors(void)
+{
+    return atomic_load(&redis_errors);
+}
+
 redisReply *chat_redis_argv(chat_redis *r, int argc, const char **argv, const size_t *lens)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -124,6 +135,7 @@ redisReply *chat_redis_argv(chat_redis *r, int argc, const char **argv, const si
             return rep;
         redis_drop(r);
     }
+    atomic_fetch_add(&redis_errors, 1);
     return NULL;
 }
 
@@ -140,6 +152,7 @@ redisReply *chat_redis_cmd(chat_redis *r, const char *fmt, ...)
             return rep;
         redis_drop(r);
     }
+    atomic_fetch_add(&redis_errors, 1);
     return NULL;
 }
 
@@ -201,6 +214,7 @@ redisReply *chat_redis_eval(chat_redis *r, const chat_redis_script *s, int nkeys
         /* Redis is there but refuses (loading, out of memory, a script
          * bug): for every caller that is "try again later". */
         chat_log(CHAT_LOG_ERROR, "redis_script_error", "err=\"%.200s\"", rep->str);
+        atomic_fetch_add(&redis_errors, 1);
         freeReplyObject(rep);
         return NULL;
     }

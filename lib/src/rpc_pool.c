@@ -3,6 +3,7 @@
 
 #include <nng/nng.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "chat/log.h"
@@ -19,6 +20,7 @@ struct chat_rpc_pool {
     pthread_mutex_t mu;
     chat_workq *wq;
     chat_workq *urgent; /* with cfg.urgent: one worker, its own Redis connection */
+    _Atomic unsigned queued, running; /* requests waiting for a worker, being worked on */
 };
 
 /* One request on its way through a worker; owned by the worker once queued. */
@@ -45,7 +47,11 @@ static void pool_worker_fini(void *state)
 static void pool_run(void *arg, void *state)
 {
     pool_item *it = arg;
-    it->pool->work(it->job, it->data, it->len, state, it->pool->arg);
+    chat_rpc_pool *p = it->pool;
+    atomic_fetch_sub(&p->queued, 1);
+    atomic_fetch_add(&p->running, 1);
+    p->work(it->job, it->data, it->len, state, p->arg);
+    atomic_fetch_sub(&p->running, 1);
     free(it);
 }
 
@@ -59,7 +65,10 @@ static void pool_on_request(chat_rpc_job *job, const uint8_t *data, size_t len, 
         bool urgent = p->cfg.urgent != NULL && p->cfg.urgent(data, len);
         pthread_mutex_lock(&p->mu);
         chat_workq *q = urgent && p->urgent != NULL ? p->urgent : p->wq;
+        atomic_fetch_add(&p->queued, 1);
         rv = q != NULL ? chat_workq_push(q, pool_run, it) : -1;
+        if (rv != 0)
+            atomic_fetch_sub(&p->queued, 1);
         pthread_mutex_unlock(&p->mu);
     }
     if (rv != 0) {
@@ -102,6 +111,12 @@ int chat_rpc_pool_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg,
               cfg->listen, cfg->contexts, cfg->threads);
     *out = p;
     return 0;
+}
+
+void chat_rpc_pool_depth(chat_rpc_pool *p, unsigned *queued, unsigned *running)
+{
+    *queued = p != NULL ? atomic_load(&p->queued) : 0;
+    *running = p != NULL ? atomic_load(&p->running) : 0;
 }
 
 void chat_rpc_pool_close(chat_rpc_pool *p)

@@ -5,12 +5,15 @@
 #define CHAT_REDIS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <hiredis.h>
 
 typedef struct chat_redis chat_redis;
 
 chat_redis *chat_redis_new(const char *host, int port, int timeout_ms);
 void chat_redis_free(chat_redis *r);
+/* Commands that failed so far, over every connection of the process. */
+uint64_t chat_redis_errors(void);
 
 /* Like redisCommand; reconnects and retries once when the link is broken.
  * Returns the reply (caller frees with freeReplyObject) or NULL when Redis

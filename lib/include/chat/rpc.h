@@ -96,6 +96,8 @@ int chat_pub_send_many(chat_pub *p, const ProtobufCMessage *const *msgs, size_t 
 /* Tests only: from now on every Nth batch is numbered but not sent, as if
  * the network had lost it (0: none). */
 void chat_pub_test_drop(chat_pub *p, unsigned every);
+/* Batches published so far, and batches nng refused (NULL: 0). */
+void chat_pub_counts(chat_pub *p, uint64_t *sent, uint64_t *failed);
 void chat_pub_close(chat_pub *p);
 
 /* Called on an nng thread for every published message (in a batch's

@@ -43,6 +43,9 @@ typedef void (*chat_rpc_pool_refuse)(chat_rpc_job *job, void *arg);
  * (logged). */
 int chat_rpc_pool_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg,
                        chat_rpc_pool_work work, chat_rpc_pool_refuse refuse, void *arg);
+/* Requests waiting for a worker and being worked on now (thread-safe;
+ * NULL: 0). */
+void chat_rpc_pool_depth(chat_rpc_pool *p, unsigned *queued, unsigned *running);
 /* Staged stop: refuse new requests, finish the queued ones (each gets its
  * reply), close the socket, free everything. NULL is fine. */
 void chat_rpc_pool_close(chat_rpc_pool *p);
