@@ -12,6 +12,7 @@ int match_close_conversation(const match_env *env, const char *conv, const char 
     cc.conversation_id = (char *)conv;
     cc.user_id = (char *)user;
     Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.req_id = (char *)chat_log_req_current(); /* the request this serves */
     req.body_case = CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION;
     req.close_conversation = &cc;
     Chat__MessageReply *rep = NULL;
@@ -37,6 +38,7 @@ int match_create_conversation(const match_env *env, const char *user, const char
     cc.n_member_ids = 2;
     cc.member_ids = members;
     Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.req_id = (char *)chat_log_req_current(); /* the request this serves */
     req.body_case = CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION;
     req.create_conversation = &cc;
 
@@ -64,6 +66,7 @@ Chat__MessageReply *match_conversation_info(const match_env *env, const char *co
     ci.conversation_id = (char *)conv;
     ci.user_id = (char *)user;
     Chat__MessageRequest req = CHAT__MESSAGE_REQUEST__INIT;
+    req.req_id = (char *)chat_log_req_current(); /* the request this serves */
     req.body_case = CHAT__MESSAGE_REQUEST__BODY_CONVERSATION_INFO;
     req.conversation_info = &ci;
     Chat__MessageReply *rep = NULL;

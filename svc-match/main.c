@@ -1,15 +1,13 @@
-/* svc-match: the random-chat queue. Wires things up: configuration, event
- * publisher, svc-message client, server; runs until SIGINT/SIGTERM; tears
+/* svc-match: the random-chat queue. Wires things up on libchat's service
+ * skeleton (chat/service.h): its settings, then at start the event
+ * publisher, the svc-message client and the server; the stop tears them
  * down in reverse. */
 #include <stdlib.h>
-#include <time.h>
 
 #include <nng/nng.h>
 
-#include "chat/config.h"
 #include "chat/log.h"
-#include "chat/rpc.h"
-#include "chat/util.h"
+#include "chat/service.h"
 #include "match.h"
 
 #define MATCH_REDIS_TIMEOUT_MS 1000
@@ -17,7 +15,6 @@
 
 static const char *cfg_listen, *cfg_pub_listen, *cfg_message_addrs, *cfg_redis_host;
 static long long cfg_redis_port, cfg_rpc_timeout_ms, cfg_threads, cfg_contexts;
-static const char *cfg_log_level;
 
 static const chat_cfg_item cfg_items[] = {
     {"CHAT_MATCH_LISTEN", CHAT_CFG_STR, "tcp://127.0.0.1:7301", 0, 0,
@@ -37,59 +34,119 @@ static const chat_cfg_item cfg_items[] = {
      "worker threads (one Redis connection each)", &cfg_threads},
     {"CHAT_MATCH_CONTEXTS", CHAT_CFG_INT, "256", 1, 65536, "requests accepted at once",
      &cfg_contexts},
-    {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",
-     &cfg_log_level},
 };
 
-int main(int argc, char **argv)
-{
-    int rc = chat_cfg_main(argc, argv, "svc-match: random-chat matchmaking (queue, chats)",
-                           cfg_items, sizeof cfg_items / sizeof cfg_items[0]);
-    if (rc != 0)
-        return rc > 0 ? 0 : 2;
-    chat_log_init("match");
-    chat_signals_install();
-    match_scripts_init();
+/* Everything the running service owns; made by app_start, freed by app_stop. */
+typedef struct match_app {
+    chat_pub *pub;
+    chat_rpc_client *message;
+    match_peers peers;
+    match_env env;
+    chat_rpc_pool *srv;
+    match_admin *admin;
+} match_app;
 
-    chat_pub *pub = NULL;
-    chat_rpc_client *message = NULL;
-    chat_rpc_pool *srv = NULL;
-    int exit_code = 1;
+static int app_start(void *arg)
+{
+    match_app *a = arg;
+    match_scripts_init();
     int rv;
-    if ((rv = chat_pub_open(&pub, cfg_pub_listen)) != 0) {
+    if ((rv = chat_pub_open(&a->pub, cfg_pub_listen)) != 0) {
         chat_error("match_pub_failed", "url=%s err=\"%s\"", cfg_pub_listen, nng_strerror(rv));
-        goto out;
+        return -1;
     }
-    if ((rv = chat_rpc_client_open(&message, cfg_message_addrs, (int)cfg_rpc_timeout_ms)) !=
+    if ((rv = chat_rpc_client_open(&a->message, cfg_message_addrs, (int)cfg_rpc_timeout_ms)) !=
         0) {
         chat_error("match_message_client_failed", "urls=%s err=\"%s\"", cfg_message_addrs,
                    nng_strerror(rv));
-        goto out;
+        return -1;
     }
     /* Listen only once svc-message answers (bounded): the gateway's readiness
      * follows ours, and a match made before would fail with UNAVAILABLE. */
-    match_peers_wait(message, "svc-message", MATCH_PEER_WAIT_MS);
-    match_peers peers = {message, pub};
+    chat_rpc_client_await(a->message, "svc-message", MATCH_PEER_WAIT_MS);
+    a->peers = (match_peers){a->message, a->pub};
     /* A reservation must outlive the slowest create (bounded by the RPC
      * timeout) by a wide margin; it only matters if this process dies. */
-    match_env env = {match_peers_message_call, match_peers_publish, &peers,
-                     (int)(2 * cfg_rpc_timeout_ms / 1000) + 30};
+    a->env = (match_env){match_peers_message_call, match_peers_publish, &a->peers,
+                         (int)(2 * cfg_rpc_timeout_ms / 1000) + 30};
+    a->admin = match_admin_new(cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS);
+    if (a->admin == NULL)
+        return -1;
     chat_rpc_pool_cfg scfg = {
         "match",        cfg_listen,          (int)cfg_contexts,      (int)cfg_threads,
         cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS, NULL};
-    if (match_server_open(&srv, &scfg, &env) != 0)
-        goto out;
-
+    if (match_server_open(&a->srv, &scfg, &a->env) != 0)
+        return -1;
     chat_info("match_started", "listen=%s pub=%s message=%s redis=%s:%lld", cfg_listen,
               cfg_pub_listen, cfg_message_addrs, cfg_redis_host, cfg_redis_port);
-    chat_wait_for_stop();
-    chat_info("match_stopping", "reason=signal");
-    exit_code = 0;
-out:
-    match_server_close(srv);
-    chat_rpc_client_close(message);
-    chat_pub_close(pub);
-    if (exit_code == 0)
-        chat_info("match_stopped", "exit=0");
-    return exit_code;
+    return 0;
+}
+
+static void app_stop(void *arg)
+{
+    match_app *a = arg;
+    match_server_close(a->srv);
+    match_admin_free(a->admin);
+    chat_rpc_client_close(a->message);
+    chat_pub_close(a->pub);
+}
+
+static bool app_ready(void *arg)
+{
+    const match_app *a = arg;
+    return a->srv != NULL && chat_rpc_client_peers(a->message) > 0;
+}
+
+static uint64_t app_load(void *arg)
+{
+    match_app *a = arg;
+    return match_admin_waiting(a->admin);
+}
+
+static void app_metrics(chat_mbuf *b, void *arg)
+{
+    match_app *a = arg;
+    match_server_metrics(b);
+    unsigned queued, running;
+    chat_rpc_pool_depth(a->srv, &queued, &running);
+    chat_metric_gauge(b, "chat_match_requests_queued", "Requests waiting for a worker.", queued);
+    chat_metric_gauge(b, "chat_match_requests_running", "Requests a worker is on now.", running);
+    chat_metric_gauge(b, "chat_match_message_peers", "svc-message replicas connected.",
+                      chat_rpc_client_peers(a->message));
+    chat_metric_counter(b, "chat_match_redis_errors_total", "Redis commands that failed.",
+                        chat_redis_errors());
+    uint64_t sent, failed;
+    chat_pub_counts(a->pub, &sent, &failed);
+    chat_metric_counter(b, "chat_match_events_published_total", "Event batches published.",
+                        sent);
+    chat_metric_counter(b, "chat_match_events_dropped_total",
+                        "Event batches the publisher refused.", failed);
+}
+
+static void app_admin(const Chat__AdminRequest *req, chat_admin_out *out, void *arg)
+{
+    match_app *a = arg;
+    match_admin_handle(req, out, a->admin);
+}
+
+int main(int argc, char **argv)
+{
+    static match_app app;
+    const chat_svc_def def = {
+        .kind = "match",
+        .about = "svc-match: random-chat matchmaking (queue, chats)",
+        .items = cfg_items,
+        .n_items = sizeof cfg_items / sizeof cfg_items[0],
+        .admin_default = "tcp://127.0.0.1:7303",
+        .http_default = "127.0.0.1:7304",
+        .load_name = "queue_length",
+        .start = app_start,
+        .stop = app_stop,
+        .ready = app_ready,
+        .load = app_load,
+        .metrics = app_metrics,
+        .admin = app_admin,
+        .stop_bound_s = 10,
+    };
+    return chat_svc_main(argc, argv, &def, &app);
 }

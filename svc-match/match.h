@@ -25,6 +25,8 @@
 
 #include <hiredis.h>
 
+#include "chat/admin.h"
+#include "chat/metrics.h"
 #include "chat/redis.h"
 #include "chat/rpc_pool.h"
 #include "chat/rpc.h"
@@ -114,6 +116,9 @@ void match_start_search(const match_env *env, chat_redis *r, const Chat__StartSe
  * unreachable). A user already matched stays in its chat, named in
  * reply.matched_conversation_id. */
 void match_leave_queue(chat_redis *r, const char *user_id, match_out *out);
+/* chatctl queue: users waiting and the longest wait (ms). 0, or -1 when
+ * Redis did not answer. */
+int match_queue_stats(chat_redis *r, uint64_t *waiting, int64_t *longest_ms);
 
 /* ---- chats.c: ending chats, timeout notices ---- */
 
@@ -158,15 +163,26 @@ typedef struct match_peers {
 int match_peers_message_call(void *ctx, const Chat__MessageRequest *req,
                              Chat__MessageReply **reply);
 void match_peers_publish(void *ctx, const Chat__Event *ev);
-/* Waits (at most max_ms, less when stopping) until c is connected to a
- * server. Returns true when it is; false is logged and not fatal. */
-bool match_peers_wait(chat_rpc_client *c, const char *name, int max_ms);
+
+/* ---- admin.c: the operators' requests (chatctl queue) ---- */
+
+/* The admin side's own Redis connection, shared by the admin thread and
+ * status's load figure (under a lock). */
+typedef struct match_admin match_admin;
+match_admin *match_admin_new(const char *redis_host, int redis_port, int timeout_ms);
+void match_admin_free(match_admin *a); /* NULL is fine */
+/* Users waiting now (0 when Redis does not answer). */
+uint64_t match_admin_waiting(match_admin *a);
+/* chat_admin_handler (arg: match_admin). */
+void match_admin_handle(const Chat__AdminRequest *req, chat_admin_out *out, void *arg);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
 
 /* Starts serving. env must outlive the server. On success *out is the
  * caller's, freed by match_server_close(). Returns 0 or -1 (logged). */
 int match_server_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg, const match_env *env);
+/* chat_requests_total and chat_request_duration_seconds of the requests served. */
+void match_server_metrics(chat_mbuf *b);
 /* Staged stop: refuse new requests (UNAVAILABLE), finish the queued ones,
  * close the socket, free everything. NULL is fine. */
 void match_server_close(chat_rpc_pool *s);

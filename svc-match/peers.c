@@ -30,11 +30,3 @@ void match_peers_publish(void *ctx, const Chat__Event *ev)
         chat_warn("match_publish_failed", "event=%d err=\"%s\"", (int)ev->body_case,
                   nng_strerror(rv));
 }
-
-bool match_peers_wait(chat_rpc_client *c, const char *name, int max_ms)
-{
-    if (chat_rpc_client_wait_peers(c, max_ms))
-        return true;
-    chat_warn("match_peer_missing", "peer=%s waited_ms=%d", name, max_ms);
-    return false;
-}

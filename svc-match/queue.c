@@ -32,6 +32,7 @@ static const char PAIR_SRC[] =
     "  if sep then\n"
     "    local t = string.sub(e, 1, sep - 1)\n"
     "    local u = string.sub(e, sep + 1)\n"
+    "    redis.call('HDEL', 'm:qsince', t)\n"
     "    local qk = 'm:q:' .. u\n"
     "    if u ~= ARGV[1] and redis.call('GET', qk) == t then\n"
     "      redis.call('DEL', qk)\n"
@@ -46,6 +47,8 @@ static const char PAIR_SRC[] =
     "local t = redis.call('INCR', KEYS[4])\n"
     "redis.call('SET', KEYS[2], t)\n"
     "redis.call('RPUSH', KEYS[3], t .. ':' .. ARGV[1])\n"
+    "local now = redis.call('TIME')\n"
+    "redis.call('HSET', 'm:qsince', t, now[1] * 1000 + math.floor(now[2] / 1000))\n"
     "return {'searching'}\n";
 
 /* KEYS: m:chat:{user} m:chat:{partner} m:conv:{id}; ARGV: id partner user.
@@ -81,6 +84,8 @@ static const char ABORT_SRC[] =
     "if pv ~= 'pending' or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end\n"
     "redis.call('SET', KEYS[3], ARGV[2])\n"
     "redis.call('LPUSH', KEYS[4], ARGV[2] .. ':' .. ARGV[1])\n"
+    "local now = redis.call('TIME')\n"
+    "redis.call('HSETNX', 'm:qsince', ARGV[2], now[1] * 1000 + math.floor(now[2] / 1000))\n"
     "return 1\n";
 
 /* KEYS: m:q:{user} m:chat:{user}. Leaves the queue; the list entry becomes
@@ -97,7 +102,26 @@ static const char LEAVE_SRC[] =
     "if chat and string.sub(chat, 1, 7) ~= 'pending' then return chat end\n"
     "return false\n";
 
-static chat_redis_script pair_script, commit_script, abort_script, leave_script;
+/* No keys (it reads m:queue, m:q:* and m:qsince). Counts the live entries
+ * of the queue (at most the first 100,000 are looked at) and returns
+ * {count, the oldest live entry's queue time in unix ms or "", now in unix
+ * ms}. */
+static const char STATS_SRC[] =
+    "local n, oldest = 0, false\n"
+    "for _, e in ipairs(redis.call('LRANGE', 'm:queue', 0, 99999)) do\n"
+    "  local sep = string.find(e, ':', 1, true)\n"
+    "  if sep then\n"
+    "    local t = string.sub(e, 1, sep - 1)\n"
+    "    if redis.call('GET', 'm:q:' .. string.sub(e, sep + 1)) == t then\n"
+    "      n = n + 1\n"
+    "      if not oldest then oldest = redis.call('HGET', 'm:qsince', t) end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local now = redis.call('TIME')\n"
+    "return {n, oldest or '', tostring(now[1] * 1000 + math.floor(now[2] / 1000))}\n";
+
+static chat_redis_script pair_script, commit_script, abort_script, leave_script, stats_script;
 
 void match_queue_scripts_init(void)
 {
@@ -105,6 +129,25 @@ void match_queue_scripts_init(void)
     chat_redis_script_init(&commit_script, COMMIT_SRC);
     chat_redis_script_init(&abort_script, ABORT_SRC);
     chat_redis_script_init(&leave_script, LEAVE_SRC);
+    chat_redis_script_init(&stats_script, STATS_SRC);
+}
+
+static bool reply_is_str(const redisReply *r);
+
+int match_queue_stats(chat_redis *r, uint64_t *waiting, int64_t *longest_ms)
+{
+    redisReply *rep = chat_redis_eval(r, &stats_script, 0, 0, NULL);
+    int rv = -1;
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER && reply_is_str(rep->element[1]) &&
+        reply_is_str(rep->element[2])) {
+        *waiting = (uint64_t)rep->element[0]->integer;
+        long long since = atoll(rep->element[1]->str), now = atoll(rep->element[2]->str);
+        *longest_ms = since > 0 && now > since ? now - since : 0;
+        rv = 0;
+    }
+    freeReplyObject(rep);
+    return rv;
 }
 
 static bool reply_is_str(const redisReply *r)

@@ -33,6 +33,11 @@ void chat_log_req(const char *req_id)
     log_req[n] = '\0';
 }
 
+const char *chat_log_req_current(void)
+{
+    return log_req;
+}
+
 bool chat_log_enabled(chat_log_level lvl)
 {
     return lvl >= log_threshold;

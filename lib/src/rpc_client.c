@@ -1,6 +1,7 @@
 /* REQ client: one context per batch of calls, fast failure without peers
  * (see rpc.h). */
 #include "chat/rpc.h"
+#include "chat/log.h"
 #include "dialers.h"
 #include "pb.h"
 
@@ -329,6 +330,14 @@ bool chat_rpc_client_wait_peers(chat_rpc_client *c, int max_ms)
         nanosleep(&ts, NULL);
     }
     return true;
+}
+
+bool chat_rpc_client_await(chat_rpc_client *c, const char *name, int max_ms)
+{
+    if (chat_rpc_client_wait_peers(c, max_ms))
+        return true;
+    chat_log(CHAT_LOG_WARN, "peer_missing", "peer=%s waited_ms=%d", name, max_ms);
+    return false;
 }
 
 void chat_rpc_client_close(chat_rpc_client *c)

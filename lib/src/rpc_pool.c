@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "chat/log.h"
+#include "chat/metrics.h"
 #include "chat/workq.h"
 
 struct chat_rpc_pool {
@@ -29,7 +30,16 @@ typedef struct pool_item {
     chat_rpc_job *job;
     const uint8_t *data; /* valid until the job is replied to */
     size_t len;
+    int64_t arrived_ns; /* chat_mono_ns() when the request came */
 } pool_item;
+
+/* The arrival of the request this worker runs now (chat_rpc_pool_age_s). */
+static _Thread_local int64_t pool_arrived_ns;
+
+double chat_rpc_pool_age_s(void)
+{
+    return pool_arrived_ns > 0 ? (double)(chat_mono_ns() - pool_arrived_ns) / 1e9 : 0;
+}
 
 static void *pool_worker_init(void *ctx)
 {
@@ -50,7 +60,9 @@ static void pool_run(void *arg, void *state)
     chat_rpc_pool *p = it->pool;
     atomic_fetch_sub(&p->queued, 1);
     atomic_fetch_add(&p->running, 1);
+    pool_arrived_ns = it->arrived_ns;
     p->work(it->job, it->data, it->len, state, p->arg);
+    pool_arrived_ns = 0;
     atomic_fetch_sub(&p->running, 1);
     free(it);
 }
@@ -61,7 +73,7 @@ static void pool_on_request(chat_rpc_job *job, const uint8_t *data, size_t len, 
     pool_item *it = malloc(sizeof *it);
     int rv = -1;
     if (it != NULL) {
-        *it = (pool_item){p, job, data, len};
+        *it = (pool_item){p, job, data, len, chat_mono_ns()};
         bool urgent = p->cfg.urgent != NULL && p->cfg.urgent(data, len);
         pthread_mutex_lock(&p->mu);
         chat_workq *q = urgent && p->urgent != NULL ? p->urgent : p->wq;

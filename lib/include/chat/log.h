@@ -15,6 +15,8 @@ void chat_log_init(const char *service);
 /* The request this thread works for now: every line it logs until the
  * next call carries req_id=ID (NULL or "": none). Thread-local. */
 void chat_log_req(const char *req_id);
+/* That id ("" when none): passed on in requests to other services. */
+const char *chat_log_req_current(void);
 /* True when lines of this level are written (to skip building them). */
 bool chat_log_enabled(chat_log_level lvl);
 void chat_log(chat_log_level lvl, const char *event, const char *fmt, ...)

@@ -76,6 +76,9 @@ int chat_rpc_call_decode(chat_rpc_client *c, const ProtobufCMessage *req,
 /* Waits until at least one server is connected, at most max_ms (less if a
  * stop signal came: chat_stopping()). True when one is. */
 bool chat_rpc_client_wait_peers(chat_rpc_client *c, int max_ms);
+/* chat_rpc_client_wait_peers() that logs a miss (peer_missing, naming
+ * the peer); a start that goes on without it is not fatal. */
+bool chat_rpc_client_await(chat_rpc_client *c, const char *name, int max_ms);
 /* Number of servers currently connected (0: every call fails at once). */
 int chat_rpc_client_peers(chat_rpc_client *c);
 void chat_rpc_client_close(chat_rpc_client *c);

@@ -34,6 +34,10 @@ typedef struct chat_rpc_pool_cfg {
  * allocated); must reply to job exactly once. data is valid until then. */
 typedef void (*chat_rpc_pool_work)(chat_rpc_job *job, const uint8_t *data, size_t len,
                                    chat_redis *r, void *arg);
+/* In a work callback: seconds since its request arrived (queue wait
+ * included), for latency histograms. */
+double chat_rpc_pool_age_s(void);
+
 /* Runs on the nng thread when the pool takes no more work (stopping, out of
  * memory); must reply to job at once (typically UNAVAILABLE). */
 typedef void (*chat_rpc_pool_refuse)(chat_rpc_job *job, void *arg);
