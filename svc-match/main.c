@@ -109,8 +109,10 @@ static void app_metrics(chat_mbuf *b, void *arg)
     match_server_metrics(b);
     unsigned queued, running;
     chat_rpc_pool_depth(a->srv, &queued, &running);
-    chat_metric_gauge(b, "chat_match_requests_queued", "Requests waiting for a worker.", queued);
-    chat_metric_gauge(b, "chat_match_requests_running", "Requests a worker is on now.", running);
+    chat_metric_gauge(b, "chat_match_requests_queued", "Requests waiting for a worker.",
+                      queued);
+    chat_metric_gauge(b, "chat_match_requests_running", "Requests a worker is on now.",
+                      running);
     chat_metric_gauge(b, "chat_match_message_peers", "svc-message replicas connected.",
                       chat_rpc_client_peers(a->message));
     chat_metric_counter(b, "chat_match_redis_errors_total", "Redis commands that failed.",

@@ -412,6 +412,30 @@ static void stop_then_start_goes_to_the_back(void **state)
     assert_int_equal(rint_cmd("LLEN m:queue"), 0);
 }
 
+static void queue_stats_count_live_entries(void **state)
+{
+    uint64_t waiting = 99;
+    int64_t longest = -1;
+    assert_int_equal(match_queue_stats(R, &waiting, &longest), 0);
+    assert_int_equal(waiting, 0);
+    assert_int_equal(longest, 0);
+    start_waits(A);
+    assert_int_equal(match_queue_stats(R, &waiting, &longest), 0);
+    assert_int_equal(waiting, 1);
+    assert_true(longest >= 0 && longest < 5000);
+    /* A stale entry (A stopped) is not waiting. */
+    assert_int_equal(simple(R, CHAT__MATCH_REQUEST__BODY_STOP_SEARCH, A), CHAT__CODE__OK);
+    assert_int_equal(match_queue_stats(R, &waiting, &longest), 0);
+    assert_int_equal(waiting, 0);
+    start_waits(B); /* pops A's stale entry on the way */
+    char c[MATCH_ID_MAX + 1];
+    start_pairs(C, B, c);
+    assert_int_equal(match_queue_stats(R, &waiting, &longest), 0);
+    assert_int_equal(waiting, 0);
+    /* Every popped entry took its queue time along. */
+    assert_int_equal(rint_cmd("HLEN m:qsince"), 0);
+}
+
 /* stop_search: returns the code, copies the chat the reply names into conv. */
 static Chat__Code stop(const char *user, char conv[MATCH_ID_MAX + 1])
 {
@@ -815,6 +839,7 @@ int main(void)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(fifo_four_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(queue_stats_count_live_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(start_search_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_then_start_goes_to_the_back, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_then_start_order, setup, teardown),

@@ -8,6 +8,7 @@ int pres_tell_match(const pres_env *env, Chat__MatchRequest__BodyCase kind, cons
     Chat__UserOfflineReq off = CHAT__USER_OFFLINE_REQ__INIT;
     Chat__UserGoneReq gone = CHAT__USER_GONE_REQ__INIT;
     Chat__MatchRequest req = CHAT__MATCH_REQUEST__INIT;
+    req.req_id = (char *)chat_log_req_current(); /* the request this serves */
     req.body_case = kind;
     if (kind == CHAT__MATCH_REQUEST__BODY_USER_OFFLINE) {
         off.user_id = (char *)user;

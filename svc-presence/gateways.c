@@ -122,6 +122,12 @@ void pres_heartbeat(chat_redis *r, const Chat__HeartbeatReq *q, int64_t now, pre
     }
     out->reply.resync = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
     freeReplyObject(rep);
+    /* The gateway asks for the bans when this is not the version it has.
+     * Unknown (Redis failed just now) says 0: the gateway's BansReq then
+     * fails too and it keeps what it has; the heartbeat itself counted. */
+    uint64_t version = 0;
+    if (pres_bans_version(r, &version) == 0)
+        out->reply.bans_version = version;
     if (out->reply.resync)
         chat_info("pres_gateway_resync", "gateway=%s connections=%" PRIu32, q->gateway_id,
                   q->connections);

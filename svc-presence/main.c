@@ -1,16 +1,14 @@
-/* svc-presence: connections, last seen, reconnect grace, presence pushes.
- * Wires things up: configuration, event publisher, svc-match and
- * svc-message clients, notifier, server, sweeper; runs until
- * SIGINT/SIGTERM; tears down in reverse. */
+/* svc-presence: connections, last seen, reconnect grace, presence pushes,
+ * bans. Wires things up on libchat's service skeleton (chat/service.h): its
+ * settings, then at start the event publisher, the svc-match and
+ * svc-message clients, notifier, server and sweeper; the stop tears them
+ * down in reverse. */
 #include <stdlib.h>
-#include <time.h>
 
 #include <nng/nng.h>
 
-#include "chat/config.h"
 #include "chat/log.h"
-#include "chat/rpc.h"
-#include "chat/util.h"
+#include "chat/service.h"
 #include "presence.h"
 
 #define PRES_REDIS_TIMEOUT_MS 1000
@@ -21,7 +19,6 @@ static const char *cfg_listen, *cfg_pub_listen, *cfg_match_addrs, *cfg_message_a
 static const char *cfg_redis_host;
 static long long cfg_redis_port, cfg_grace_ms, cfg_gw_ttl_ms, cfg_rpc_timeout_ms;
 static long long cfg_threads, cfg_contexts, cfg_notifiers, cfg_notify_queue;
-static const char *cfg_log_level;
 
 static const chat_cfg_item cfg_items[] = {
     {"CHAT_PRESENCE_LISTEN", CHAT_CFG_STR, "tcp://127.0.0.1:7401", 0, 0,
@@ -50,79 +47,146 @@ static const chat_cfg_item cfg_items[] = {
     {"CHAT_PRESENCE_NOTIFY_QUEUE", CHAT_CFG_INT, "10000", 1, 10000000,
      "presence pushes waiting per notifier thread before new ones are dropped",
      &cfg_notify_queue},
-    {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",
-     &cfg_log_level},
 };
 
-int main(int argc, char **argv)
-{
-    int rc = chat_cfg_main(argc, argv, "svc-presence: connections, last seen, reconnect grace",
-                           cfg_items, sizeof cfg_items / sizeof cfg_items[0]);
-    if (rc != 0)
-        return rc > 0 ? 0 : 2;
-    chat_log_init("presence");
-    chat_signals_install();
-    pres_scripts_init();
+/* Everything the running service owns; made by app_start, freed by app_stop. */
+typedef struct pres_app {
+    chat_pub *pub;
+    chat_rpc_client *match, *message;
+    pres_peers peers;
+    pres_notify_deps deps;
+    pres_notifier *notifier;
+    pres_env env;
+    chat_rpc_pool *srv;
+    pres_sweeper *sweeper;
+    pres_admin *admin;
+} pres_app;
 
-    chat_pub *pub = NULL;
-    chat_rpc_client *match = NULL, *message = NULL;
-    pres_notifier *notifier = NULL;
-    chat_rpc_pool *srv = NULL;
-    pres_sweeper *sweeper = NULL;
-    int exit_code = 1;
+static int app_clients(pres_app *a)
+{
     int rv;
-    if ((rv = chat_pub_open(&pub, cfg_pub_listen)) != 0) {
+    if ((rv = chat_pub_open(&a->pub, cfg_pub_listen)) != 0) {
         chat_error("pres_pub_failed", "url=%s err=\"%s\"", cfg_pub_listen, nng_strerror(rv));
-        goto out;
+        return -1;
     }
-    if ((rv = chat_rpc_client_open(&match, cfg_match_addrs, (int)cfg_rpc_timeout_ms)) != 0) {
+    if ((rv = chat_rpc_client_open(&a->match, cfg_match_addrs, (int)cfg_rpc_timeout_ms)) != 0) {
         chat_error("pres_match_client_failed", "urls=%s err=\"%s\"", cfg_match_addrs,
                    nng_strerror(rv));
-        goto out;
+        return -1;
     }
     /* Listen only once svc-match answers (bounded): the gateway's readiness
      * follows ours, and a disconnect before could not take users out of the
      * queue. */
-    pres_peers_wait(match, "svc-match", PRES_PEER_WAIT_MS);
-    if ((rv = chat_rpc_client_open(&message, cfg_message_addrs, (int)cfg_rpc_timeout_ms)) !=
+    chat_rpc_client_await(a->match, "svc-match", PRES_PEER_WAIT_MS);
+    if ((rv = chat_rpc_client_open(&a->message, cfg_message_addrs, (int)cfg_rpc_timeout_ms)) !=
         0) {
         chat_error("pres_message_client_failed", "urls=%s err=\"%s\"", cfg_message_addrs,
                    nng_strerror(rv));
-        goto out;
+        return -1;
     }
-    pres_peers peers = {message, pub};
-    pres_notify_deps deps = {pres_peers_contacts, pres_peers_publish, &peers};
-    if (pres_notifier_start(&notifier, &deps, cfg_redis_host, (int)cfg_redis_port,
+    return 0;
+}
+
+static int app_start(void *arg)
+{
+    pres_app *a = arg;
+    pres_scripts_init();
+    if (app_clients(a) != 0)
+        return -1;
+    a->peers = (pres_peers){a->message, a->pub};
+    a->deps = (pres_notify_deps){pres_peers_contacts, pres_peers_publish, &a->peers};
+    if (pres_notifier_start(&a->notifier, &a->deps, cfg_redis_host, (int)cfg_redis_port,
                             PRES_REDIS_TIMEOUT_MS, (int)cfg_notifiers,
                             (int)cfg_notify_queue) != 0)
-        goto out;
-    pres_env env = {pres_peers_match_call, match,   cfg_grace_ms, cfg_gw_ttl_ms,
-                    pres_notifier_push,    notifier};
+        return -1;
+    a->env = (pres_env){pres_peers_match_call, a->match,           cfg_grace_ms,
+                        cfg_gw_ttl_ms,         pres_notifier_push, a->notifier};
+    a->admin = pres_admin_new(cfg_redis_host, (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS);
+    if (a->admin == NULL)
+        return -1;
     chat_rpc_pool_cfg scfg = {
         "presence",     cfg_listen,          (int)cfg_contexts,     (int)cfg_threads,
         cfg_redis_host, (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS, NULL};
-    if (pres_server_open(&srv, &scfg, &env) != 0)
-        goto out;
-    if (pres_sweeper_start(&sweeper, &env, cfg_redis_host, (int)cfg_redis_port,
+    if (pres_server_open(&a->srv, &scfg, &a->env) != 0)
+        return -1;
+    if (pres_sweeper_start(&a->sweeper, &a->env, cfg_redis_host, (int)cfg_redis_port,
                            PRES_REDIS_TIMEOUT_MS, PRES_SWEEP_INTERVAL_MS) != 0)
-        goto out;
-
+        return -1;
     chat_info("pres_started",
-              "listen=%s pub=%s match=%s redis=%s:%lld grace_ms=%lld "
-              "gateway_ttl_ms=%lld",
+              "listen=%s pub=%s match=%s redis=%s:%lld grace_ms=%lld gateway_ttl_ms=%lld",
               cfg_listen, cfg_pub_listen, cfg_match_addrs, cfg_redis_host, cfg_redis_port,
               cfg_grace_ms, cfg_gw_ttl_ms);
-    chat_wait_for_stop();
-    chat_info("pres_stopping", "reason=signal");
-    exit_code = 0;
-out:
-    pres_sweeper_stop(sweeper);
-    pres_server_close(srv);
-    pres_notifier_stop(notifier); /* after the last one that could push */
-    chat_rpc_client_close(message);
-    chat_rpc_client_close(match);
-    chat_pub_close(pub);
-    if (exit_code == 0)
-        chat_info("pres_stopped", "exit=0");
-    return exit_code;
+    return 0;
+}
+
+static void app_stop(void *arg)
+{
+    pres_app *a = arg;
+    pres_sweeper_stop(a->sweeper);
+    pres_server_close(a->srv);
+    pres_notifier_stop(a->notifier); /* after the last one that could push */
+    pres_admin_free(a->admin);
+    chat_rpc_client_close(a->message);
+    chat_rpc_client_close(a->match);
+    chat_pub_close(a->pub);
+}
+
+static bool app_ready(void *arg)
+{
+    const pres_app *a = arg;
+    return a->sweeper != NULL && chat_rpc_client_peers(a->match) > 0;
+}
+
+static uint64_t app_load(void *arg)
+{
+    pres_app *a = arg;
+    return pres_admin_online(a->admin);
+}
+
+static void app_metrics(chat_mbuf *b, void *arg)
+{
+    pres_app *a = arg;
+    pres_server_metrics(b);
+    unsigned queued, running;
+    chat_rpc_pool_depth(a->srv, &queued, &running);
+    chat_metric_gauge(b, "chat_presence_requests_queued", "Requests waiting for a worker.",
+                      queued);
+    chat_metric_gauge(b, "chat_presence_requests_running", "Requests a worker is on now.",
+                      running);
+    chat_metric_counter(b, "chat_presence_redis_errors_total", "Redis commands that failed.",
+                        chat_redis_errors());
+    uint64_t sent, failed;
+    chat_pub_counts(a->pub, &sent, &failed);
+    chat_metric_counter(b, "chat_presence_events_published_total",
+                        "Event batches published (presence pushes).", sent);
+    chat_metric_counter(b, "chat_presence_events_dropped_total",
+                        "Event batches the publisher refused.", failed);
+}
+
+static void app_admin(const Chat__AdminRequest *req, chat_admin_out *out, void *arg)
+{
+    pres_app *a = arg;
+    pres_admin_handle(req, out, a->admin);
+}
+
+int main(int argc, char **argv)
+{
+    static pres_app app;
+    const chat_svc_def def = {
+        .kind = "presence",
+        .about = "svc-presence: connections, last seen, reconnect grace, bans",
+        .items = cfg_items,
+        .n_items = sizeof cfg_items / sizeof cfg_items[0],
+        .admin_default = "tcp://127.0.0.1:7403",
+        .http_default = "127.0.0.1:7404",
+        .load_name = "users_online",
+        .start = app_start,
+        .stop = app_stop,
+        .ready = app_ready,
+        .load = app_load,
+        .metrics = app_metrics,
+        .admin = app_admin,
+        .stop_bound_s = 10,
+    };
+    return chat_svc_main(argc, argv, &def, &app);
 }

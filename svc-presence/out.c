@@ -21,6 +21,10 @@ void pres_out_free(pres_out *o)
         return;
     free(o->statuses);
     free(o->status_ptrs);
+    free(o->bans_mem);
+    o->bans_mem = NULL;
+    o->reply.bans = NULL;
+    o->reply.n_bans = 0;
     o->statuses = NULL;
     o->status_ptrs = NULL;
     o->reply.n_statuses = 0;

@@ -26,14 +26,6 @@ int pres_peers_match_call(void *ctx, const Chat__MatchRequest *req, Chat__MatchR
     return 0;
 }
 
-bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms)
-{
-    if (chat_rpc_client_wait_peers(c, max_ms))
-        return true;
-    chat_warn("pres_peer_missing", "peer=%s waited_ms=%d", name, max_ms);
-    return false;
-}
-
 int pres_peers_contacts(void *ctx, const char *user, int64_t at, char ***ids, size_t *n)
 {
     const pres_peers *p = ctx;

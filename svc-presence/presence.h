@@ -15,6 +15,7 @@
  *   p:deadgws        set of gateways declared dead whose connections are
  *                    still being closed, a chunk per sweeper tick
  *   p:dead:{gateway} the "user/conn" entries still to close
+ *   p:bans, p:bans:ver  bans and their version (bans.c)
  * Every decision is one Lua script, so replicas never double-process. */
 #ifndef SVC_PRESENCE_PRESENCE_H
 #define SVC_PRESENCE_PRESENCE_H
@@ -25,6 +26,8 @@
 
 #include <hiredis.h>
 
+#include "chat/admin.h"
+#include "chat/metrics.h"
 #include "chat/redis.h"
 #include "chat/rpc_pool.h"
 #include "chat/rpc.h"
@@ -74,6 +77,7 @@ typedef struct pres_out {
     char detail[128];
     Chat__UserStatus *statuses;     /* malloc'd */
     Chat__UserStatus **status_ptrs; /* malloc'd */
+    void *bans_mem;                 /* malloc'd: the bans list (bans.c) */
 } pres_out;
 
 void pres_out_init(pres_out *o);
@@ -133,9 +137,27 @@ void pres_query(chat_redis *r, const Chat__QueryReq *q, int64_t now, pres_out *o
  * (0 when unknown). Returns 0, or -1 when the reply has another shape. */
 int pres_parse_query(const redisReply *rep, size_t n, bool *online, int64_t *seen);
 
+/* Users with a connection on a live gateway, and those connections (one
+ * script over every gateway's set: for operators, not for hot paths).
+ * 0, or -1 when Redis failed. */
+int pres_online_count(chat_redis *r, uint64_t *users, uint64_t *conns);
 /* Online state and last seen (0: unknown) of one user. Returns 0, or -1
  * when Redis is unreachable. */
 int pres_status_of(chat_redis *r, const char *user, bool *online, int64_t *seen);
+
+/* ---- bans.c: bans (chatctl ban / unban), read by every gateway ---- */
+
+void pres_bans_scripts_init(void);
+/* until_ms: unix ms, 0 = until unbanned. 0, or -1 when Redis failed. */
+int pres_ban_set(chat_redis *r, const char *user, int64_t until_ms, int64_t now);
+/* *lifted: there was one. 0, or -1 when Redis failed. */
+int pres_ban_lift(chat_redis *r, const char *user, int64_t now, bool *lifted);
+/* *until_ms: -1 not banned (or expired), 0 until unbanned, else unix ms. */
+int pres_ban_of(chat_redis *r, const char *user, int64_t now, int64_t *until_ms);
+/* The version gateways compare (0: no ban ever set). 0 or -1. */
+int pres_bans_version(chat_redis *r, uint64_t *version);
+/* BansReq: every ban in force (expired ones pruned) and the version. */
+void pres_bans_list(chat_redis *r, int64_t now, pres_out *out);
 
 /* ---- notify.c: presence pushes to a user's contacts ---- */
 
@@ -199,9 +221,17 @@ typedef struct pres_peers {
 int pres_peers_contacts(void *ctx, const char *user, int64_t at, char ***ids, size_t *n);
 /* pres_notify_deps.publish over pres_peers.pub. */
 int pres_peers_publish(void *ctx, const Chat__Event *ev);
-/* Waits (at most max_ms, less when stopping) until c is connected to a
- * server. Returns true when it is; false is logged and not fatal. */
-bool pres_peers_wait(chat_rpc_client *c, const char *name, int max_ms);
+
+/* ---- admin.c: the operators' requests (users, user, ban, unban) ---- */
+
+typedef struct pres_admin pres_admin;
+/* The admin side's own Redis connection (the admin thread and status's
+ * load figure share it, under a lock). NULL when out of memory. */
+pres_admin *pres_admin_new(const char *redis_host, int redis_port, int timeout_ms);
+void pres_admin_free(pres_admin *a);       /* NULL is fine */
+uint64_t pres_admin_online(pres_admin *a); /* users online (0 when Redis fails) */
+/* A chat_admin_handler over a (arg: the pres_admin). */
+void pres_admin_handle(const Chat__AdminRequest *req, chat_admin_out *out, void *arg);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
 
@@ -213,5 +243,7 @@ int pres_server_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg, const pr
 /* Staged stop: refuse new requests (UNAVAILABLE), finish the queued ones,
  * close the socket, free everything. NULL is fine. */
 void pres_server_close(chat_rpc_pool *s);
+/* chat_requests_total and chat_request_duration_seconds of the requests served. */
+void pres_server_metrics(chat_mbuf *b);
 
 #endif

@@ -19,11 +19,40 @@ static const char QUERY_SRC[] = "local out = {}\n"
 /* Ids per script call (chat_redis_eval takes at most 64 arguments). */
 #define QUERY_CHUNK 50
 
-static chat_redis_script query_script;
+/* No keys (reads p:gwalive and p:gw:*). Returns {users online, their
+ * connections} over every live gateway. */
+static const char ONLINE_SRC[] =
+    "local seen, users, conns = {}, 0, 0\n"
+    "for _, gw in ipairs(redis.call('ZRANGE', 'p:gwalive', 0, -1)) do\n"
+    "  for _, m in ipairs(redis.call('SMEMBERS', 'p:gw:' .. gw)) do\n"
+    "    conns = conns + 1\n"
+    "    local u = string.match(m, '^(.-)/')\n"
+    "    if u and not seen[u] then seen[u] = true; users = users + 1 end\n"
+    "  end\n"
+    "end\n"
+    "return {users, conns}\n";
+
+static chat_redis_script query_script, online_script;
 
 void pres_query_scripts_init(void)
 {
     chat_redis_script_init(&query_script, QUERY_SRC);
+    chat_redis_script_init(&online_script, ONLINE_SRC);
+}
+
+int pres_online_count(chat_redis *r, uint64_t *users, uint64_t *conns)
+{
+    redisReply *rep = chat_redis_eval(r, &online_script, 0, 0, NULL);
+    int rv = -1;
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER) {
+        *users = (uint64_t)rep->element[0]->integer;
+        *conns = (uint64_t)rep->element[1]->integer;
+        rv = 0;
+    }
+    freeReplyObject(rep);
+    return rv;
 }
 
 int pres_parse_query(const redisReply *rep, size_t n, bool *online, int64_t *seen)

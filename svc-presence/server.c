@@ -16,10 +16,14 @@ static void refuse(chat_rpc_job *job, void *arg)
     chat_rpc_job_reply_pb(job, &rep.base);
 }
 
+/* Made before the pool starts, read by /metrics. */
+static chat_reqstats *server_stats;
+
 static void work(chat_rpc_job *job, const uint8_t *data, size_t len, chat_redis *r, void *arg)
 {
     const pres_env *env = arg;
     Chat__PresenceRequest *req = chat__presence_request__unpack(NULL, len, data);
+    chat_log_req(req != NULL ? req->req_id : NULL);
     pres_out out;
     pres_out_init(&out);
     if (req == NULL)
@@ -31,13 +35,25 @@ static void work(chat_rpc_job *job, const uint8_t *data, size_t len, chat_redis 
     if (out.reply.code != CHAT__CODE__OK)
         chat_debug("pres_request_failed", "req=%d code=%d detail=\"%s\"",
                    req ? (int)req->body_case : -1, (int)out.reply.code, out.detail);
+    chat_debug("request_done", "type=%d code=%d", req ? (int)req->body_case : -1,
+               (int)out.reply.code);
+    chat_reqstats_observe(server_stats, req ? (int)req->body_case : 0, (int)out.reply.code,
+                          chat_rpc_pool_age_s());
     chat_rpc_job_reply_pb(job, &out.reply.base);
+    chat_log_req(NULL);
     pres_out_free(&out);
     chat__presence_request__free_unpacked(req, NULL);
 }
 
+void pres_server_metrics(chat_mbuf *b)
+{
+    chat_reqstats_render(b, server_stats);
+}
+
 int pres_server_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg, const pres_env *env)
 {
+    if (server_stats == NULL)
+        server_stats = chat_reqstats_new(&chat__presence_request__descriptor);
     chat_rpc_pool_cfg c = *cfg;
     c.urgent = pres_server_urgent;
     /* env is const for the handlers; the pool's arg is not. */

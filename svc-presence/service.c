@@ -15,6 +15,7 @@ void pres_scripts_init(void)
     pres_gateways_scripts_init();
     pres_grace_scripts_init();
     pres_query_scripts_init();
+    pres_bans_scripts_init();
 }
 
 static bool gateway_id_valid(const char *gw)
@@ -88,6 +89,7 @@ void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest
         if (query_valid(req->query, out))
             pres_query(r, req->query, now, out);
         break;
+    case CHAT__PRESENCE_REQUEST__BODY_BANS: pres_bans_list(r, now, out); break;
     default: pres_out_err(out, CHAT__CODE__BAD_REQUEST, "empty request"); break;
     }
 }

@@ -238,6 +238,62 @@ static void last_even_if_match_is_down(void **state)
     assert_true(DISCONNECT(A, "gw1", 1, T0 + 1));
 }
 
+/* The bans as a gateway reads them: BansReq's list and version. */
+static uint64_t bans_list(int64_t now, size_t want_n, pres_out *out)
+{
+    Chat__BansReq b = CHAT__BANS_REQ__INIT;
+    Chat__PresenceRequest req = CHAT__PRESENCE_REQUEST__INIT;
+    req.body_case = CHAT__PRESENCE_REQUEST__BODY_BANS;
+    req.bans = &b;
+    pres_out_init(out);
+    pres_handle(&env, R, &req, now, out);
+    assert_int_equal(out->reply.code, CHAT__CODE__OK);
+    assert_int_equal(out->reply.n_bans, want_n);
+    return out->reply.bans_version;
+}
+
+static void bans_versioned_and_pruned(void **state)
+{
+    pres_out out;
+    assert_int_equal(bans_list(T0, 0, &out), 0); /* none ever */
+    pres_out_free(&out);
+    assert_int_equal(pres_ban_set(R, A, 0, T0), 0);         /* until unbanned */
+    assert_int_equal(pres_ban_set(R, B, T0 + 1000, T0), 0); /* for a second */
+    uint64_t v1 = bans_list(T0 + 1, 2, &out);
+    assert_true(v1 > (uint64_t)T0); /* two changes in the same ms still differ */
+    pres_out_free(&out);
+    int64_t until = 0;
+    assert_int_equal(pres_ban_of(R, B, T0 + 999, &until), 0);
+    assert_int_equal(until, T0 + 1000);
+    assert_int_equal(pres_ban_of(R, B, T0 + 1000, &until), 0);
+    assert_int_equal(until, -1); /* over */
+    assert_int_equal(pres_ban_of(R, A, T0 + 5000, &until), 0);
+    assert_int_equal(until, 0);
+    /* B's ban is over: pruned from the list, which keeps its version. */
+    assert_int_equal(bans_list(T0 + 2000, 1, &out), v1);
+    assert_string_equal(out.reply.bans[0]->user_id, A);
+    assert_int_equal(out.reply.bans[0]->until_ms, 0);
+    pres_out_free(&out);
+    /* A heartbeat answer carries the version. */
+    Chat__HeartbeatReq hb = CHAT__HEARTBEAT_REQ__INIT;
+    hb.gateway_id = "gw1";
+    Chat__PresenceRequest req = CHAT__PRESENCE_REQUEST__INIT;
+    req.body_case = CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT;
+    req.heartbeat = &hb;
+    pres_out_init(&out);
+    pres_handle(&env, R, &req, T0 + 2000, &out);
+    assert_int_equal(out.reply.bans_version, v1);
+    pres_out_free(&out);
+    bool lifted = false;
+    assert_int_equal(pres_ban_lift(R, A, T0 + 3000, &lifted), 0);
+    assert_true(lifted);
+    assert_int_equal(pres_ban_lift(R, A, T0 + 3000, &lifted), 0);
+    assert_false(lifted); /* nothing left: the version stays */
+    uint64_t v2 = bans_list(T0 + 3000, 0, &out);
+    assert_true(v2 > v1);
+    pres_out_free(&out);
+}
+
 static void query_statuses(void **state)
 {
     CONNECT(A, "gw1", 1, T0);
@@ -708,6 +764,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(disconnect_without_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(last_even_if_match_is_down, setup, teardown),
         cmocka_unit_test_setup_teardown(query_statuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(bans_versioned_and_pruned, setup, teardown),
         cmocka_unit_test_setup_teardown(heartbeat_resync, setup, teardown),
         cmocka_unit_test_setup_teardown(grace_claimed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(grace_retried_when_match_fails, setup, teardown),

@@ -218,16 +218,18 @@ int chat_admin_open(chat_admin **out, const chat_admin_cfg *cfg)
         free(a);
         return NNG_ENOMEM;
     }
-    if ((rv = chat_rpc_server_open(&a->srv, cfg->listen, ADMIN_CONTEXTS, admin_on_request, a)) !=
-        0) {
+    if ((rv = chat_rpc_server_open(&a->srv, cfg->listen, ADMIN_CONTEXTS, admin_on_request,
+                                   a)) != 0) {
         chat_error("admin_listen_failed", "url=%s err=\"%s\"", cfg->listen, nng_strerror(rv));
         chat_workq_close(a->work);
         free(a);
         return rv;
     }
     if (cfg->token == NULL || cfg->token[0] == '\0')
-        chat_warn("admin_no_token", "listen=%s every admin request is refused (set "
-                  "CHAT_ADMIN_TOKEN or CHAT_ADMIN_TOKEN_FILE)", cfg->listen);
+        chat_warn("admin_no_token",
+                  "listen=%s every admin request is refused (set "
+                  "CHAT_ADMIN_TOKEN or CHAT_ADMIN_TOKEN_FILE)",
+                  cfg->listen);
     chat_info("admin_listening", "listen=%s", cfg->listen);
     *out = a;
     return 0;

@@ -84,9 +84,8 @@ void chat_metric_gauge(chat_mbuf *b, const char *name, const char *help, double 
 }
 
 /* ---- histograms ---- */
-const double chat_hist_bounds[CHAT_HIST_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                    0.025,  0.05,  0.1,    0.25,  0.5,
-                                                    1,      2.5,   5,      10};
+const double chat_hist_bounds[CHAT_HIST_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 void chat_hist_observe(chat_hist *h, double seconds)
 {
