@@ -49,10 +49,12 @@ done
 # ---- dependencies ------------------------------------------------------------
 BROWSER=0
 [[ -f "$ROOT/tests/browser/run.sh" ]] && BROWSER=1
+# The metrics tests run a real Prometheus and promtool (Debian: prometheus).
+extra=()
+command -v promtool >/dev/null && command -v prometheus >/dev/null || extra+=(prometheus)
 if [[ $BROWSER -eq 1 ]]; then
     # By command, not by package: a machine may have node/npm from elsewhere (and
     # Debian's npm package would then conflict with it).
-    extra=()
     command -v chromium >/dev/null || extra+=(chromium)
     command -v node >/dev/null || extra+=(nodejs)
     command -v npm >/dev/null || extra+=(npm)
@@ -62,7 +64,7 @@ if [[ $BROWSER -eq 1 ]]; then
             { say "npm ci in tests/browser failed"; exit 1; }
     fi
 else
-    "$ROOT/deploy/deps.sh" || { say "dependency install failed"; exit 1; }
+    "$ROOT/deploy/deps.sh" "${extra[@]}" || { say "dependency install failed"; exit 1; }
 fi
 
 # ---- builds and tests ----------------------------------------------------------

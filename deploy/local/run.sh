@@ -43,11 +43,19 @@ Environment (defaults in brackets):
   CHAT_GATEWAY_BIND       address the gateways listen on [127.0.0.1]
 Passed to the services as they are (see each program's --help):
   CHAT_SESSION_SECRET     [generated once, kept in the state dir]
+  CHAT_ADMIN_TOKEN        the admin secret chatctl needs [generated once,
+                          kept in <state>/admin_token]
   CHAT_MAX_TEXT, CHAT_RATE_PER_MIN, CHAT_RECONNECT_GRACE_MS,
   CHAT_TYPING_TIMEOUT_MS, CHAT_LOG_LEVEL, and any other CHAT_* variable.
 Service addresses default to those of docs/ARCHITECTURE.md
 (tcp://127.0.0.1:7201/7202, 7301/7302, 7401/7402); set CHAT_*_LISTEN and
 CHAT_*_PUB_LISTEN to move the first replica (and the others with it).
+Admin addresses: CHAT_{MESSAGE,MATCH,PRESENCE}_ADMIN_LISTEN (7203, 7303,
+7403) and CHAT_GATEWAY_ADMIN_LISTEN (7103); health and metrics:
+CHAT_{MESSAGE,MATCH,PRESENCE}_HTTP_LISTEN (127.0.0.1:7204, 7304, 7404); the
+gateways serve theirs on their own port. Replica r and gateway g add
+10*(r-1) or 10*(g-1) to the port. <state>/chatctl.env lists them all with
+the admin secret's file: build/bin/chatctl finds it by itself.
 
 Logs: each service's and Redis's output goes to this terminal, each line
 prefixed with [name]; PostgreSQL's log is <state>/pg/server.log.
@@ -126,13 +134,23 @@ if [[ -z "${CHAT_SESSION_SECRET:-}" ]]; then
     CHAT_SESSION_SECRET=$(cat "$STATE/session_secret")
 fi
 export CHAT_SESSION_SECRET
+# The admin secret: from the environment, else generated once and kept. The
+# services and chatctl read it from the file, so it never shows in ps.
+ADMIN_TOKEN_FILE=$STATE/admin_token
+if [[ -n "${CHAT_ADMIN_TOKEN:-}" ]]; then
+    (umask 077; printf '%s\n' "$CHAT_ADMIN_TOKEN" >"$ADMIN_TOKEN_FILE")
+elif [[ ! -s "$ADMIN_TOKEN_FILE" ]]; then
+    (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$ADMIN_TOKEN_FILE")
+fi
+unset CHAT_ADMIN_TOKEN
+export CHAT_ADMIN_TOKEN_FILE=$ADMIN_TOKEN_FILE
 
 # ---- 3. processes ------------------------------------------------------------
 # Parallel arrays, one entry per process we run, in start order: its name, its
 # command (printf %q words), its pid (0 while it waits for a restart), when it
 # last started, how many times in a row it died soon after, and when it is due
 # to start again.
-NAMES=() CMDS=() PIDS=() UP_AT=() FAILS=() DUE=()
+NAMES=() CMDS=() PIDS=() UP_AT=() FAILS=() DUE=() RESTARTS=()
 PG_STARTED=0
 STOPPING=0
 RESTART_MAX_S=30   # backoff ceiling, and how long a run must last to reset it
@@ -141,16 +159,19 @@ RESTART_MAX_S=30   # backoff ceiling, and how long a run must last to reset it
 # process gets its own session (setsid execs in place, so $! is its pid): a
 # Ctrl-C reaches only this script, which then stops everything in order. The
 # prefixer ignores SIGINT/SIGTERM so that a service's last log lines are not lost.
+# CHAT_RESTARTS tells the process how often it was restarted (chatctl status).
 start_index() {
     local i=$1 name=${NAMES[$1]} argv
     eval "argv=(${CMDS[$i]})"
-    setsid "${argv[@]}" < /dev/null > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
+    setsid env CHAT_RESTARTS="${RESTARTS[$i]}" "${argv[@]}" < /dev/null \
+        > >(trap '' INT TERM; exec sed -u "s/^/[$name] /") 2>&1 &
     PIDS[$i]=$! UP_AT[$i]=$SECONDS DUE[$i]=0
 }
 
 spawn() {  # name command...
     local name=$1; shift
     NAMES+=("$name") CMDS+=("$(printf '%q ' "$@")") PIDS+=(0) UP_AT+=(0) FAILS+=(0) DUE+=(0)
+    RESTARTS+=(0)
     start_index $((${#NAMES[@]} - 1))
 }
 
@@ -259,13 +280,21 @@ export CHAT_MATCH_LISTEN=${CHAT_MATCH_LISTEN:-tcp://127.0.0.1:7301}
 export CHAT_MATCH_PUB_LISTEN=${CHAT_MATCH_PUB_LISTEN:-tcp://127.0.0.1:7302}
 export CHAT_PRESENCE_LISTEN=${CHAT_PRESENCE_LISTEN:-tcp://127.0.0.1:7401}
 export CHAT_PRESENCE_PUB_LISTEN=${CHAT_PRESENCE_PUB_LISTEN:-tcp://127.0.0.1:7402}
+export CHAT_MESSAGE_ADMIN_LISTEN=${CHAT_MESSAGE_ADMIN_LISTEN:-tcp://127.0.0.1:7203}
+export CHAT_MATCH_ADMIN_LISTEN=${CHAT_MATCH_ADMIN_LISTEN:-tcp://127.0.0.1:7303}
+export CHAT_PRESENCE_ADMIN_LISTEN=${CHAT_PRESENCE_ADMIN_LISTEN:-tcp://127.0.0.1:7403}
+export CHAT_GATEWAY_ADMIN_LISTEN=${CHAT_GATEWAY_ADMIN_LISTEN:-tcp://127.0.0.1:7103}
+export CHAT_MESSAGE_HTTP_LISTEN=${CHAT_MESSAGE_HTTP_LISTEN-127.0.0.1:7204}
+export CHAT_MATCH_HTTP_LISTEN=${CHAT_MATCH_HTTP_LISTEN-127.0.0.1:7304}
+export CHAT_PRESENCE_HTTP_LISTEN=${CHAT_PRESENCE_HTTP_LISTEN-127.0.0.1:7404}
 
 replica_addr() {  # tcp://host:port r -> the same address with port + 10*(r-1)
     if [[ $2 -eq 1 ]]; then echo "$1"; else echo "${1%:*}:$((${1##*:} + 10 * ($2 - 1)))"; fi
 }
 if [[ $REPLICAS -gt 1 ]]; then
     for v in CHAT_MESSAGE_LISTEN CHAT_MESSAGE_PUB_LISTEN CHAT_MATCH_LISTEN CHAT_MATCH_PUB_LISTEN \
-        CHAT_PRESENCE_LISTEN CHAT_PRESENCE_PUB_LISTEN; do
+        CHAT_PRESENCE_LISTEN CHAT_PRESENCE_PUB_LISTEN CHAT_MESSAGE_ADMIN_LISTEN \
+        CHAT_MATCH_ADMIN_LISTEN CHAT_PRESENCE_ADMIN_LISTEN; do
         [[ ${!v} =~ ^tcp://.+:[0-9]+$ ]] ||
             die "$v=${!v}: CHAT_REPLICAS needs tcp://host:port addresses to place the replicas"
     done
@@ -285,20 +314,39 @@ export CHAT_PRESENCE_ADDRS=${CHAT_PRESENCE_ADDRS:-$(replica_list "$CHAT_PRESENCE
 export CHAT_EVENTS_ADDRS=${CHAT_EVENTS_ADDRS:-$DEFAULT_EVENTS}
 
 spawn_service() {  # svc VAR_PREFIX: its replicas, each listening before the next one starts
-    local svc=$1 rpc_var=CHAT_$2_LISTEN pub_var=CHAT_$2_PUB_LISTEN r rpc pub
+    local svc=$1 rpc_var=CHAT_$2_LISTEN pub_var=CHAT_$2_PUB_LISTEN adm_var=CHAT_$2_ADMIN_LISTEN
+    local http_var=CHAT_$2_HTTP_LISTEN r rpc pub adm http name
     for ((r = 1; r <= REPLICAS; r++)); do
         rpc=$(replica_addr "${!rpc_var}" "$r") pub=$(replica_addr "${!pub_var}" "$r")
-        spawn "$(replica_name "$svc" "$r")" env "$rpc_var=$rpc" "$pub_var=$pub" "$BIN/$svc"
-        wait_listening "$(replica_name "$svc" "$r")" "$rpc" "$pub"
+        adm=$(replica_addr "${!adm_var}" "$r") name=$(replica_name "$svc" "$r")
+        http=${!http_var}
+        [[ -z $http ]] || http=$(replica_addr "$http" "$r")
+        spawn "$name" env "$rpc_var=$rpc" "$pub_var=$pub" "$adm_var=$adm" "$http_var=$http" \
+            "CHAT_$2_ID=$name" "$BIN/$svc"
+        wait_listening "$name" "$rpc" "$pub"
     done
 }
 # In dependency order (svc-match calls svc-message, svc-presence calls svc-match).
 spawn_service svc-message MESSAGE
 spawn_service svc-match MATCH
 spawn_service svc-presence PRESENCE
+GW_ADMIN_LIST=""
 for ((g = 1; g <= GATEWAYS; g++)); do
-    spawn "gateway$g" env CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) CHAT_GATEWAY_ID="gw$g" "$BIN/svc-gateway"
+    adm=$(replica_addr "$CHAT_GATEWAY_ADMIN_LISTEN" "$g")
+    GW_ADMIN_LIST+="${GW_ADMIN_LIST:+,}$adm"
+    spawn "gateway$g" env CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) CHAT_GATEWAY_ID="gw$g" \
+        CHAT_GATEWAY_ADMIN_LISTEN="$adm" "$BIN/svc-gateway"
 done
+
+# What chatctl needs to reach this cluster (it finds this file by itself).
+cat >"$STATE/chatctl.env" <<ENVEOF
+# Written by deploy/local/run.sh: where chatctl finds this cluster.
+CHAT_GATEWAY_ADMIN_ADDRS=$GW_ADMIN_LIST
+CHAT_MESSAGE_ADMIN_ADDRS=$(replica_list "$CHAT_MESSAGE_ADMIN_LISTEN")
+CHAT_MATCH_ADMIN_ADDRS=$(replica_list "$CHAT_MATCH_ADMIN_LISTEN")
+CHAT_PRESENCE_ADMIN_ADDRS=$(replica_list "$CHAT_PRESENCE_ADMIN_LISTEN")
+CHAT_ADMIN_TOKEN_FILE=$ADMIN_TOKEN_FILE
+ENVEOF
 
 # ---- 4. readiness, then wait ---------------------------------------------------
 deadline=$((SECONDS + READY_TIMEOUT_S))
@@ -318,6 +366,7 @@ for ((g = 1; g <= GATEWAYS; g++)); do
     say "  gateway$g  http://127.0.0.1:$port/   (WebSocket ws://127.0.0.1:$port/ws)"
 done
 for ((i = 0; i < ${#NAMES[@]}; i++)); do say "  ${NAMES[$i]} pid ${PIDS[$i]}"; done
+say "Operate it with $BIN/chatctl (e.g. chatctl status; settings in $STATE/chatctl.env)."
 say "Ctrl-C stops everything."
 
 # ---- 5. supervise ------------------------------------------------------------
@@ -339,6 +388,7 @@ start_due() {
     local i
     for ((i = 0; i < ${#NAMES[@]}; i++)); do
         if [[ ${PIDS[$i]} -eq 0 ]] && ((SECONDS >= DUE[i])); then
+            RESTARTS[$i]=$((RESTARTS[i] + 1))
             start_index "$i"
             say "${NAMES[$i]} restarted (pid ${PIDS[$i]})"
         fi

@@ -3,6 +3,7 @@ loopback ports, chat across both gateways and every replica, a replica killed wi
 started again (1 s, then 2 s: the backoff doubles), the cluster is whole again, and SIGTERM
 stops everything it started."""
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -112,9 +113,13 @@ class LocalRunnerTest(unittest.IsolatedAsyncioTestCase):
             "CHAT_RATE_PER_MIN": "0",  # passed through to the services
         })
         for svc in ("MESSAGE", "MATCH", "PRESENCE"):
-            p = free_base()
+            p, q = free_base(), free_base()
             env[f"CHAT_{svc}_LISTEN"] = f"tcp://127.0.0.1:{p}"
             env[f"CHAT_{svc}_PUB_LISTEN"] = f"tcp://127.0.0.1:{p + 1}"
+            env[f"CHAT_{svc}_ADMIN_LISTEN"] = f"tcp://127.0.0.1:{q}"
+            env[f"CHAT_{svc}_HTTP_LISTEN"] = f"127.0.0.1:{q + 1}"
+        env["CHAT_GATEWAY_ADMIN_LISTEN"] = f"tcp://127.0.0.1:{free_base()}"
+        self.state = env["CHAT_STATE_DIR"]
         self.runner = Runner(env, os.path.join(self.tmp, "runner.log"))
         self.ok = False
 
@@ -153,6 +158,16 @@ class LocalRunnerTest(unittest.IsolatedAsyncioTestCase):
             await b.expect_message(conv, a.user_id, text, seq=first_seq + k, msg_id=ack["msg_id"],
                                    ts=ack["ts"])
 
+    def chatctl_status(self):
+        """`chatctl --json status` as an operator types it: nothing but the state dir
+        (where run.sh wrote chatctl.env) to find the cluster."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        env["CHAT_STATE_DIR"] = self.state
+        out = subprocess.run([os.path.join(os.environ["CHAT_BIN_DIR"], "chatctl"), "--json",
+                              "status"], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        return {p["id"]: p for p in json.loads(out.stdout)["processes"]}
+
     async def whole(self, timeout=30):
         """Every gateway connected to both replicas of each service and all six publishers."""
         for port in (self.gw_port, self.gw_port + 1):
@@ -190,6 +205,14 @@ class LocalRunnerTest(unittest.IsolatedAsyncioTestCase):
                 await self.chat(a, b, conv, seq, 6)
                 seq += 6
             await self.chat(b, a, conv, seq, 2)
+            # chatctl finds the cluster by itself and sees the supervisor's restarts.
+            procs = self.chatctl_status()
+            self.assertEqual(sorted(procs), sorted(
+                ["gw1", "gw2"] + [f"svc-{s}{r}" for s in ("message", "match", "presence")
+                                  for r in ("", ".2")]))
+            self.assertTrue(all(p["ready"] for p in procs.values()), procs)
+            self.assertEqual(procs["svc-message.2"]["restarts"], 2)
+            self.assertEqual(procs["svc-message"]["restarts"], 0)
         finally:
             await a.close()
             await b.close()
