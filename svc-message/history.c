@@ -2,7 +2,13 @@
  * members only (also of ended random chats). One statement fetches one
  * row more than the page to learn whether older messages exist.
  * Fill: the gateways' gap filler, the same the other way: the oldest
- * `limit` above a cursor. */
+ * `limit` above a cursor.
+ * Both skip messages past the retention (schema.c's KEPT_FROM), whether or
+ * not the purger deleted them yet: a history page has a next_before only
+ * when a kept older message exists (paging ends at the oldest kept one,
+ * never in purged space), and a fill whose cursor is in purged space
+ * answers with what is kept above it, so the gateway's sequencer jumps
+ * over the expired seqs. */
 #include "message.h"
 
 #include "chat/log.h"
@@ -33,6 +39,13 @@ Chat__StoredMessage **msg_messages_from_rows(const PGresult *res, int n, const c
     }
     ptrs[n] = NULL;
     return ptrs;
+}
+
+/* A fill answered with n messages (the gateways' gap repairs). */
+static void fill_count(msg_job *job, int n)
+{
+    atomic_fetch_add(&job->svc->stats.fills, 1);
+    atomic_fetch_add(&job->svc->stats.filled, (uint64_t)n);
 }
 
 /* A refusal that names its conversation (the gateway's gap filler finds
@@ -87,6 +100,8 @@ static void page_answer(msg_job *job, PGresult *res, const char *what, const cha
             /* History: the page's lowest seq is where the next page ends. */
             if (history)
                 rep.next_before = rep.more ? msgs[0]->seq : 0;
+            else
+                fill_count(job, n);
             msg_job_done(job, &rep);
             free(msgs);
         }
@@ -149,6 +164,7 @@ static void fill_catchup(msg_job *job, msg_pg *pg)
         rep.n_messages = (size_t)rows;
         rep.messages = msgs;
         rep.more = rows == limit;
+        fill_count(job, rows);
         msg_job_done(job, &rep);
         free(msgs);
     }

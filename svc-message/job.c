@@ -7,12 +7,38 @@
 
 #include <stdlib.h>
 
+/* The request's type as the oneof names it ("send"), for logs. */
+static const char *job_type(const msg_job *job)
+{
+    const ProtobufCFieldDescriptor *f =
+        job->req == NULL
+            ? NULL
+            : protobuf_c_message_descriptor_get_field(&chat__message_request__descriptor,
+                                                      (unsigned)job->req->body_case);
+    return f != NULL ? f->name : "unknown";
+}
+
 void msg_job_reply(msg_job *job, const Chat__MessageReply *reply)
 {
     if (job->rpc == NULL)
         return;
     chat_rpc_job_reply_pb(job->rpc, &reply->base);
     job->rpc = NULL;
+    /* Where every answer goes out: the writers' batches too. */
+    double s = (double)(chat_mono_ns() - job->t0_ns) / 1e9;
+    if (job->svc != NULL) {
+        chat_reqstats_observe(job->svc->stats.reqs,
+                              job->req != NULL ? (int)job->req->body_case : 0, (int)reply->code,
+                              s);
+        atomic_fetch_sub(&job->svc->stats.in_flight, 1);
+    }
+    if (chat_log_enabled(CHAT_LOG_DEBUG)) {
+        const ProtobufCEnumValue *c =
+            protobuf_c_enum_descriptor_get_value(&chat__code__descriptor, (int)reply->code);
+        chat_debug("request_done", "type=%s code=%s ms=%.3f req_id=%s", job_type(job),
+                   c != NULL ? c->name : "?", s * 1000.0,
+                   job->req != NULL && job->req->req_id[0] ? job->req->req_id : "-");
+    }
 }
 
 void msg_job_free(msg_job *job)
@@ -48,7 +74,8 @@ bool msg_job_usable(msg_job *job, const PGresult *r, const char *what)
     }
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-        chat_error("store_query_failed", "req=%s err=\"%s\"", what, m ? m : "?");
+        chat_error("store_query_failed", "req=%s err=\"%s\" req_id=%s", what, m ? m : "?",
+                   job->req->req_id[0] ? job->req->req_id : "-");
         msg_job_fail(job, CHAT__CODE__INTERNAL, "internal error");
         return false;
     }

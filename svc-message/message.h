@@ -7,11 +7,14 @@
  *    publish. A conversation always goes to the same writer, so its commits
  *    and events are ordered.
  *  - reader threads (a chat_workq, store.c) run every other request.
+ *  - the purger thread (retention.c) deletes expired messages.
+ *  - the skeleton's admin thread runs admin.c (chatctl's requests).
  * Every thread owns its own PostgreSQL connection (pg.c) and, for writers,
  * its own Redis connection. */
 #ifndef SVC_MESSAGE_MESSAGE_H
 #define SVC_MESSAGE_MESSAGE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,6 +22,8 @@
 
 #include <libpq-fe.h>
 
+#include "chat/admin.h"
+#include "chat/metrics.h"
 #include "chat/redis.h"
 #include "chat/rpc.h"
 #include "chat/util.h"
@@ -39,8 +44,12 @@ typedef struct msg_config {
     long long batch;    /* max sends per transaction */
     long long contexts; /* nng contexts of the REP socket */
     long long readers;
-    long long pg_timeout_ms;    /* statement_timeout; client gives up a bit later */
-    long long test_drop_events; /* tests only: lose every Nth published batch */
+    long long pg_timeout_ms;        /* statement_timeout; client gives up a bit later */
+    long long test_drop_events;     /* tests only: lose every Nth published batch */
+    long long retention_days;       /* seeds the shared setting when never set */
+    long long retention_interval_s; /* between purges (0: only when asked) */
+    long long retention_batch;      /* rows per DELETE (0: the default) */
+    long long retention_pause_ms;   /* between two DELETEs */
 } msg_config;
 
 /* ---- rules.c: pure logic (no I/O), unit tested in test_rules.c ---- */
@@ -91,6 +100,13 @@ char *msg_uuid_array(char *const *ids, size_t n, size_t *distinct);
 /* Splits a comma-separated id list in place into at most max pointers into
  * s. Returns the count. */
 size_t msg_split_ids(char *s, char **out, size_t max);
+
+/* Retention: the oldest ts (unix ms) a message may have and still be
+ * kept, days after now_ms; 0 (keep everything) when days is 0. */
+int64_t msg_retention_cutoff(int64_t now_ms, long long days);
+/* The name of a stored conversation kind (1 random, 2 dm, 3 room; else
+ * "unknown"). */
+const char *msg_kind_name(int kind);
 
 struct msg_job;
 /* Sorts a batch of sends by conversation id, keeping the arrival order
@@ -143,6 +159,9 @@ msg_pg_err msg_pg_collect(msg_pg *pg, PGresult **out, int nq);
 PGresult *msg_pg_query(msg_pg *pg, const char *stmt, int nparams, const char *const *values);
 /* Classifies a failed result. */
 msg_pg_err msg_pg_classify(const PGresult *r);
+/* Process-wide failure counts since start: connects that failed, round
+ * trips that lost the connection, statements PostgreSQL refused. */
+void msg_pg_errors(uint64_t *connect, uint64_t *down, uint64_t *statement);
 
 /* ---- schema.c ---- */
 /* Runs pending migrations under an advisory lock on a blocking connection
@@ -171,6 +190,17 @@ int msg_schema_prepare(PGconn *conn);
 #define MSG_SQL_FLOORS "msg_floors"
 #define MSG_SQL_CATCHUP "msg_catchup"
 #define MSG_SQL_LOCK "msg_lock"
+#define MSG_SQL_RET_SEED "msg_ret_seed"
+#define MSG_SQL_RET_GET "msg_ret_get"
+#define MSG_SQL_RET_SET "msg_ret_set"
+#define MSG_SQL_PURGE "msg_purge"
+#define MSG_SQL_PURGE_LOCK "msg_purge_lock"
+#define MSG_SQL_PURGE_UNLOCK "msg_purge_unlock"
+#define MSG_SQL_ADM_USER "msg_adm_user"
+#define MSG_SQL_ADM_USER_CONVS "msg_adm_user_convs"
+#define MSG_SQL_ADM_CONV "msg_adm_conv"
+#define MSG_SQL_ADM_ROOM "msg_adm_room"
+#define MSG_SQL_ADM_MEMBERS "msg_adm_members"
 
 /* ---- ratelimit.c: token buckets in Redis ---- */
 typedef enum msg_rl { MSG_RL_OK, MSG_RL_LIMITED, MSG_RL_ERROR } msg_rl;
@@ -213,6 +243,7 @@ typedef struct msg_job {
     chat_rpc_job *rpc;
     Chat__MessageRequest *req; /* owned; freed with the job */
     msg_service *svc;
+    int64_t t0_ns;           /* arrival (chat_mono_ns), for the latency histogram */
     msg_op op;               /* send: planned work in the batch */
     struct msg_job *copy_of; /* MSG_OP_COPY: the first send */
     bool token_taken;
@@ -220,7 +251,8 @@ typedef struct msg_job {
 } msg_job;
 
 /* Sends the reply (once; the job keeps its request for what follows,
- * e.g. publishing). */
+ * e.g. publishing), counts it (type, outcome, latency) and logs it at
+ * debug level (event=request_done ... req_id=...). */
 void msg_job_reply(msg_job *job, const Chat__MessageReply *reply);
 /* Replies with just a code and frees the job. */
 void msg_job_fail(msg_job *job, Chat__Code code, const char *detail);
@@ -282,6 +314,10 @@ void msg_store_work(void *job, void *pg);
 /* Publishes ev to the comma-separated recipients (split in place; nothing
  * is sent when there are none). Best effort: a failure is logged. */
 void msg_publish(chat_pub *pub, Chat__Event *ev, char *recipients);
+/* Publishes n events as one batch (a group commit's). Best effort. */
+void msg_publish_many(chat_pub *pub, const ProtobufCMessage *const *evs, size_t n);
+/* Events published and events whose batch nng refused, since start. */
+void msg_publish_counts(uint64_t *published, uint64_t *failed);
 /* Lower-cased copy of a valid UUID (events carry ids as PostgreSQL writes
  * them, so gateways match them byte for byte). */
 void msg_lower_uuid(char out[CHAT_UUID_LEN + 1], const char *id);
@@ -308,7 +344,51 @@ void msg_fill(msg_job *job, msg_pg *pg); /* a gateway's gap */
 /* ---- typing.c: membership check and relay to the other members ---- */
 void msg_typing(msg_job *job, msg_pg *pg);
 
+/* ---- retention.c: the purger thread ---- */
+typedef struct msg_retention msg_retention;
+
+/* What `chatctl retention` shows of this replica's purger. */
+typedef struct msg_retention_state {
+    bool running;
+    uint64_t deleted;    /* by the current run so far, or by the last one */
+    int64_t last_run_at; /* unix ms the last run ended, 0: never */
+    uint64_t runs;       /* runs started (periodic and asked for) */
+    uint64_t deleted_total;
+    double last_duration_s;
+} msg_retention_state;
+
+/* Starts the purger (its own PostgreSQL connection, opened lazily). 0 or
+ * -1. */
+int msg_retention_open(msg_retention **out, const msg_config *cfg);
+/* Asks for a run now (counted at once) and returns the state after it. */
+void msg_retention_request(msg_retention *r, msg_retention_state *st);
+void msg_retention_get(msg_retention *r, msg_retention_state *st);
+/* Ends a run in progress between two batches, joins the thread. NULL is
+ * fine. */
+void msg_retention_close(msg_retention *r);
+
+/* ---- admin.c: chatctl's requests (the skeleton's admin thread) ---- */
+typedef struct msg_admin msg_admin;
+msg_admin *msg_admin_new(const msg_config *cfg); /* NULL: out of memory */
+void msg_admin_free(msg_admin *a);               /* NULL is fine */
+/* chat_admin_handler; arg is the msg_service. */
+void msg_admin_handle(const Chat__AdminRequest *req, chat_admin_out *out, void *arg);
+
 /* ---- service.c ---- */
+/* Counters and histograms for /metrics, written from any thread. */
+typedef struct msg_stats {
+    chat_reqstats *reqs;           /* by MessageRequest type and outcome */
+    _Atomic int64_t in_flight;     /* received, not yet answered */
+    _Atomic int64_t writer_queued; /* sends waiting for a writer */
+    _Atomic int64_t reader_queued; /* requests waiting for a reader */
+    _Atomic int64_t meta_queued;   /* creates/closes waiting */
+    chat_size_hist batch_size;     /* sends per writer batch */
+    chat_hist commit_s;            /* a writer batch's store step */
+    chat_hist meta_commit_s;       /* a create/close batch's transaction */
+    _Atomic uint64_t fills;        /* fill requests answered OK */
+    _Atomic uint64_t filled;       /* messages in them */
+} msg_stats;
+
 struct msg_service {
     const msg_config *cfg;
     chat_pub *pub;
@@ -316,13 +396,28 @@ struct msg_service {
     msg_meta *meta;
     void *readers; /* chat_workq */
     chat_rpc_server *rpc;
+    msg_retention *retention;
+    msg_admin *admin;
+    msg_stats stats;
     atomic_bool stopping; /* set first by msg_service_stop */
+    /* Every part started. /metrics reads the parts only while up, under mu;
+     * the stop clears it under mu before it closes them. */
+    bool up;
+    pthread_mutex_t mu;
 };
 
 /* Starts everything in order: schema (best effort), publisher, writers,
- * readers, then the REP socket. Returns 0 or -1 (all undone). */
+ * readers, purger, then the REP socket. Returns 0 or -1 (all undone). */
 int msg_service_start(msg_service *svc, const msg_config *cfg);
-/* Stops accepting, drains writers and readers, closes sockets. */
+/* Stops accepting, drains writers and readers, closes sockets. Safe to
+ * call again, and after a failed start. */
 void msg_service_stop(msg_service *svc);
+/* The skeleton's callbacks (chat/service.h); arg is the msg_service. */
+bool msg_service_ready(void *arg);
+uint64_t msg_service_load(void *arg);
+
+/* ---- metrics.c ---- */
+/* The service's families for /metrics (chat_svc_def.metrics). */
+void msg_service_metrics(chat_mbuf *b, void *arg);
 
 #endif

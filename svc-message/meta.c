@@ -131,7 +131,11 @@ static msg_pg_err meta_txn(msg_pg *pg, msg_job **jobs, int n)
 
 static void meta_batch(msg_pg *pg, msg_job **jobs, int n)
 {
+    msg_stats *st = jobs[0]->svc != NULL ? &jobs[0]->svc->stats : NULL;
+    int64_t t0 = chat_mono_ns();
     msg_pg_err e = meta_txn(pg, jobs, n);
+    if (st != NULL)
+        chat_hist_observe(&st->meta_commit_s, (double)(chat_mono_ns() - t0) / 1e9);
     if (e == MSG_PG_OK)
         return;
     if (e == MSG_PG_DOWN) {
@@ -170,6 +174,8 @@ static void meta_fini(void *state)
 static void meta_run(void **items, int n, void *state)
 {
     msg_job **jobs = (msg_job **)items;
+    if (jobs[0]->svc != NULL)
+        atomic_fetch_sub(&jobs[0]->svc->stats.meta_queued, n);
     if (state == NULL) {
         for (int i = 0; i < n; i++)
             msg_job_fail(jobs[i], CHAT__CODE__UNAVAILABLE, "storage unavailable");
@@ -185,7 +191,13 @@ int msg_meta_open(msg_meta **out, const msg_config *cfg)
 
 int msg_meta_push(msg_meta *m, msg_job *job)
 {
-    return chat_batchq_push(m, job);
+    msg_stats *st = job->svc != NULL ? &job->svc->stats : NULL;
+    if (st != NULL)
+        atomic_fetch_add(&st->meta_queued, 1);
+    int rv = chat_batchq_push(m, job);
+    if (rv != 0 && st != NULL)
+        atomic_fetch_sub(&st->meta_queued, 1);
+    return rv;
 }
 
 void msg_meta_close(msg_meta *m)

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,16 @@
 #define PG_RETRY_MIN_MS 100
 #define PG_RETRY_MAX_MS 2000
 #define PG_CONNECT_MS 1000
+
+/* For /metrics: every connection of the process counts here. */
+static _Atomic uint64_t err_connect, err_down, err_statement;
+
+void msg_pg_errors(uint64_t *connect, uint64_t *down, uint64_t *statement)
+{
+    *connect = atomic_load(&err_connect);
+    *down = atomic_load(&err_down);
+    *statement = atomic_load(&err_statement);
+}
 
 void msg_pg_init(msg_pg *pg, const char *dsn, int timeout_ms)
 {
@@ -139,6 +150,7 @@ int msg_pg_ensure(msg_pg *pg)
     int budget = pg->timeout_ms < PG_CONNECT_MS ? pg->timeout_ms : PG_CONNECT_MS;
     PGconn *c = pg_connect(pg->dsn, now + budget, err, sizeof err);
     if (c == NULL || pg_setup(pg, c) != 0) {
+        atomic_fetch_add(&err_connect, 1);
         if (!pg->warned)
             chat_warn("pg_unreachable", "err=\"%s\"", err);
         pg->warned = true;
@@ -164,6 +176,8 @@ int msg_pg_send(msg_pg *pg, const char *stmt, int nparams, const char *const *va
     if (pg->conn != NULL &&
         PQsendQueryPrepared(pg->conn, stmt, nparams, values, NULL, NULL, 0) == 1)
         return 0;
+    if (pg->conn != NULL)
+        atomic_fetch_add(&err_down, 1);
     pg_drop(pg);
     return -1;
 }
@@ -172,6 +186,8 @@ int msg_pg_send_sql(msg_pg *pg, const char *sql)
 {
     if (pg->conn != NULL && PQsendQueryParams(pg->conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1)
         return 0;
+    if (pg->conn != NULL)
+        atomic_fetch_add(&err_down, 1);
     pg_drop(pg);
     return -1;
 }
@@ -278,10 +294,13 @@ msg_pg_err msg_pg_collect(msg_pg *pg, PGresult **out, int nq)
         if (out[i] != NULL && !result_ok(out[i]))
             e = msg_pg_classify(out[i]);
     }
+    if (e == MSG_PG_RETRY)
+        atomic_fetch_add(&err_statement, 1);
     if (e != MSG_PG_DOWN && PQtransactionStatus(pg->conn) != PQTRANS_IDLE &&
         pg_rollback(pg) != MSG_PG_OK)
         e = MSG_PG_DOWN;
     if (e == MSG_PG_DOWN) {
+        atomic_fetch_add(&err_down, 1);
         const char *why = PQerrorMessage(pg->conn);
         for (int i = 0; i < nq; i++) {
             if (out[i] != NULL && !result_ok(out[i])) {

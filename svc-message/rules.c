@@ -421,3 +421,22 @@ void msg_sort_batch(msg_job **jobs, int n)
         jobs[i] = items[i].job;
     free(items);
 }
+
+/* Days in ms; a cutoff before the epoch keeps everything stored since. */
+int64_t msg_retention_cutoff(int64_t now_ms, long long days)
+{
+    if (days <= 0)
+        return 0;
+    int64_t cut = now_ms - (int64_t)days * 86400000;
+    return cut > 0 ? cut : 0;
+}
+
+const char *msg_kind_name(int kind)
+{
+    switch (kind) {
+    case CHAT__CONVERSATION_KIND__RANDOM: return "random";
+    case CHAT__CONVERSATION_KIND__DM: return "dm";
+    case CHAT__CONVERSATION_KIND__ROOM: return "room";
+    default: return "unknown";
+    }
+}

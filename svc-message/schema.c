@@ -47,7 +47,23 @@ static const char *const migrations[] = {
     "  id uuid PRIMARY KEY,"
     "  created_at timestamptz NOT NULL DEFAULT now());"
     "INSERT INTO users (id) SELECT DISTINCT user_id FROM members ON CONFLICT DO NOTHING;",
+    /* 3: settings every replica shares (retention_days; no row: never
+     * set), and the purger's way to the oldest messages. */
+    "CREATE TABLE IF NOT EXISTS msg_settings ("
+    "  key text PRIMARY KEY,"
+    "  value text NOT NULL,"
+    "  updated_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);",
 };
+
+/* The oldest ts a reader may return: messages past the retention are never
+ * handed out, also before the purger (which lags) deleted them. Evaluated
+ * once per statement (an InitPlan). Kept in step with
+ * msg_retention_cutoff(). */
+#define KEPT_FROM                                                                        \
+    "(SELECT coalesce((SELECT CASE WHEN value::bigint > 0"                               \
+    " THEN (extract(epoch FROM now()) * 1000)::bigint - value::bigint * 86400000 ELSE 0" \
+    " END FROM msg_settings WHERE key = 'retention_days'), 0))"
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -245,7 +261,7 @@ static const char sql_replay[] =
     " FROM members mb JOIN messages m"
     "  ON m.conversation_id = mb.conversation_id AND m.seq > mb.delivered_seq"
     " WHERE mb.user_id = $1::uuid AND m.sender <> $1::uuid"
-    "  AND mb.conversation_id >= $2::uuid"
+    "  AND m.ts >= " KEPT_FROM "  AND mb.conversation_id >= $2::uuid"
     "  AND (m.conversation_id, m.seq) > ($2::uuid, $3::bigint)"
     " ORDER BY m.conversation_id, m.seq LIMIT $4::int";
 
@@ -327,7 +343,7 @@ static const char sql_history[] =
     "  ELSE 0 END AS st),"
     " page AS (SELECT m.id, m.seq, m.sender, m.body, m.ts FROM messages m, st"
     "  WHERE st.st = 0 AND m.conversation_id = $2::uuid AND m.seq < $3::bigint"
-    "  ORDER BY m.seq DESC LIMIT $4::int)"
+    "  AND m.ts >= " KEPT_FROM "  ORDER BY m.seq DESC LIMIT $4::int)"
     " SELECT st.st, page.id::text, page.seq, page.sender::text, page.body, page.ts"
     " FROM st LEFT JOIN page ON true ORDER BY page.seq DESC";
 
@@ -345,7 +361,7 @@ static const char sql_fill[] =
     " page AS (SELECT m.id, m.seq, m.sender, m.body, m.ts FROM messages m, st"
     "  WHERE st.st = 0 AND m.conversation_id = $2::uuid AND m.seq > CASE WHEN $4::bool"
     "   THEN (SELECT delivered_seq FROM mb) ELSE $3::bigint END"
-    "  ORDER BY m.seq LIMIT $5::int)"
+    "  AND m.ts >= " KEPT_FROM "  ORDER BY m.seq LIMIT $5::int)"
     " SELECT st.st, page.id::text, page.seq, page.sender::text, page.body, page.ts"
     " FROM st LEFT JOIN page ON true ORDER BY page.seq";
 
@@ -356,7 +372,7 @@ static const char sql_catchup[] =
     " FROM members mb JOIN messages m"
     "  ON m.conversation_id = mb.conversation_id AND m.seq > mb.delivered_seq"
     " WHERE mb.user_id = $1::uuid AND m.sender <> $1::uuid AND m.ts >= $2::bigint"
-    "  AND NOT (mb.conversation_id = ANY ($3::uuid[]))"
+    "  AND m.ts >= " KEPT_FROM "  AND NOT (mb.conversation_id = ANY ($3::uuid[]))"
     "  AND mb.conversation_id >= $4::uuid"
     "  AND (m.conversation_id, m.seq) > ($4::uuid, $5::bigint)"
     " ORDER BY m.conversation_id, m.seq LIMIT $6::int";
@@ -391,22 +407,93 @@ static const char sql_contacts[] =
     "  AND ($3::bigint = 0 OR me.joined_at <= to_timestamp($3::bigint / 1000.0))"
     " LIMIT $2::int";
 
+/* ---- retention (retention.c, admin.c) ---- */
+
+/* $1 days: CHAT_RETENTION_DAYS seeds the shared setting only when it was
+ * never set (an operator's `retention set` wins over every replica's
+ * environment, also after restarts). */
+static const char sql_ret_seed[] = "INSERT INTO msg_settings (key, value)"
+                                   " VALUES ('retention_days', $1::bigint::text)"
+                                   " ON CONFLICT DO NOTHING";
+static const char sql_ret_get[] =
+    "SELECT coalesce((SELECT value::bigint FROM msg_settings WHERE key = 'retention_days'), 0)";
+static const char sql_ret_set[] =
+    "INSERT INTO msg_settings (key, value) VALUES ('retention_days', $1::bigint::text)"
+    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+    " RETURNING value::bigint";
+
+/* $1 cutoff (unix ms), $2 rows: one bounded batch, its own transaction.
+ * The ts index finds the rows, their tids delete them without a second
+ * index walk. Nothing references a message row (receipts are seq cursors
+ * in members, and seqs are never reused), so deleting breaks no link. */
+static const char sql_purge[] =
+    "DELETE FROM messages WHERE ctid = ANY (ARRAY("
+    " SELECT ctid FROM messages WHERE ts < $1::bigint LIMIT $2::int))";
+
+/* One purger at a time over every replica (session lock, released after
+ * the run or with the connection). */
+#define MSG_PURGE_LOCK "7201002"
+static const char sql_purge_lock[] = "SELECT pg_try_advisory_lock(" MSG_PURGE_LOCK ")";
+static const char sql_purge_unlock[] = "SELECT pg_advisory_unlock(" MSG_PURGE_LOCK ")";
+
+/* ---- admin (admin.c) ---- */
+
+/* $1 user: known (registered, or a member somewhere). */
+static const char sql_adm_user[] =
+    "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1::uuid)"
+    " OR EXISTS (SELECT 1 FROM members WHERE user_id = $1::uuid)";
+/* $1 user, $2 cap: the user's conversations, oldest first. */
+static const char sql_adm_user_convs[] =
+    "SELECT c.id::text, c.kind, coalesce(c.room, '') FROM members m"
+    " JOIN conversations c ON c.id = m.conversation_id"
+    " WHERE m.user_id = $1::uuid ORDER BY c.created_at, c.id LIMIT $2::int";
+#define ADM_CONV_COLS                                                                       \
+    "SELECT c.id::text, c.kind, coalesce(c.room, ''), c.last_seq, c.closed_at IS NOT NULL," \
+    " (extract(epoch FROM c.created_at) * 1000)::bigint,"                                   \
+    " (SELECT count(*) FROM members WHERE conversation_id = c.id) FROM conversations c"
+static const char sql_adm_conv[] = ADM_CONV_COLS " WHERE c.id = $1::uuid";
+static const char sql_adm_room[] = ADM_CONV_COLS " WHERE c.room = $1::text";
+/* $1 conversation, $2 cap. */
+static const char sql_adm_members[] = "SELECT user_id::text FROM members"
+                                      " WHERE conversation_id = $1::uuid"
+                                      " ORDER BY joined_at, user_id LIMIT $2::int";
+
 int msg_schema_prepare(PGconn *c)
 {
     static const struct {
         const char *name, *sql;
         int nparams;
     } stmts[] = {
-        {MSG_SQL_SEND, sql_send, 5},           {MSG_SQL_LOOKUP, sql_lookup, 2},
-        {MSG_SQL_SEND_MANY, sql_send_many, 5}, {MSG_SQL_CREATE, sql_create, 3},
-        {MSG_SQL_CLOSE, sql_close, 1},         {MSG_SQL_INFO, sql_info, 2},
-        {MSG_SQL_REPLAY, sql_replay, 4},       {MSG_SQL_RECEIPT, sql_receipt, 4},
-        {MSG_SQL_REGISTER, sql_register, 1},   {MSG_SQL_OPEN_DM, sql_open_dm, 3},
-        {MSG_SQL_JOIN, sql_join, 2},           {MSG_SQL_LEAVE, sql_leave, 2},
-        {MSG_SQL_HISTORY, sql_history, 4},     {MSG_SQL_TYPING, sql_typing, 2},
-        {MSG_SQL_CONTACTS, sql_contacts, 3},   {MSG_SQL_FILL, sql_fill, 5},
-        {MSG_SQL_FLOORS, sql_floors, 2},       {MSG_SQL_LOCK, sql_lock, 1},
+        {MSG_SQL_SEND, sql_send, 5},
+        {MSG_SQL_LOOKUP, sql_lookup, 2},
+        {MSG_SQL_SEND_MANY, sql_send_many, 5},
+        {MSG_SQL_CREATE, sql_create, 3},
+        {MSG_SQL_CLOSE, sql_close, 1},
+        {MSG_SQL_INFO, sql_info, 2},
+        {MSG_SQL_REPLAY, sql_replay, 4},
+        {MSG_SQL_RECEIPT, sql_receipt, 4},
+        {MSG_SQL_REGISTER, sql_register, 1},
+        {MSG_SQL_OPEN_DM, sql_open_dm, 3},
+        {MSG_SQL_JOIN, sql_join, 2},
+        {MSG_SQL_LEAVE, sql_leave, 2},
+        {MSG_SQL_HISTORY, sql_history, 4},
+        {MSG_SQL_TYPING, sql_typing, 2},
+        {MSG_SQL_CONTACTS, sql_contacts, 3},
+        {MSG_SQL_FILL, sql_fill, 5},
+        {MSG_SQL_FLOORS, sql_floors, 2},
+        {MSG_SQL_LOCK, sql_lock, 1},
         {MSG_SQL_CATCHUP, sql_catchup, 6},
+        {MSG_SQL_RET_SEED, sql_ret_seed, 1},
+        {MSG_SQL_RET_GET, sql_ret_get, 0},
+        {MSG_SQL_RET_SET, sql_ret_set, 1},
+        {MSG_SQL_PURGE, sql_purge, 2},
+        {MSG_SQL_PURGE_LOCK, sql_purge_lock, 0},
+        {MSG_SQL_PURGE_UNLOCK, sql_purge_unlock, 0},
+        {MSG_SQL_ADM_USER, sql_adm_user, 1},
+        {MSG_SQL_ADM_USER_CONVS, sql_adm_user_convs, 2},
+        {MSG_SQL_ADM_CONV, sql_adm_conv, 1},
+        {MSG_SQL_ADM_ROOM, sql_adm_room, 1},
+        {MSG_SQL_ADM_MEMBERS, sql_adm_members, 2},
     };
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
         PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);

@@ -160,8 +160,12 @@ void msg_store_work(void *arg, void *state)
 {
     msg_job *job = arg;
     msg_pg *pg = state;
+    atomic_fetch_sub(&job->svc->stats.reader_queued, 1);
+    /* Every line this thread logs until the answer names the request. */
+    chat_log_req(job->req->req_id);
     if (pg == NULL) {
         msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "storage unavailable");
+        chat_log_req(NULL);
         return;
     }
     switch (job->req->body_case) {
@@ -180,4 +184,5 @@ void msg_store_work(void *arg, void *state)
     case CHAT__MESSAGE_REQUEST__BODY_TYPING: msg_typing(job, pg); break;
     default: msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "not a reader request"); break;
     }
+    chat_log_req(NULL); /* the job is gone: only its id was copied */
 }

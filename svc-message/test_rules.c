@@ -399,6 +399,32 @@ static void test_sort_batch(void **state)
     msg_sort_batch(jobs, 0);
 }
 
+/* The purger deletes below the cutoff, readers keep from it on. */
+static void test_retention_cutoff(void **state)
+{
+    const int64_t day = 86400000;
+    const int64_t now = 1760000000000;                  /* 2025-10-09 */
+    assert_int_equal(msg_retention_cutoff(now, 0), 0);  /* forever */
+    assert_int_equal(msg_retention_cutoff(now, -3), 0); /* never negative days */
+    assert_int_equal(msg_retention_cutoff(now, 1), now - day);
+    assert_int_equal(msg_retention_cutoff(now, 30), now - 30 * day);
+    /* Longer than the clock has run: nothing is old enough. */
+    assert_int_equal(msg_retention_cutoff(5 * day, 36500), 0);
+    assert_int_equal(msg_retention_cutoff(now, 36500), 0);
+    /* One ms inside the window is kept, one ms past it goes. */
+    int64_t cut = msg_retention_cutoff(now, 7);
+    assert_true(now - 7 * day - 1 < cut && now - 7 * day >= cut);
+}
+
+static void test_kind_name(void **state)
+{
+    assert_string_equal(msg_kind_name(CHAT__CONVERSATION_KIND__RANDOM), "random");
+    assert_string_equal(msg_kind_name(CHAT__CONVERSATION_KIND__DM), "dm");
+    assert_string_equal(msg_kind_name(CHAT__CONVERSATION_KIND__ROOM), "room");
+    assert_string_equal(msg_kind_name(0), "unknown");
+    assert_string_equal(msg_kind_name(9), "unknown");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +440,8 @@ int main(void)
         cmocka_unit_test(test_split_ids),
         cmocka_unit_test(test_sort_batch),
         cmocka_unit_test(test_validate_conversations),
+        cmocka_unit_test(test_retention_cutoff),
+        cmocka_unit_test(test_kind_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

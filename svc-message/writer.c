@@ -326,9 +326,11 @@ static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
         for (int k = 0; many && k < nsend; k += WRITER_CHUNK) {
             int c = nsend - k < WRITER_CHUNK ? nsend - k : WRITER_CHUNK;
             if (!take_many(sends + k, c, out[q++])) {
-                chat_error("send_result_unexpected", "sends=%d", c);
-                for (int i = k; i < k + c; i++)
+                for (int i = k; i < k + c; i++) {
+                    chat_error("send_result_unexpected", "sends=%d conv=%s req_id=%s", c,
+                               sends[i]->req->send->conversation_id, sends[i]->req->req_id);
                     sends[i]->res.status = MSG_ST_INTERNAL;
+                }
             }
         }
         for (int i = 0; i < n; i++) {
@@ -336,8 +338,8 @@ static msg_pg_err run_txn(msg_pg *pg, msg_job **jobs, int n, int64_t now)
             if (op == MSG_OP_NONE || op == MSG_OP_COPY || (many && op == MSG_OP_SEND))
                 continue;
             if (!take_result(jobs[i], out[q++])) {
-                chat_error("send_result_unexpected", "conv=%s",
-                           jobs[i]->req->send->conversation_id);
+                chat_error("send_result_unexpected", "conv=%s req_id=%s",
+                           jobs[i]->req->send->conversation_id, jobs[i]->req->req_id);
                 jobs[i]->res.status = MSG_ST_INTERNAL;
             }
         }
@@ -376,8 +378,11 @@ static void store_step(msg_pg *pg, msg_job **jobs, int n, int64_t now)
         if (jobs[i]->op == MSG_OP_NONE)
             continue;
         e = run_txn(pg, &jobs[i], 1, now);
-        if (e == MSG_PG_RETRY)
+        if (e == MSG_PG_RETRY) {
+            chat_error("send_failed", "conv=%s req_id=%s", jobs[i]->req->send->conversation_id,
+                       jobs[i]->req->req_id);
             jobs[i]->res.status = MSG_ST_INTERNAL;
+        }
     }
 }
 
@@ -457,9 +462,7 @@ static void events_publish(chat_pub *pub, batch_events *be)
     const ProtobufCMessage *msgs[be->n];
     for (int i = 0; i < be->n; i++)
         msgs[i] = &be->ev[i].base;
-    int rv = chat_pub_send_many(pub, msgs, (size_t)be->n);
-    if (rv != 0)
-        chat_warn("publish_failed", "err=%d events=%d", rv, be->n);
+    msg_publish_many(pub, msgs, (size_t)be->n);
 }
 
 static void events_free(batch_events *be)
@@ -511,7 +514,13 @@ void msg_writer_batch(const msg_config *cfg, chat_pub *pub, msg_pg *pg, chat_red
     bool limit = cfg->rate_per_min > 0 && redis != NULL;
     if (limit)
         rate_step(cfg, redis, jobs, n, now);
+    int64_t c0 = chat_mono_ns();
     store_step(pg, jobs, n, now);
+    msg_stats *st = jobs[0]->svc != NULL ? &jobs[0]->svc->stats : NULL;
+    if (st != NULL) {
+        chat_size_hist_observe(&st->batch_size, (uint64_t)n);
+        chat_hist_observe(&st->commit_s, (double)(chat_mono_ns() - c0) / 1e9);
+    }
     if (limit)
         refund_step(cfg, redis, jobs, n);
     int stored = 0;
@@ -563,6 +572,8 @@ static void writer_run(void **items, int n, void *state)
 {
     writer_conn *wc = state;
     msg_job **jobs = (msg_job **)items;
+    if (jobs[0]->svc != NULL)
+        atomic_fetch_sub(&jobs[0]->svc->stats.writer_queued, n);
     if (wc == NULL || (wc->ws->cfg->rate_per_min > 0 && wc->redis == NULL)) {
         /* Could not even allocate a connection or a Redis handle. */
         for (int i = 0; i < n; i++)
@@ -599,7 +610,13 @@ int msg_writers_open(msg_writers **out, const msg_config *cfg, chat_pub *pub)
 int msg_writers_push(msg_writers *ws, msg_job *job)
 {
     unsigned w = msg_route(job->req->send->conversation_id, (unsigned)ws->n);
-    return chat_batchq_push(ws->q[w], job);
+    msg_stats *st = job->svc != NULL ? &job->svc->stats : NULL;
+    if (st != NULL)
+        atomic_fetch_add(&st->writer_queued, 1);
+    int rv = chat_batchq_push(ws->q[w], job);
+    if (rv != 0 && st != NULL)
+        atomic_fetch_sub(&st->writer_queued, 1);
+    return rv;
 }
 
 void msg_writers_close(msg_writers *ws)
