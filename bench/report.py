@@ -274,10 +274,11 @@ def section_order(run, out):
             out.append(f"| {n} | – | – | – | – | – | – |")
             continue
         closed = o.get("order_gaps_closed_total", 0)
-        mean = o.get("order_gap_ms_sum", 0) / closed if closed else None
+        # The gateway reports gap times in seconds (order_gap_seconds_*); shown in ms.
+        mean = o.get("order_gap_seconds_total", 0) * 1e3 / closed if closed else None
         out.append(f"| {n} | {o.get('order_held_total', 0):,.0f} | {o.get('order_fills_total', 0):,.0f} | "
                    f"{o.get('order_filled_messages_total', 0):,.0f} | {closed:,.0f} | "
-                   f"{fmt(mean)} / {fmt(o.get('order_gap_ms_max'), 0) if closed else '–'} | "
+                   f"{fmt(mean)} / {fmt(o.get('order_gap_seconds_max', 0) * 1e3, 0) if closed else '–'} | "
                    f"{o.get('event_batches_lost_total', 0):,.0f} |")
     out.append("")
     pairs = [(n[: -len("_2msg")], n) for n in chat_points(run) if n.endswith("_2msg")]

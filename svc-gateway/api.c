@@ -85,7 +85,8 @@ static int api_error_now(gw_conn *c, struct lws *wsi, gw_err e)
     return rv;
 }
 
-/* The user of a valid bearer token, or false. */
+/* The user of a valid bearer token, or false (also for a banned user:
+ * like a connect, a REST call is refused while the ban lasts). */
 static bool api_user(gw_server *s, struct lws *wsi, char user[CHAT_UUID_LEN + 1])
 {
     char hdr[GW_TOKEN_MAX + 32];
@@ -94,8 +95,14 @@ static bool api_user(gw_server *s, struct lws *wsi, char user[CHAT_UUID_LEN + 1]
         lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
         return false;
     const char *tok = gw_api_bearer(hdr);
-    return tok != NULL &&
-           gw_token_verify(s->cfg->session_secret, tok, chat_now_ms() / 1000, user) == 0;
+    if (tok == NULL ||
+        gw_token_verify(s->cfg->session_secret, tok, chat_now_ms() / 1000, user) != 0)
+        return false;
+    if (!gw_banned(s, user))
+        return true;
+    s->m.ban_refused++;
+    chat_info("api_refused", "user=%s reason=banned", user);
+    return false;
 }
 
 /* An optional query argument: true when absent or a valid integer. */
@@ -127,13 +134,19 @@ int gw_api_request(gw_server *s, gw_conn *c, struct lws *wsi, const char *path)
     Chat__MessageRequest mr = CHAT__MESSAGE_REQUEST__INIT;
     mr.body_case = CHAT__MESSAGE_REQUEST__BODY_HISTORY;
     mr.history = &r;
+    char req_id[GW_REQ_ID_MAX];
+    gw_req_id_new(s, req_id);
+    mr.req_id = req_id;
     /* Found again by id when the reply comes (or not: closed meanwhile). */
     c->wsi = wsi;
     c->id = s->next_conn_id++;
     c->api_waiting = true;
     HASH_ADD(hh, s->api_waiting, id, sizeof c->id, c);
     s->m.be_requests[GW_SVC_MESSAGE]++;
+    chat_log_req(req_id);
+    chat_debug("request", "type=api_history conn=%" PRIu64, c->id);
     gw_backend_call(s->be, GW_OP_API_HISTORY, c->id, NULL, &mr.base);
+    chat_log_req(NULL);
     return 0;
 }
 

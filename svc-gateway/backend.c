@@ -53,6 +53,38 @@ const char *gw_svc_name(gw_svc svc)
     return svc < GW_SVC_COUNT ? svc_names[svc] : "?";
 }
 
+static const char *const op_names[GW_OP_COUNT] = {
+    [GW_OP_START_SEARCH] = "start_search",
+    [GW_OP_STOP_SEARCH] = "stop_search",
+    [GW_OP_END_CHAT] = "end_chat",
+    [GW_OP_SEND] = "send",
+    [GW_OP_RECEIPT] = "receipt",
+    [GW_OP_QUERY] = "presence",
+    [GW_OP_CONNECT] = "connect",
+    [GW_OP_DISCONNECT] = "disconnect",
+    [GW_OP_HEARTBEAT] = "heartbeat",
+    [GW_OP_SESSION] = "session",
+    [GW_OP_REPLAY] = "replay",
+    [GW_OP_EVENT] = "event",
+    [GW_OP_OPEN_DM] = "open_dm",
+    [GW_OP_JOIN_ROOM] = "join_room",
+    [GW_OP_LEAVE_ROOM] = "leave_room",
+    [GW_OP_HISTORY] = "history",
+    [GW_OP_TYPING] = "typing",
+    [GW_OP_REGISTER] = "register_user",
+    [GW_OP_API_HISTORY] = "api_history",
+    [GW_OP_FILL] = "fill",
+    [GW_OP_CATCHUP] = "catchup",
+    [GW_OP_EVENTS_LOST] = "events_lost",
+    [GW_OP_BANS] = "bans",
+    [GW_OP_ADMIN] = "admin",
+};
+
+const char *gw_op_name(gw_op op)
+{
+    return op < GW_OP_COUNT && op_names[op] != NULL ? op_names[op] : "?";
+}
+
 gw_svc gw_op_service(gw_op op)
 {
     switch (op) {
@@ -75,9 +107,12 @@ gw_svc gw_op_service(gw_op op)
     case GW_OP_QUERY:
     case GW_OP_CONNECT:
     case GW_OP_DISCONNECT:
-    case GW_OP_HEARTBEAT: return GW_SVC_PRESENCE;
+    case GW_OP_HEARTBEAT:
+    case GW_OP_BANS: return GW_SVC_PRESENCE;
     case GW_OP_EVENT:
-    case GW_OP_EVENTS_LOST: break;
+    case GW_OP_EVENTS_LOST:
+    case GW_OP_ADMIN:
+    case GW_OP_COUNT: break;
     }
     return GW_SVC_EVENTS;
 }
@@ -231,6 +266,7 @@ void gw_backend_call(gw_backend *be, gw_op op, uint64_t conn_id, gw_request *rq,
     it->op = op;
     it->conn_id = conn_id;
     it->rq = rq;
+    it->t0_ns = chat_mono_ns();
     atomic_fetch_add(&be->inflight, 1);
     chat_rpc_client *rpc = be->rpc[svc];
     if (!backend_op_batched(op)) {
@@ -294,7 +330,9 @@ void gw_item_free(gw_item *it)
 {
     if (it == NULL)
         return;
-    if (it->r.any != NULL) {
+    if (it->free_any != NULL)
+        it->free_any(it->r.any);
+    else if (it->r.any != NULL) {
         switch (gw_op_service(it->op)) {
         case GW_SVC_MATCH: chat__match_reply__free_unpacked(it->r.match, NULL); break;
         case GW_SVC_MESSAGE: chat__message_reply__free_unpacked(it->r.msg, NULL); break;

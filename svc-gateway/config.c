@@ -1,6 +1,7 @@
 /* The gateway's configuration table (environment variables; --help). */
 #include "gw_config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,27 @@ static bool config_id_ok(const char *id)
             return false;
     }
     return true;
+}
+
+/* The secret from CHAT_ADMIN_TOKEN_FILE (trailing whitespace dropped), as
+ * every service reads it (lib/src/service.c). 0 or -1 (printed). */
+static int config_token_file(gw_config *cfg, const char *prog)
+{
+    if (cfg->admin_token_file[0] == '\0')
+        return 0;
+    FILE *f = fopen(cfg->admin_token_file, "r");
+    if (f == NULL) {
+        fprintf(stderr, "%s: configuration error: CHAT_ADMIN_TOKEN_FILE=%s cannot be read\n",
+                prog, cfg->admin_token_file);
+        return -1;
+    }
+    size_t n = fread(cfg->token_buf, 1, sizeof cfg->token_buf - 1, f);
+    fclose(f);
+    while (n > 0 && isspace((unsigned char)cfg->token_buf[n - 1]))
+        n--;
+    cfg->token_buf[n] = '\0';
+    cfg->admin_token = cfg->token_buf;
+    return 0;
 }
 
 int gw_config_main(gw_config *cfg, int argc, char **argv)
@@ -77,6 +99,16 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
          "a message that arrives before its predecessor waits this long for it, ms; then "
          "the gap is filled from storage",
          &cfg->order_hold_ms},
+        {"CHAT_GATEWAY_ADMIN_LISTEN", CHAT_CFG_STR, "tcp://127.0.0.1:7103", 0, 0,
+         "admin address (nng URL) that chatctl talks to", &cfg->admin_listen},
+        {"CHAT_ADMIN_TOKEN", CHAT_CFG_STR, "", 0, 0,
+         "the admin secret chatctl must present (empty: every admin request is refused)",
+         &cfg->admin_token},
+        {"CHAT_ADMIN_TOKEN_FILE", CHAT_CFG_STR, "", 0, 0,
+         "file holding the admin secret (instead of CHAT_ADMIN_TOKEN)", &cfg->admin_token_file},
+        {"CHAT_RESTARTS", CHAT_CFG_INT, "0", 0, 1000000000,
+         "times the supervisor restarted this gateway (shown by chatctl status)",
+         &cfg->restarts},
         {"CHAT_LOG_LEVEL", CHAT_CFG_STR, "info", 0, 0, "debug, info, warn or error",
          &cfg->log_level},
     };
@@ -93,6 +125,8 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
                 argv[0]);
         return 2;
     }
+    if (config_token_file(cfg, argv[0]) != 0)
+        return 2;
     if (strcmp(cfg->loop, "libev") != 0 && strcmp(cfg->loop, "poll") != 0) {
         fprintf(stderr,
                 "%s: configuration error: CHAT_GATEWAY_LOOP=\"%s\" must be libev or poll\n",

@@ -27,6 +27,7 @@ static const char *conn_close_text(uint16_t code)
     case 1009: return "message too big";
     case 1011: return "internal error";
     case 4401: return "unauthorized";
+    case 4403: return "kicked";
     default: return "";
     }
 }
@@ -155,6 +156,14 @@ int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi)
         return conn_close_now(c, 1011);
     if (session < 0) {
         chat_info("session_rejected", "conn=%" PRIu64, c->id);
+        gw_conn_send_error(s, c, GW_E_UNAUTHORIZED, NULL, NULL);
+        gw_conn_close(s, c, 4401);
+        return 0;
+    }
+    if (session > 0 && gw_banned(s, user)) {
+        /* As for a bad token, so a banned client behaves as it would then. */
+        s->m.ban_refused++;
+        chat_info("session_rejected", "conn=%" PRIu64 " user=%s reason=banned", c->id, user);
         gw_conn_send_error(s, c, GW_E_UNAUTHORIZED, NULL, NULL);
         gw_conn_close(s, c, 4401);
         return 0;

@@ -25,6 +25,14 @@ static const struct {
     {"typing", GW_REQ_TYPING},
 };
 
+const char *gw_req_type_name(gw_req_type type)
+{
+    for (size_t i = 0; i < sizeof frame_types / sizeof frame_types[0]; i++)
+        if (frame_types[i].type == type)
+            return frame_types[i].name;
+    return "?";
+}
+
 static gw_request *frame_fail(gw_request *rq, gw_err err, const char *msg)
 {
     rq->err = err;

@@ -19,6 +19,8 @@
 struct ev_loop;
 #include <uthash.h>
 
+#include "admin.pb-c.h"
+#include "chat/metrics.h"
 #include "chat/rpc.h"
 #include "chat/util.h"
 #include "events.pb-c.h"
@@ -65,7 +67,11 @@ typedef enum {
     GW_OP_FILL,        /* order.c: messages a connection missed */
     GW_OP_CATCHUP,     /* order.c: the same over the conversations it does not follow */
     GW_OP_EVENTS_LOST, /* the subscription saw batches go missing (no reply) */
+    GW_OP_BANS,        /* bans.c: the bans in force, from svc-presence */
+    GW_OP_ADMIN,       /* admin.c: an admin request to run on the lws thread (no reply) */
+    GW_OP_COUNT
 } gw_op;
+const char *gw_op_name(gw_op op); /* "send", "heartbeat", ... (metrics labels) */
 
 /* Crosses from an nng thread to the lws thread; freed by gw_item_free(). */
 typedef struct gw_backend gw_backend;
@@ -76,8 +82,11 @@ typedef struct gw_item {
     gw_op op;
     uint64_t conn_id; /* the connection this answers (0: none) */
     int err;          /* 0, an nng error, or -1 (reply could not be decoded) */
+    int64_t t0_ns;    /* chat_mono_ns() when the request went out (0: not a request) */
     gw_request *rq;   /* owned: the client frame this answers, or NULL */
-    union {           /* decoded on the nng thread; NULL when err != 0 */
+    /* Set: frees r.any instead of the protobuf free of the op's service. */
+    void (*free_any)(void *any);
+    union { /* decoded on the nng thread; NULL when err != 0 */
         void *any;
         Chat__MatchReply *match;
         Chat__MessageReply *msg;
@@ -127,6 +136,7 @@ typedef struct gw_heartbeat gw_heartbeat;
 int gw_heartbeat_start(gw_heartbeat **out, gw_backend *be, const gw_config *cfg,
                        const char *gateway_id);
 void gw_heartbeat_connections(gw_heartbeat *h, unsigned n); /* reported from now on */
+
 /* Halts, waits for a heartbeat in flight, frees. NULL is fine. */
 void gw_heartbeat_stop(gw_heartbeat *h);
 
@@ -159,6 +169,9 @@ void gw_front_close(gw_front *f);
 size_t gw_front_sanitize(const char *in, size_t len, char *out);
 
 /* ------------------------------------------------------------------ server state */
+#define GW_OUTCOME_TRANSPORT (CHAT__CODE__INTERNAL + 1) /* no reply (nng error, undecodable) */
+#define GW_OUTCOMES (GW_OUTCOME_TRANSPORT + 1)
+#define GW_ADMIN_TYPES 8 /* ops.c: users, user, kick, ban, unban, announce, drain, other */
 typedef struct gw_metrics {
     uint64_t conns_total, frames_in, frames_out, events_in, events_bad;
     uint64_t errors[GW_E_COUNT];
@@ -168,6 +181,15 @@ typedef struct gw_metrics {
     uint64_t order_held, order_fills, order_catchups, order_fill_failed, order_filled;
     uint64_t events_lost_signals;
     uint64_t order_gaps_closed, order_gap_ms_sum, order_gap_ms_max;
+    /* operators: connections kicked (kick and ban), connects and resumes
+     * refused for a ban (also REST calls), announcement frames queued,
+     * connections closed by a drain, admin requests by type */
+    uint64_t kicked, ban_refused, announced, drain_closed;
+    uint64_t admin_requests[GW_ADMIN_TYPES];
+    /* backend requests by op: outcome (chat.Code, or GW_OUTCOME_TRANSPORT)
+     * and latency */
+    uint64_t be_outcomes[GW_OP_COUNT][GW_OUTCOMES];
+    chat_hist be_latency[GW_OP_COUNT];
 } gw_metrics;
 
 typedef struct gw_conn gw_conn;
@@ -175,6 +197,17 @@ typedef struct gw_user gw_user;
 typedef struct gw_typing gw_typing;
 typedef struct gw_order gw_order;
 typedef struct gw_catchup gw_catchup;
+typedef struct gw_ban gw_ban;
+typedef struct gw_admin gw_admin;
+
+/* drain.c: a drain asked by an operator. */
+typedef struct gw_drain {
+    bool on;
+    int64_t t0_ms;    /* chat_mono_ms() at the start */
+    uint32_t over_ms; /* the closes are spread over this long */
+    unsigned total;   /* connections open at the start */
+    uint64_t closed;  /* closed by the drain so far */
+} gw_drain;
 
 typedef struct gw_server {
     const gw_config *cfg;
@@ -201,6 +234,15 @@ typedef struct gw_server {
     bool stopping, done, heartbeat_failing;
     bool closing_all; /* fini: lws closes what is left; no disconnect each */
     int64_t stop_deadline_ms;
+    gw_admin *admin;       /* admin.c: the admin plane (NULL: none) */
+    gw_ban *bans;          /* bans.c: uthash by user id */
+    uint64_t bans_version; /* of the table, as svc-presence numbered it */
+    bool bans_synced;      /* the table came from svc-presence at least once */
+    bool bans_asking;      /* a BansReq is on its way */
+    int64_t bans_asked_ms; /* chat_mono_ms() when it went */
+    uint32_t admin_mark;   /* ops.c: marks connections reached by one request */
+    uint64_t next_req_id;  /* requests.c: the counter of request ids */
+    gw_drain drain;
 } gw_server;
 
 /* ------------------------------------------------------------------ conn.c, out.c */
@@ -243,6 +285,7 @@ struct gw_conn {
     uint16_t inflight;    /* client requests awaiting a backend reply (0 or 1) */
     uint16_t n_waiting;   /* requests queued behind the one in flight */
     uint16_t n_order;     /* entries in order */
+    uint32_t admin_mark;  /* ops.c: == gw_server.admin_mark when reached already */
     gw_request *wait_head, *wait_tail;
     bool ws, closing, announced;
     bool close_sent;      /* the close frame is lws's: it awaits the client's */
@@ -318,6 +361,11 @@ void gw_search_push_end(gw_server *s, gw_conn *c, const char *conversation_id, g
 void gw_search_free(gw_conn *c); /* what is still held */
 
 /* ------------------------------------------------------------------ requests.c */
+/* A new request id ("<gateway id>-<16 hex>", unique across gateways and
+ * restarts) into out. */
+void gw_req_id_new(gw_server *s, char out[GW_REQ_ID_MAX]);
+/* Puts id (not copied) into the req_id of a Match/Message/PresenceRequest. */
+void gw_req_id_attach(ProtobufCMessage *msg, const char *id);
 /* Handles one valid client request (takes rq). */
 void gw_request_dispatch(gw_server *s, gw_conn *c, gw_request *rq);
 /* Turns the reply to a client request into frames (does not free it). */
@@ -330,6 +378,52 @@ void gw_presence_disconnect(gw_server *s, gw_conn *c);
  * registered for this gateway (with reconnect grace), as for a dead one. */
 void gw_presence_stopping(gw_server *s);
 void gw_presence_reply(gw_server *s, gw_item *it);
+
+/* ------------------------------------------------------------------ bans.c */
+/* The users an operator banned (chatctl ban): their connects, resumes and
+ * REST calls are refused as unauthorized until the ban ends. Set here by
+ * the admin plane at once, and replaced by svc-presence's list whenever a
+ * heartbeat's answer shows that list changed (so every gateway learns of
+ * a ban within a heartbeat, also one chatctl missed). */
+/* until_ms: unix ms, 0 = until lifted. 0, or -1 when out of memory. */
+int gw_bans_set(gw_server *s, const char *user_id, int64_t until_ms);
+void gw_bans_lift(gw_server *s, const char *user_id);
+/* -1 not banned, 0 until lifted, else the end (unix ms); an expired ban
+ * is forgotten. */
+int64_t gw_bans_until(gw_server *s, const char *user_id);
+bool gw_banned(gw_server *s, const char *user_id);
+/* A heartbeat's answer said the bans are at version: fetch them when that
+ * is not the table's (or the table never came). */
+void gw_bans_heard(gw_server *s, uint64_t version);
+void gw_bans_fetch(gw_server *s);
+void gw_bans_reply(gw_server *s, gw_item *it);
+unsigned gw_bans_count(gw_server *s);
+void gw_bans_free(gw_server *s);
+
+/* ------------------------------------------------------------------ drain.c */
+/* Draining: /readyz 503, upgrades refused, the connections closed with
+ * 1001 spread over over_ms (0: at once). Again: no effect. */
+void gw_drain_start(gw_server *s, uint32_t over_ms);
+void gw_drain_tick(gw_server *s); /* closes the ones due */
+void gw_drain_info(gw_server *s, Chat__AdminDrainInfo *out);
+
+/* ------------------------------------------------------------------ ops.c */
+/* Runs one admin request (not status) on the lws thread; out is the admin
+ * thread's (chat_admin_out), its memory lives as long as the reply. */
+struct chat_admin_out;
+void gw_ops_handle(gw_server *s, const Chat__AdminRequest *req, struct chat_admin_out *out);
+const char *gw_ops_type_name(int type); /* of gw_metrics.admin_requests' index */
+
+/* ------------------------------------------------------------------ admin.c */
+/* The admin plane (lib/include/chat/admin.h) on cfg->admin_listen: status
+ * on an nng thread from what gw_admin_mirror() last set, every other
+ * request handed to the lws thread (GW_OP_ADMIN) and waited for, bounded. */
+int gw_admin_open(gw_admin **out, gw_server *s);
+/* lws thread: what status reports from now on. */
+void gw_admin_mirror(gw_admin *a, bool ready, unsigned connections);
+/* Runs the request an item carries (GW_OP_ADMIN). */
+void gw_admin_run(gw_server *s, gw_item *it);
+void gw_admin_close(gw_admin *a); /* NULL is fine */
 
 /* ------------------------------------------------------------------ resume.c */
 /* Starts a resume for a connection whose session was valid. */
@@ -378,6 +472,8 @@ void gw_typing_free_all(gw_server *s);
 /* LWS_CALLBACK_HTTP: answers /healthz, /readyz, /metrics, /api/... and
  * static files. */
 int gw_http_request(gw_server *s, gw_conn *c, struct lws *wsi, const char *path);
+/* What /readyz says: every backend reachable and not draining. */
+bool gw_http_ready(gw_server *s);
 
 /* ------------------------------------------------------------------ http_out.c */
 int gw_http_writeable(gw_server *s, gw_conn *c, struct lws *wsi);

@@ -21,7 +21,10 @@
 #define GW_REPLAY_PAGE 200      /* messages per replay request */
 #define GW_TOKEN_MAX 160        /* session token text, with its NUL */
 #define GW_GATEWAY_ID_MAX 32
-#define GW_HISTORY_MAX 100 /* messages of one history page */
+#define GW_HISTORY_MAX 100     /* messages of one history page */
+#define GW_ADMIN_TOKEN_MAX 512 /* the admin secret, with its NUL */
+/* A request id: "<gateway id>-<16 hex digits>", with its NUL. */
+#define GW_REQ_ID_MAX (GW_GATEWAY_ID_MAX + 18)
 /* Headroom before a frame's bytes for lws_write: LWS_PRE, checked equal in
  * gateway.h (16 on every platform lws supports today). */
 #define GW_FRAME_PRE 16
@@ -92,15 +95,16 @@ typedef struct gw_request {
     const char *conversation_id;
     const char *text;
     const char *client_msg_id;
-    uint64_t seq;          /* receipt */
-    bool read;             /* receipt: "read" (else "delivered") */
-    size_t n_user_ids;     /* presence */
-    const char **user_ids; /* presence: malloc'd array */
-    const char *user_id;   /* open_dm: a valid UUID */
-    const char *room;      /* join_room, leave_room: a valid room name */
-    uint64_t before;       /* history: 0 when absent (from the newest) */
-    uint32_t limit;        /* history: 0 when absent (the default) */
-    bool start;            /* typing: "start" (else "stop") */
+    uint64_t seq;               /* receipt */
+    bool read;                  /* receipt: "read" (else "delivered") */
+    size_t n_user_ids;          /* presence */
+    const char **user_ids;      /* presence: malloc'd array */
+    const char *user_id;        /* open_dm: a valid UUID */
+    const char *room;           /* join_room, leave_room: a valid room name */
+    uint64_t before;            /* history: 0 when absent (from the newest) */
+    uint32_t limit;             /* history: 0 when absent (the default) */
+    bool start;                 /* typing: "start" (else "stop") */
+    char req_id[GW_REQ_ID_MAX]; /* requests.c: the id its backend request got ("" none) */
     cJSON *root;
 } gw_request;
 
@@ -108,7 +112,8 @@ typedef struct gw_request {
  * returns a request (check ->err) unless out of memory (NULL). The caller
  * frees it with gw_request_free(). */
 gw_request *gw_frame_parse(const char *buf, size_t len, long long max_text);
-void gw_request_free(gw_request *rq); /* NULL is fine */
+const char *gw_req_type_name(gw_req_type type); /* "send", ... */
+void gw_request_free(gw_request *rq);           /* NULL is fine */
 
 /* ---- render.c */
 /* An outgoing text frame with GW_FRAME_PRE bytes of headroom for lws_write. It is
@@ -164,6 +169,8 @@ gw_frame *gw_render_history_rest(Chat__StoredMessage *const *msgs, size_t n,
 /* A REST error body {"error":CODE}. */
 gw_frame *gw_render_rest_error(gw_err code);
 gw_frame *gw_render_typing(const char *conversation_id, const char *user_id, bool start);
+/* {"type":"announcement","text":TEXT} (an operator's broadcast). */
+gw_frame *gw_render_announcement(const char *text);
 /* The push to contacts; last_seen 0 renders as null. */
 gw_frame *gw_render_presence_push(const char *user_id, bool online, int64_t last_seen);
 

@@ -37,7 +37,7 @@ static void heartbeat_once(gw_heartbeat *h)
     pr.body_case = CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT;
     pr.heartbeat = &hb;
     ProtobufCMessage *reply = NULL;
-    int64_t t0 = chat_mono_ms();
+    int64_t t0 = chat_mono_ms(), t0_ns = chat_mono_ns();
     int rv = chat_rpc_call_decode(h->rpc, &pr.base, &chat__presence_reply__descriptor, &reply);
     chat_debug("heartbeat", "err=%d ms=%lld", rv, (long long)(chat_mono_ms() - t0));
     gw_item *it = calloc(1, sizeof *it);
@@ -48,6 +48,7 @@ static void heartbeat_once(gw_heartbeat *h)
     }
     it->be = h->be;
     it->op = GW_OP_HEARTBEAT;
+    it->t0_ns = t0_ns;
     it->err = rv == NNG_EPROTO ? -1 : rv;
     it->r.pres = (Chat__PresenceReply *)reply;
     gw_backend_deliver(h->be, it);

@@ -22,20 +22,38 @@ static int http_text(gw_conn *c, struct lws *wsi, unsigned status, const char *t
     return http_respond(c, wsi, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
-/* 200 once every service has a connected replica and every event
- * publisher is connected; otherwise 503 naming what is missing. */
-static int http_readyz(gw_server *s, gw_conn *c, struct lws *wsi)
+/* The services without a connected replica, as a JSON list's items.
+ * Returns the length written (0: none missing). */
+static size_t http_missing(gw_server *s, char *out, size_t cap)
 {
-    char missing[128] = "";
     size_t m = 0;
+    out[0] = '\0';
     for (int i = 0; i < GW_SVC_COUNT; i++)
         if (!gw_backend_ready(s->be, (gw_svc)i))
-            m += (size_t)snprintf(missing + m, sizeof missing - m, "%s\"%s\"", m ? "," : "",
+            m += (size_t)snprintf(out + m, cap - m, "%s\"%s\"", m ? "," : "",
                                   gw_svc_name((gw_svc)i));
+    return m;
+}
+
+bool gw_http_ready(gw_server *s)
+{
+    char missing[128];
+    return !s->drain.on && http_missing(s, missing, sizeof missing) == 0;
+}
+
+/* 200 once every service has a connected replica and every event
+ * publisher is connected, and the gateway is not draining; otherwise 503
+ * naming what is missing (and "draining":true). */
+static int http_readyz(gw_server *s, gw_conn *c, struct lws *wsi)
+{
+    char missing[128];
+    size_t m = http_missing(s, missing, sizeof missing);
+    bool ready = m == 0 && !s->drain.on;
     char body[256];
-    int n = snprintf(body, sizeof body, "{\"ready\":%s,\"missing\":[%s]}\n",
-                     m == 0 ? "true" : "false", missing);
-    return http_respond(c, wsi, m == 0 ? 200 : 503, "application/json", body, (size_t)n);
+    int n =
+        snprintf(body, sizeof body, "{\"ready\":%s,\"missing\":[%s]%s}\n",
+                 ready ? "true" : "false", missing, s->drain.on ? ",\"draining\":true" : "");
+    return http_respond(c, wsi, ready ? 200 : 503, "application/json", body, (size_t)n);
 }
 
 static int http_metrics(gw_server *s, gw_conn *c, struct lws *wsi)

@@ -1,133 +1,168 @@
-/* /metrics in the Prometheus text format. The counters are plain integers
- * of the lws thread, which also renders them: no locks, no atomics. */
+/* /metrics in the Prometheus text format (checked by `promtool check
+ * metrics`: HELP and TYPE for every family, counters end in _total, base
+ * units). The counters are plain integers of the lws thread, which also
+ * renders them: no locks (the histograms are lib's, atomic anyway). */
 #include "gateway.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-typedef struct metrics_buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} metrics_buf;
+#include "chat/metrics.h"
 
-static void metrics_printf(metrics_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void metrics_printf(metrics_buf *b, const char *fmt, ...)
+static void metrics_counters(chat_mbuf *b, const gw_server *s)
 {
-    for (int attempt = 0; attempt < 2 && !b->oom; attempt++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = true;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap + (size_t)n) * 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    const gw_metrics *m = &s->m;
+    chat_metric_gauge(b, "chat_gateway_connections_open", "Open WebSocket connections.",
+                      s->n_conns);
+    chat_metric_counter(b, "chat_gateway_connections_total", "WebSocket connections accepted.",
+                        m->conns_total);
+    chat_metric_counter(b, "chat_gateway_frames_in_total", "Client messages received.",
+                        m->frames_in);
+    chat_metric_counter(b, "chat_gateway_frames_out_total", "Frames written to clients.",
+                        m->frames_out);
+    chat_metric_family(b, "chat_gateway_errors_total", "counter",
+                       "Error frames sent, by code.");
+    for (int e = GW_E_NONE + 1; e < GW_E_COUNT; e++)
+        chat_mbuf_printf(b, "chat_gateway_errors_total{code=\"%s\"} %" PRIu64 "\n",
+                         gw_err_name((gw_err)e), m->errors[e]);
+}
+
+static void metrics_backend(chat_mbuf *b, gw_server *s)
+{
+    const gw_metrics *m = &s->m;
+    chat_metric_family(b, "chat_gateway_backend_requests_total", "counter",
+                       "Requests sent to services.");
+    for (int i = 0; i < GW_SVC_EVENTS; i++)
+        chat_mbuf_printf(b, "chat_gateway_backend_requests_total{service=\"%s\"} %" PRIu64 "\n",
+                         gw_svc_name((gw_svc)i), m->be_requests[i]);
+    chat_metric_family(b, "chat_gateway_backend_failures_total", "counter",
+                       "Requests that failed in transport (no peer, timeout, bad reply).");
+    for (int i = 0; i < GW_SVC_EVENTS; i++)
+        chat_mbuf_printf(b, "chat_gateway_backend_failures_total{service=\"%s\"} %" PRIu64 "\n",
+                         gw_svc_name((gw_svc)i), m->be_failures[i]);
+    chat_metric_family(b, "chat_gateway_backend_peers", "gauge",
+                       "Connected peers per service.");
+    for (int i = 0; i < GW_SVC_COUNT; i++)
+        chat_mbuf_printf(b, "chat_gateway_backend_peers{service=\"%s\"} %d\n",
+                         gw_svc_name((gw_svc)i), gw_backend_peers(s->be, (gw_svc)i));
+    chat_metric_gauge(b, "chat_gateway_event_queue_length",
+                      "Replies and events waiting for the lws thread.",
+                      (double)gw_backend_queue_len(s->be));
+}
+
+/* An outcome's label: the chat.Code name in lower case, or "transport". */
+static const char *metrics_outcome(int code, char buf[32])
+{
+    if (code == GW_OUTCOME_TRANSPORT)
+        return "transport";
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&chat__code__descriptor, code);
+    size_t i = 0;
+    for (; v != NULL && v->name[i] != '\0' && i < 31; i++)
+        buf[i] = (char)(v->name[i] >= 'A' && v->name[i] <= 'Z' ? v->name[i] + 32 : v->name[i]);
+    buf[i] = '\0';
+    return v != NULL ? buf : "unknown";
+}
+
+/* Backend requests by op: outcomes and latency (ops never asked are left
+ * out). */
+static void metrics_ops(chat_mbuf *b, const gw_metrics *m)
+{
+    char name[32], labels[64];
+    chat_metric_family(b, "chat_gateway_backend_request_outcomes_total", "counter",
+                       "Backend requests by op and outcome (the reply's code in lower case, "
+                       "or transport: no reply).");
+    for (int op = 0; op < GW_OP_COUNT; op++)
+        for (int c = 0; c < GW_OUTCOMES; c++)
+            if (m->be_outcomes[op][c] > 0)
+                chat_mbuf_printf(b,
+                                 "chat_gateway_backend_request_outcomes_total{op=\"%s\","
+                                 "outcome=\"%s\"} %" PRIu64 "\n",
+                                 gw_op_name((gw_op)op), metrics_outcome(c, name),
+                                 m->be_outcomes[op][c]);
+    chat_metric_family(b, "chat_gateway_backend_request_duration_seconds", "histogram",
+                       "Time from sending a backend request to its reply on the lws thread.");
+    for (int op = 0; op < GW_OP_COUNT; op++) {
+        uint64_t n = 0;
+        for (int c = 0; c < GW_OUTCOMES; c++)
+            n += m->be_outcomes[op][c];
+        if (n == 0)
+            continue;
+        snprintf(labels, sizeof labels, "op=\"%s\"", gw_op_name((gw_op)op));
+        chat_hist_render(b, "chat_gateway_backend_request_duration_seconds", labels,
+                         &m->be_latency[op]);
     }
 }
 
-static void metrics_family(metrics_buf *b, const char *name, const char *type, const char *help)
+static void metrics_order(chat_mbuf *b, gw_server *s)
 {
-    metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    const gw_metrics *m = &s->m;
+    chat_metric_counter(b, "chat_gateway_events_total", "Events received.", m->events_in);
+    chat_metric_counter(b, "chat_gateway_events_bad_total", "Events that did not decode.",
+                        m->events_bad);
+    chat_metric_counter(
+        b, "chat_gateway_event_batches_lost_total",
+        "Published batches that never arrived (gaps in the publishers' numbers).",
+        gw_backend_lost(s->be));
+    chat_metric_counter(b, "chat_gateway_order_held_total",
+                        "Messages held because they arrived before their predecessor.",
+                        m->order_held);
+    chat_metric_counter(b, "chat_gateway_order_fills_total",
+                        "Gap fills asked of svc-message (a gap open longer than "
+                        "CHAT_ORDER_HOLD_MS, or events lost).",
+                        m->order_fills);
+    chat_metric_counter(b, "chat_gateway_order_catchups_total",
+                        "Catch-up pages asked after lost events (conversations a connection "
+                        "does not follow yet).",
+                        m->order_catchups);
+    chat_metric_counter(b, "chat_gateway_order_fill_failures_total",
+                        "Gap fills that failed (retried after 1 s).", m->order_fill_failed);
+    chat_metric_counter(b, "chat_gateway_order_filled_messages_total",
+                        "Messages delivered from gap fills.", m->order_filled);
+    chat_metric_counter(b, "chat_gateway_order_gaps_closed_total",
+                        "Gaps in a connection's seqs that closed (by a late event or a fill).",
+                        m->order_gaps_closed);
+    /* Kept in ms, shown in seconds (the base unit). */
+    chat_metric_family(b, "chat_gateway_order_gap_seconds_total", "counter",
+                       "Total time the closed gaps were open.");
+    chat_mbuf_printf(b, "chat_gateway_order_gap_seconds_total %.3f\n",
+                     (double)m->order_gap_ms_sum / 1e3);
+    chat_metric_gauge(b, "chat_gateway_order_gap_seconds_max", "Longest a closed gap was open.",
+                      (double)m->order_gap_ms_max / 1e3);
 }
 
-/* A family of one unlabelled sample. */
-static void metrics_one(metrics_buf *b, const char *name, const char *type, const char *help,
-                        uint64_t v)
+static void metrics_admin(chat_mbuf *b, gw_server *s)
 {
-    metrics_family(b, name, type, help);
-    metrics_printf(b, "%s %" PRIu64 "\n", name, v);
+    const gw_metrics *m = &s->m;
+    chat_metric_family(b, "chat_gateway_admin_requests_total", "counter",
+                       "Admin requests run on this gateway (chatctl), by type.");
+    for (int t = 0; t < GW_ADMIN_TYPES; t++)
+        chat_mbuf_printf(b, "chat_gateway_admin_requests_total{type=\"%s\"} %" PRIu64 "\n",
+                         gw_ops_type_name(t), m->admin_requests[t]);
+    chat_metric_counter(b, "chat_gateway_kicked_connections_total",
+                        "Connections closed with 4403 by a kick or a ban.", m->kicked);
+    chat_metric_counter(b, "chat_gateway_ban_refusals_total",
+                        "Connects, resumes and REST calls refused for a ban.", m->ban_refused);
+    chat_metric_counter(b, "chat_gateway_announcements_sent_total",
+                        "Announcement frames queued to connections.", m->announced);
+    chat_metric_counter(b, "chat_gateway_drain_closed_connections_total",
+                        "Connections closed with 1001 by a drain.", m->drain_closed);
+    chat_metric_gauge(b, "chat_gateway_draining", "1 while the gateway drains (not ready).",
+                      s->drain.on ? 1 : 0);
+    chat_metric_gauge(b, "chat_gateway_bans", "Bans in this gateway's table.",
+                      gw_bans_count(s));
 }
 
 char *gw_metrics_render(gw_server *s, size_t *len)
 {
-    metrics_buf b = {malloc(4096), 0, 4096, false};
-    if (b.p == NULL)
-        return NULL;
-    const gw_metrics *m = &s->m;
-
-    metrics_family(&b, "chat_gateway_connections_open", "gauge", "Open WebSocket connections.");
-    metrics_printf(&b, "chat_gateway_connections_open %u\n", s->n_conns);
-    metrics_family(&b, "chat_gateway_connections_total", "counter",
-                   "WebSocket connections accepted.");
-    metrics_printf(&b, "chat_gateway_connections_total %" PRIu64 "\n", m->conns_total);
-    metrics_family(&b, "chat_gateway_frames_in_total", "counter", "Client messages received.");
-    metrics_printf(&b, "chat_gateway_frames_in_total %" PRIu64 "\n", m->frames_in);
-    metrics_family(&b, "chat_gateway_frames_out_total", "counter",
-                   "Frames written to clients.");
-    metrics_printf(&b, "chat_gateway_frames_out_total %" PRIu64 "\n", m->frames_out);
-
-    metrics_family(&b, "chat_gateway_errors_total", "counter", "Error frames sent, by code.");
-    for (int e = GW_E_NONE + 1; e < GW_E_COUNT; e++)
-        metrics_printf(&b, "chat_gateway_errors_total{code=\"%s\"} %" PRIu64 "\n",
-                       gw_err_name((gw_err)e), m->errors[e]);
-
-    metrics_family(&b, "chat_gateway_backend_requests_total", "counter",
-                   "Requests sent to services.");
-    for (int i = 0; i < GW_SVC_EVENTS; i++)
-        metrics_printf(&b, "chat_gateway_backend_requests_total{service=\"%s\"} %" PRIu64 "\n",
-                       gw_svc_name((gw_svc)i), m->be_requests[i]);
-    metrics_family(&b, "chat_gateway_backend_failures_total", "counter",
-                   "Requests that failed in transport (no peer, timeout, bad reply).");
-    for (int i = 0; i < GW_SVC_EVENTS; i++)
-        metrics_printf(&b, "chat_gateway_backend_failures_total{service=\"%s\"} %" PRIu64 "\n",
-                       gw_svc_name((gw_svc)i), m->be_failures[i]);
-    metrics_family(&b, "chat_gateway_backend_peers", "gauge", "Connected peers per service.");
-    for (int i = 0; i < GW_SVC_COUNT; i++)
-        metrics_printf(&b, "chat_gateway_backend_peers{service=\"%s\"} %d\n",
-                       gw_svc_name((gw_svc)i), gw_backend_peers(s->be, (gw_svc)i));
-
-    metrics_one(&b, "chat_gateway_events_total", "counter", "Events received.", m->events_in);
-    metrics_one(&b, "chat_gateway_events_bad_total", "counter", "Events that did not decode.",
-                m->events_bad);
-    metrics_one(&b, "chat_gateway_event_batches_lost_total", "counter",
-                "Published batches that never arrived (gaps in the publishers' numbers).",
-                gw_backend_lost(s->be));
-    metrics_one(&b, "chat_gateway_order_held_total", "counter",
-                "Messages held because they arrived before their predecessor.", m->order_held);
-    metrics_one(&b, "chat_gateway_order_fills_total", "counter",
-                "Gap fills asked of svc-message (a gap open longer than CHAT_ORDER_HOLD_MS, "
-                "or events lost).",
-                m->order_fills);
-    metrics_one(&b, "chat_gateway_order_catchups_total", "counter",
-                "Catch-up pages asked after lost events (conversations a connection "
-                "does not follow yet).",
-                m->order_catchups);
-    metrics_one(&b, "chat_gateway_order_fill_failures_total", "counter",
-                "Gap fills that failed (retried after 1 s).", m->order_fill_failed);
-    metrics_one(&b, "chat_gateway_order_filled_messages_total", "counter",
-                "Messages delivered from gap fills.", m->order_filled);
-    metrics_one(&b, "chat_gateway_order_gaps_closed_total", "counter",
-                "Gaps in a connection's seqs that closed (by a late event or a fill).",
-                m->order_gaps_closed);
-    metrics_one(&b, "chat_gateway_order_gap_ms_sum", "counter",
-                "Total ms the closed gaps were open.", m->order_gap_ms_sum);
-    metrics_one(&b, "chat_gateway_order_gap_ms_max", "gauge",
-                "Longest a closed gap was open, ms.", m->order_gap_ms_max);
-    metrics_family(&b, "chat_gateway_event_queue_length", "gauge",
-                   "Replies and events waiting for the lws thread.");
-    metrics_printf(&b, "chat_gateway_event_queue_length %zu\n", gw_backend_queue_len(s->be));
-
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    *len = b.len;
-    return b.p;
+    chat_mbuf b;
+    chat_mbuf_init(&b);
+    metrics_counters(&b, s);
+    metrics_backend(&b, s);
+    metrics_ops(&b, &s->m);
+    metrics_order(&b, s);
+    metrics_admin(&b, s);
+    return chat_mbuf_take(&b, len);
 }

@@ -91,6 +91,8 @@ static void presence_heartbeat_reply(gw_server *s, gw_item *it)
     s->heartbeat_failing = failing;
     if (!failing && it->r.pres->resync)
         presence_resync(s);
+    if (!failing)
+        gw_bans_heard(s, it->r.pres->bans_version);
 }
 
 void gw_presence_reply(gw_server *s, gw_item *it)

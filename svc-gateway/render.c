@@ -362,6 +362,16 @@ gw_frame *gw_render_typing(const char *conversation_id, const char *user_id, boo
     return render_end(o, ok, NULL);
 }
 
+gw_frame *gw_render_announcement(const char *text)
+{
+    bool ok;
+    cJSON *o = render_begin("announcement", &ok);
+    if (o == NULL)
+        return NULL;
+    render_str(o, &ok, "text", text);
+    return render_end(o, ok, NULL);
+}
+
 gw_frame *gw_render_presence_push(const char *user_id, bool online, int64_t last_seen)
 {
     bool ok;

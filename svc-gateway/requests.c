@@ -4,17 +4,59 @@
 #include "gateway.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "chat/log.h"
 
-static void request_call(gw_server *s, gw_conn *c, gw_op op, gw_request *rq,
-                         const ProtobufCMessage *msg)
+void gw_req_id_new(gw_server *s, char out[GW_REQ_ID_MAX])
 {
+    /* The counter starts at the start time in its upper bits, so a
+     * restarted gateway with a fixed id does not reuse its old ids. */
+    if (s->next_req_id == 0)
+        s->next_req_id = (uint64_t)chat_now_ms() << 16;
+    snprintf(out, GW_REQ_ID_MAX, "%s-%016" PRIx64, s->gateway_id, s->next_req_id++);
+}
+
+void gw_req_id_attach(ProtobufCMessage *msg, const char *id)
+{
+    if (msg->descriptor == &chat__message_request__descriptor)
+        ((Chat__MessageRequest *)msg)->req_id = (char *)id;
+    else if (msg->descriptor == &chat__match_request__descriptor)
+        ((Chat__MatchRequest *)msg)->req_id = (char *)id;
+    else if (msg->descriptor == &chat__presence_request__descriptor)
+        ((Chat__PresenceRequest *)msg)->req_id = (char *)id;
+}
+
+/* The client's req for a log line: quoted there, so quotes, backslashes
+ * and control bytes become '_' (a client cannot forge key=value pairs). */
+static const char *request_req_text(const gw_request *rq, char buf[GW_ID_MAX + 1])
+{
+    const char *r = rq->req != NULL ? rq->req : "";
+    size_t n = 0;
+    for (; r[n] != '\0' && n < GW_ID_MAX; n++)
+        buf[n] = ((unsigned char)r[n] < 0x20 || r[n] == '"' || r[n] == '\\') ? '_' : r[n];
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Every client request gets an id that travels with it to the service
+ * (req_id) and ends each log line about it here and there, so a client's
+ * frame can be followed across the processes. */
+static void request_call(gw_server *s, gw_conn *c, gw_op op, gw_request *rq,
+                         ProtobufCMessage *msg)
+{
+    char req[GW_ID_MAX + 1];
+    gw_req_id_new(s, rq->req_id);
+    gw_req_id_attach(msg, rq->req_id);
+    chat_log_req(rq->req_id);
+    chat_debug("request", "type=%s req=\"%s\" conn=%" PRIu64, gw_req_type_name(rq->type),
+               request_req_text(rq, req), c->id);
     s->m.be_requests[gw_op_service(op)]++;
     gw_conn_request_started(s, c);
     gw_backend_call(s->be, op, c->id, rq, msg);
+    chat_log_req(NULL);
 }
 
 static void request_match(gw_server *s, gw_conn *c, gw_request *rq)

@@ -20,12 +20,33 @@ static const lws_retry_bo_t server_keepalive = {
     .secs_since_valid_hangup = 60,
 };
 
+/* A backend request's outcome and latency, by op. */
+static void server_observe(gw_server *s, const gw_item *it)
+{
+    if (it->t0_ns == 0 || it->op >= GW_OP_COUNT)
+        return;
+    int code = GW_OUTCOME_TRANSPORT;
+    if (it->err == 0) {
+        switch (gw_op_service(it->op)) {
+        case GW_SVC_MATCH: code = it->r.match->code; break;
+        case GW_SVC_MESSAGE: code = it->r.msg->code; break;
+        case GW_SVC_PRESENCE: code = it->r.pres->code; break;
+        default: break;
+        }
+    }
+    if (code < 0 || code >= GW_OUTCOMES)
+        code = CHAT__CODE__INTERNAL;
+    s->m.be_outcomes[it->op][code]++;
+    chat_hist_observe(&s->m.be_latency[it->op], (double)(chat_mono_ns() - it->t0_ns) / 1e9);
+}
+
 /* One answer from nng, on the lws thread. */
 static void server_dispatch(gw_server *s, gw_item *it)
 {
     gw_svc svc = gw_op_service(it->op);
     if (it->err != 0 && svc != GW_SVC_EVENTS)
         s->m.be_failures[svc]++;
+    server_observe(s, it);
     switch (it->op) {
     case GW_OP_EVENT:
         s->m.events_in++;
@@ -38,6 +59,8 @@ static void server_dispatch(gw_server *s, gw_item *it)
     case GW_OP_DISCONNECT:
     case GW_OP_HEARTBEAT: gw_presence_reply(s, it); return;
     case GW_OP_API_HISTORY: gw_api_reply(s, it); return;
+    case GW_OP_BANS: gw_bans_reply(s, it); return;
+    case GW_OP_ADMIN: gw_admin_run(s, it); return;
     case GW_OP_EVENTS_LOST:
         s->m.events_lost_signals++;
         gw_order_resync(s);
@@ -88,7 +111,10 @@ static void server_drain(gw_server *s)
     gw_item *it = gw_backend_take(s->be);
     while (it != NULL) {
         gw_item *next = it->next;
+        /* Lines about a client's request carry its id. */
+        chat_log_req(it->rq != NULL ? it->rq->req_id : NULL);
         server_dispatch(s, it);
+        chat_log_req(NULL);
         gw_item_free(it);
         it = next;
     }
@@ -118,6 +144,10 @@ static int server_confirm_upgrade(gw_server *s, struct lws *wsi, const char *wha
         return 0;
     if (s->stopping)
         return server_refuse_upgrade(wsi, "503 Service Unavailable", "stopping\n");
+    /* Draining (drain.c): the client's connect fails and it retries,
+     * reaching another gateway; nothing of it was registered here. */
+    if (s->drain.on)
+        return server_refuse_upgrade(wsi, "503 Service Unavailable", "draining\n");
     char uri[16];
     int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
     if (n <= 0 || strcmp(uri, "/ws") != 0)
@@ -184,6 +214,8 @@ static void server_tick(lws_sorted_usec_list_t *sul)
     if (!s->stopping && chat_stopping())
         server_begin_stop(s);
     gw_heartbeat_connections(s->hb, s->n_conns);
+    gw_admin_mirror(s->admin, !s->stopping && gw_http_ready(s), s->n_conns);
+    gw_drain_tick(s);
     gw_typing_sweep(s, chat_mono_ms());
     gw_order_sweep(s, chat_mono_ms());
     if (s->stopping && (s->n_conns == 0 || chat_mono_ms() >= s->stop_deadline_ms)) {
@@ -334,6 +366,9 @@ int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be)
     /* The first one after a period, when presence had time to connect. */
     if (gw_heartbeat_start(&s->hb, be, cfg, s->gateway_id) != 0)
         return -1;
+    if (gw_admin_open(&s->admin, s) != 0)
+        return -1;
+    gw_bans_fetch(s); /* again at each heartbeat until it succeeds */
     chat_info("listening", "port=%lld bind=\"%s\" gateway=%s web=%s loop=%s", cfg->port,
               cfg->bind, s->gateway_id, cfg->web_dir, s->loop != NULL ? "libev" : "poll");
     return 0;
@@ -354,6 +389,9 @@ void gw_server_run(gw_server *s)
 
 void gw_server_fini(gw_server *s)
 {
+    /* First: its requests wait for this thread, which serves no more. */
+    gw_admin_close(s->admin);
+    s->admin = NULL;
     if (s->ctx == NULL)
         return;
     /* From here on nng callbacks only queue; nobody wakes a dying context. */
@@ -385,6 +423,7 @@ void gw_server_fini(gw_server *s)
         ev_loop_destroy(s->loop);
     s->loop = NULL;
     gw_typing_free_all(s);
+    gw_bans_free(s);
     gw_user *u, *tmp;
     HASH_ITER (hh, s->users, u, tmp) {
         HASH_DEL(s->users, u);

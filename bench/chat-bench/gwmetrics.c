@@ -18,15 +18,16 @@ static const struct {
     const char *name;
     size_t off;
     bool max;
+    double scale; /* the gateway's unit -> ours (its gap times are seconds) */
 } gw_fields[] = {
-    {"chat_gateway_order_held_total", offsetof(cb_gw_order, held), false},
-    {"chat_gateway_order_fills_total", offsetof(cb_gw_order, fills), false},
-    {"chat_gateway_order_catchups_total", offsetof(cb_gw_order, catchups), false},
-    {"chat_gateway_order_filled_messages_total", offsetof(cb_gw_order, filled), false},
-    {"chat_gateway_order_gaps_closed_total", offsetof(cb_gw_order, gaps_closed), false},
-    {"chat_gateway_order_gap_ms_sum", offsetof(cb_gw_order, gap_ms_sum), false},
-    {"chat_gateway_order_gap_ms_max", offsetof(cb_gw_order, gap_ms_max), true},
-    {"chat_gateway_event_batches_lost_total", offsetof(cb_gw_order, batches_lost), false},
+    {"chat_gateway_order_held_total", offsetof(cb_gw_order, held), false, 1},
+    {"chat_gateway_order_fills_total", offsetof(cb_gw_order, fills), false, 1},
+    {"chat_gateway_order_catchups_total", offsetof(cb_gw_order, catchups), false, 1},
+    {"chat_gateway_order_filled_messages_total", offsetof(cb_gw_order, filled), false, 1},
+    {"chat_gateway_order_gaps_closed_total", offsetof(cb_gw_order, gaps_closed), false, 1},
+    {"chat_gateway_order_gap_seconds_total", offsetof(cb_gw_order, gap_ms_sum), false, 1e3},
+    {"chat_gateway_order_gap_seconds_max", offsetof(cb_gw_order, gap_ms_max), true, 1e3},
+    {"chat_gateway_event_batches_lost_total", offsetof(cb_gw_order, batches_lost), false, 1},
 };
 
 /* GET /metrics of one gateway into buf (NUL-terminated). 0 or -1. */
@@ -71,7 +72,7 @@ bool cb_gw_order_read(const cb_opts *o, cb_gw_order *out)
                 size_t nl = strlen(gw_fields[f].name);
                 if (strncmp(line, gw_fields[f].name, nl) != 0 || line[nl] != ' ')
                     continue;
-                double v = strtod(line + nl + 1, NULL);
+                double v = strtod(line + nl + 1, NULL) * gw_fields[f].scale;
                 double *dst = (double *)((char *)out + gw_fields[f].off);
                 *dst = gw_fields[f].max ? (v > *dst ? v : *dst) : *dst + v;
             }
