@@ -43,7 +43,7 @@ typedef struct match_app {
     match_peers peers;
     match_env env;
     chat_rpc_pool *srv;
-    match_admin *admin;
+    chat_redis_shared *admin; /* the admin side's Redis */
 } match_app;
 
 static int app_start(void *arg)
@@ -69,7 +69,8 @@ static int app_start(void *arg)
      * timeout) by a wide margin; it only matters if this process dies. */
     a->env = (match_env){match_peers_message_call, match_peers_publish, &a->peers,
                          (int)(2 * cfg_rpc_timeout_ms / 1000) + 30};
-    a->admin = match_admin_new(cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS);
+    a->admin =
+        chat_redis_shared_new(cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS);
     if (a->admin == NULL)
         return -1;
     chat_rpc_pool_cfg scfg = {
@@ -86,7 +87,7 @@ static void app_stop(void *arg)
 {
     match_app *a = arg;
     match_server_close(a->srv);
-    match_admin_free(a->admin);
+    chat_redis_shared_free(a->admin);
     chat_rpc_client_close(a->message);
     chat_pub_close(a->pub);
 }
@@ -107,22 +108,7 @@ static void app_metrics(chat_mbuf *b, void *arg)
 {
     match_app *a = arg;
     match_server_metrics(b);
-    unsigned queued, running;
-    chat_rpc_pool_depth(a->srv, &queued, &running);
-    chat_metric_gauge(b, "chat_match_requests_queued", "Requests waiting for a worker.",
-                      queued);
-    chat_metric_gauge(b, "chat_match_requests_running", "Requests a worker is on now.",
-                      running);
-    chat_metric_gauge(b, "chat_match_message_peers", "svc-message replicas connected.",
-                      chat_rpc_client_peers(a->message));
-    chat_metric_counter(b, "chat_match_redis_errors_total", "Redis commands that failed.",
-                        chat_redis_errors());
-    uint64_t sent, failed;
-    chat_pub_counts(a->pub, &sent, &failed);
-    chat_metric_counter(b, "chat_match_events_published_total", "Event batches published.",
-                        sent);
-    chat_metric_counter(b, "chat_match_events_dropped_total",
-                        "Event batches the publisher refused.", failed);
+    chat_svc_metrics_common(b, "chat_match", a->srv, a->pub);
 }
 
 static void app_admin(const Chat__AdminRequest *req, chat_admin_out *out, void *arg)

@@ -166,14 +166,11 @@ void match_peers_publish(void *ctx, const Chat__Event *ev);
 
 /* ---- admin.c: the operators' requests (chatctl queue) ---- */
 
-/* The admin side's own Redis connection, shared by the admin thread and
- * status's load figure (under a lock). */
-typedef struct match_admin match_admin;
-match_admin *match_admin_new(const char *redis_host, int redis_port, int timeout_ms);
-void match_admin_free(match_admin *a); /* NULL is fine */
-/* Users waiting now (0 when Redis does not answer). */
-uint64_t match_admin_waiting(match_admin *a);
-/* chat_admin_handler (arg: match_admin). */
+/* The admin side has a Redis connection of its own, shared by the admin
+ * thread and status's load figure. Users waiting now (0 when Redis does
+ * not answer). */
+uint64_t match_admin_waiting(chat_redis_shared *rs);
+/* chat_admin_handler (arg: the admin side's chat_redis_shared). */
 void match_admin_handle(const Chat__AdminRequest *req, chat_admin_out *out, void *arg);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */

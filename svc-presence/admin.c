@@ -1,63 +1,34 @@
 /* What svc-presence answers on the admin plane: who is online (users,
  * user) and the bans (ban, unban) that every gateway enforces. Runs on the
- * admin thread with a Redis connection of its own. */
+ * admin thread with a Redis connection of its own (shared with status's
+ * load figure). */
 #include "presence.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdlib.h>
 
 #include "chat/log.h"
 
-struct pres_admin {
-    pthread_mutex_t mu; /* the admin thread and status's load figure share r */
-    chat_redis *r;
-};
-
-pres_admin *pres_admin_new(const char *redis_host, int redis_port, int timeout_ms)
-{
-    pres_admin *a = calloc(1, sizeof *a);
-    if (a == NULL)
-        return NULL;
-    a->r = chat_redis_new(redis_host, redis_port, timeout_ms);
-    if (a->r == NULL) {
-        free(a);
-        return NULL;
-    }
-    pthread_mutex_init(&a->mu, NULL);
-    return a;
-}
-
-void pres_admin_free(pres_admin *a)
-{
-    if (a == NULL)
-        return;
-    chat_redis_free(a->r);
-    pthread_mutex_destroy(&a->mu);
-    free(a);
-}
-
-uint64_t pres_admin_online(pres_admin *a)
+uint64_t pres_admin_online(chat_redis_shared *rs)
 {
     uint64_t users = 0, conns = 0;
-    pthread_mutex_lock(&a->mu);
-    if (pres_online_count(a->r, &users, &conns) != 0)
+    if (pres_online_count(chat_redis_shared_take(rs), &users, &conns) != 0)
         users = 0;
-    pthread_mutex_unlock(&a->mu);
+    chat_redis_shared_give(rs);
     return users;
 }
 
-static void admin_users(pres_admin *a, chat_admin_out *out)
+static void admin_users(chat_redis *r, chat_admin_out *out)
 {
     uint64_t users = 0, conns = 0;
-    if (pres_online_count(a->r, &users, &conns) != 0) {
+    if (pres_online_count(r, &users, &conns) != 0) {
         chat_admin_fail(out, CHAT__ADMIN_CODE__ADMIN_FAILED, "presence store unavailable");
         return;
     }
     out->reply.online_users = (uint32_t)users;
 }
 
-static void admin_user(pres_admin *a, const char *user, chat_admin_out *out)
+static void admin_user(chat_redis *r, const char *user, chat_admin_out *out)
 {
     Chat__AdminUserInfo *u = chat_admin_alloc(out, sizeof *u);
     if (u == NULL) {
@@ -67,8 +38,8 @@ static void admin_user(pres_admin *a, const char *user, chat_admin_out *out)
     chat__admin_user_info__init(u);
     u->user_id = chat_admin_strdup(out, user);
     bool online = false;
-    if (pres_status_of(a->r, user, &online, &u->last_seen) != 0 ||
-        pres_ban_of(a->r, user, chat_now_ms(), &u->banned_until) != 0) {
+    if (pres_status_of(r, user, &online, &u->last_seen) != 0 ||
+        pres_ban_of(r, user, chat_now_ms(), &u->banned_until) != 0) {
         chat_admin_fail(out, CHAT__ADMIN_CODE__ADMIN_FAILED, "presence store unavailable");
         return;
     }
@@ -76,7 +47,7 @@ static void admin_user(pres_admin *a, const char *user, chat_admin_out *out)
     out->reply.user = u;
 }
 
-static void admin_ban(pres_admin *a, const Chat__AdminBanReq *q, chat_admin_out *out)
+static void admin_ban(chat_redis *r, const Chat__AdminBanReq *q, chat_admin_out *out)
 {
     int64_t now = chat_now_ms();
     if (q->until_ms < 0 || (q->until_ms > 0 && q->until_ms <= now)) {
@@ -88,7 +59,7 @@ static void admin_ban(pres_admin *a, const Chat__AdminBanReq *q, chat_admin_out 
         chat_admin_fail(out, CHAT__ADMIN_CODE__ADMIN_FAILED, "out of memory");
         return;
     }
-    if (pres_ban_set(a->r, q->user_id, q->until_ms, now) != 0) {
+    if (pres_ban_set(r, q->user_id, q->until_ms, now) != 0) {
         chat_admin_fail(out, CHAT__ADMIN_CODE__ADMIN_FAILED, "presence store unavailable");
         return;
     }
@@ -98,10 +69,10 @@ static void admin_ban(pres_admin *a, const Chat__AdminBanReq *q, chat_admin_out 
     out->reply.ban = b;
 }
 
-static void admin_unban(pres_admin *a, const char *user, chat_admin_out *out)
+static void admin_unban(chat_redis *r, const char *user, chat_admin_out *out)
 {
     bool lifted = false;
-    if (pres_ban_lift(a->r, user, chat_now_ms(), &lifted) != 0)
+    if (pres_ban_lift(r, user, chat_now_ms(), &lifted) != 0)
         chat_admin_fail(out, CHAT__ADMIN_CODE__ADMIN_FAILED, "presence store unavailable");
     else
         out->reply.affected = lifted ? 1 : 0;
@@ -120,21 +91,21 @@ static const char *admin_user_id(const Chat__AdminRequest *req)
 
 void pres_admin_handle(const Chat__AdminRequest *req, chat_admin_out *out, void *arg)
 {
-    pres_admin *a = arg;
+    chat_redis_shared *rs = arg;
     const char *user = admin_user_id(req);
     if (user != NULL && !chat_uuid_valid(user)) {
         chat_admin_fail(out, CHAT__ADMIN_CODE__ADMIN_BAD_REQUEST, "user_id is not a uuid");
         return;
     }
-    pthread_mutex_lock(&a->mu);
+    chat_redis *r = chat_redis_shared_take(rs);
     switch (req->body_case) {
-    case CHAT__ADMIN_REQUEST__BODY_USERS: admin_users(a, out); break;
-    case CHAT__ADMIN_REQUEST__BODY_USER: admin_user(a, user, out); break;
-    case CHAT__ADMIN_REQUEST__BODY_BAN: admin_ban(a, req->ban, out); break;
-    case CHAT__ADMIN_REQUEST__BODY_UNBAN: admin_unban(a, user, out); break;
+    case CHAT__ADMIN_REQUEST__BODY_USERS: admin_users(r, out); break;
+    case CHAT__ADMIN_REQUEST__BODY_USER: admin_user(r, user, out); break;
+    case CHAT__ADMIN_REQUEST__BODY_BAN: admin_ban(r, req->ban, out); break;
+    case CHAT__ADMIN_REQUEST__BODY_UNBAN: admin_unban(r, user, out); break;
     default:
         chat_admin_fail(out, CHAT__ADMIN_CODE__ADMIN_UNSUPPORTED, "not served by svc-presence");
         break;
     }
-    pthread_mutex_unlock(&a->mu);
+    chat_redis_shared_give(rs);
 }

@@ -59,7 +59,7 @@ typedef struct pres_app {
     pres_env env;
     chat_rpc_pool *srv;
     pres_sweeper *sweeper;
-    pres_admin *admin;
+    chat_redis_shared *admin; /* the admin side's Redis */
 } pres_app;
 
 static int app_clients(pres_app *a)
@@ -101,7 +101,8 @@ static int app_start(void *arg)
         return -1;
     a->env = (pres_env){pres_peers_match_call, a->match,           cfg_grace_ms,
                         cfg_gw_ttl_ms,         pres_notifier_push, a->notifier};
-    a->admin = pres_admin_new(cfg_redis_host, (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS);
+    a->admin =
+        chat_redis_shared_new(cfg_redis_host, (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS);
     if (a->admin == NULL)
         return -1;
     chat_rpc_pool_cfg scfg = {
@@ -125,7 +126,7 @@ static void app_stop(void *arg)
     pres_sweeper_stop(a->sweeper);
     pres_server_close(a->srv);
     pres_notifier_stop(a->notifier); /* after the last one that could push */
-    pres_admin_free(a->admin);
+    chat_redis_shared_free(a->admin);
     chat_rpc_client_close(a->message);
     chat_rpc_client_close(a->match);
     chat_pub_close(a->pub);
@@ -147,20 +148,7 @@ static void app_metrics(chat_mbuf *b, void *arg)
 {
     pres_app *a = arg;
     pres_server_metrics(b);
-    unsigned queued, running;
-    chat_rpc_pool_depth(a->srv, &queued, &running);
-    chat_metric_gauge(b, "chat_presence_requests_queued", "Requests waiting for a worker.",
-                      queued);
-    chat_metric_gauge(b, "chat_presence_requests_running", "Requests a worker is on now.",
-                      running);
-    chat_metric_counter(b, "chat_presence_redis_errors_total", "Redis commands that failed.",
-                        chat_redis_errors());
-    uint64_t sent, failed;
-    chat_pub_counts(a->pub, &sent, &failed);
-    chat_metric_counter(b, "chat_presence_events_published_total",
-                        "Event batches published (presence pushes).", sent);
-    chat_metric_counter(b, "chat_presence_events_dropped_total",
-                        "Event batches the publisher refused.", failed);
+    chat_svc_metrics_common(b, "chat_presence", a->srv, a->pub);
 }
 
 static void app_admin(const Chat__AdminRequest *req, chat_admin_out *out, void *arg)

@@ -116,6 +116,44 @@ static int redis_ensure(chat_redis *r)
     return 0;
 }
 
+struct chat_redis_shared {
+    pthread_mutex_t mu;
+    chat_redis *r;
+};
+
+chat_redis_shared *chat_redis_shared_new(const char *host, int port, int timeout_ms)
+{
+    chat_redis_shared *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    if ((s->r = chat_redis_new(host, port, timeout_ms)) == NULL) {
+        free(s);
+        return NULL;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    return s;
+}
+
+void chat_redis_shared_free(chat_redis_shared *s)
+{
+    if (s == NULL)
+        return;
+    chat_redis_free(s->r);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+chat_redis *chat_redis_shared_take(chat_redis_shared *s)
+{
+    pthread_mutex_lock(&s->mu);
+    return s->r;
+}
+
+void chat_redis_shared_give(chat_redis_shared *s)
+{
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Commands that failed (no connection, timeout, an error reply to a
  * script), over every connection of the process: /metrics shows it. */
 static _Atomic uint64_t redis_errors;

@@ -14,6 +14,9 @@
 #include <nng/supplemental/http/http.h>
 
 #include "chat/log.h"
+#include "chat/redis.h"
+#include "chat/rpc.h"
+#include "chat/rpc_pool.h"
 #include "chat/util.h"
 
 #define SVC_COMMON 7
@@ -212,6 +215,30 @@ static void svc_http_close(void)
     nng_http_server_stop(svc.http);
     nng_http_server_release(svc.http);
     svc.http = NULL;
+}
+
+void chat_svc_metrics_common(chat_mbuf *b, const char *prefix, chat_rpc_pool *pool,
+                             chat_pub *pub)
+{
+    char name[96];
+    if (pool != NULL) {
+        unsigned queued, running;
+        chat_rpc_pool_depth(pool, &queued, &running);
+        snprintf(name, sizeof name, "%s_requests_queued", prefix);
+        chat_metric_gauge(b, name, "Requests waiting for a worker.", queued);
+        snprintf(name, sizeof name, "%s_requests_running", prefix);
+        chat_metric_gauge(b, name, "Requests a worker is on now.", running);
+    }
+    snprintf(name, sizeof name, "%s_redis_errors_total", prefix);
+    chat_metric_counter(b, name, "Redis commands that failed.", chat_redis_errors());
+    if (pub != NULL) {
+        uint64_t sent, failed;
+        chat_pub_counts(pub, &sent, &failed);
+        snprintf(name, sizeof name, "%s_events_published_total", prefix);
+        chat_metric_counter(b, name, "Event batches published.", sent);
+        snprintf(name, sizeof name, "%s_events_dropped_total", prefix);
+        chat_metric_counter(b, name, "Event batches the publisher refused.", failed);
+    }
 }
 
 /* ---- the run ---- */

@@ -15,6 +15,14 @@ void chat_redis_free(chat_redis *r);
 /* Commands that failed so far, over every connection of the process. */
 uint64_t chat_redis_errors(void);
 
+/* One connection for a few threads that use it now and then (an admin
+ * thread, a metrics reader): taken and given back under a lock. */
+typedef struct chat_redis_shared chat_redis_shared;
+chat_redis_shared *chat_redis_shared_new(const char *host, int port, int timeout_ms);
+void chat_redis_shared_free(chat_redis_shared *s);        /* NULL is fine */
+chat_redis *chat_redis_shared_take(chat_redis_shared *s); /* blocks while another has it */
+void chat_redis_shared_give(chat_redis_shared *s);
+
 /* Like redisCommand; reconnects and retries once when the link is broken.
  * Returns the reply (caller frees with freeReplyObject) or NULL when Redis
  * is unreachable. A Redis error reply is returned as REDIS_REPLY_ERROR. */

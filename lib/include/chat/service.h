@@ -43,6 +43,15 @@ typedef struct chat_svc_def {
     int stop_bound_s; /* the stop takes at most this long, then exit(1) (0: no bound) */
 } chat_svc_def;
 
+/* The families every service reports alike, named PREFIX_...: requests
+ * waiting for and running on the workers of pool (NULL: none), Redis
+ * commands that failed, event batches pub published and refused (NULL:
+ * none). */
+struct chat_rpc_pool;
+struct chat_pub;
+void chat_svc_metrics_common(chat_mbuf *b, const char *prefix, struct chat_rpc_pool *pool,
+                             struct chat_pub *pub);
+
 /* Runs the service until SIGINT/SIGTERM. Returns main()'s exit status. */
 int chat_svc_main(int argc, char **argv, const chat_svc_def *def, void *arg);
 /* This process's id (CHAT_K_ID, or host:pid), once chat_svc_main() started. */
