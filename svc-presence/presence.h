@@ -224,13 +224,10 @@ int pres_peers_publish(void *ctx, const Chat__Event *ev);
 
 /* ---- admin.c: the operators' requests (users, user, ban, unban) ---- */
 
-typedef struct pres_admin pres_admin;
-/* The admin side's own Redis connection (the admin thread and status's
- * load figure share it, under a lock). NULL when out of memory. */
-pres_admin *pres_admin_new(const char *redis_host, int redis_port, int timeout_ms);
-void pres_admin_free(pres_admin *a);       /* NULL is fine */
-uint64_t pres_admin_online(pres_admin *a); /* users online (0 when Redis fails) */
-/* A chat_admin_handler over a (arg: the pres_admin). */
+/* The admin side has a Redis connection of its own, shared by the admin
+ * thread and status's load figure. Users online (0 when Redis fails). */
+uint64_t pres_admin_online(chat_redis_shared *rs);
+/* A chat_admin_handler (arg: the admin side's chat_redis_shared). */
 void pres_admin_handle(const Chat__AdminRequest *req, chat_admin_out *out, void *arg);
 
 /* ---- server.c: REP socket + worker threads, each with its own Redis ---- */
