@@ -13,6 +13,7 @@
 #include <pthread.h>
 
 #include "match.h"
+#include "redis_fixture.h"
 
 #define TEST_DB 11
 
@@ -171,13 +172,7 @@ static chat_redis *R;
 
 static chat_redis *connect_db(int port)
 {
-    chat_redis *r = chat_redis_new("127.0.0.1", port, 2000);
-    assert_non_null(r);
-    redisReply *rep = chat_redis_cmd(r, "SELECT %d", TEST_DB);
-    assert_non_null(rep);
-    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
-    freeReplyObject(rep);
-    return r;
+    return redis_fixture_connect(port, TEST_DB);
 }
 
 static long long rint_cmd(const char *fmt, ...) /* integer reply, -1 for nil */
@@ -823,15 +818,7 @@ static void concurrent_searches_never_pair_twice(void **state)
 
 int main(void)
 {
-    const char *port = getenv("CHAT_TEST_REDIS_PORT");
-    if (port == NULL || *port == '\0') {
-        fprintf(stderr,
-                "test_match_redis: SKIPPED: set CHAT_TEST_REDIS_PORT to a Redis "
-                "on 127.0.0.1 (database %d is emptied)\n",
-                TEST_DB);
-        return 77;
-    }
-    redis_port = atoi(port);
+    redis_port = redis_fixture_port("test_match_redis", TEST_DB);
     match_scripts_init();
     F = calloc(1, sizeof *F);
     env = (match_env){fake_call, fake_publish, F, 60};

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "presence.h"
+#include "redis_fixture.h"
 
 #define TEST_DB 12
 #define GRACE 15000
@@ -91,13 +92,7 @@ static int calls_of(Chat__MatchRequest__BodyCase kind, const char *user)
 
 static chat_redis *connect_db(void)
 {
-    chat_redis *r = chat_redis_new("127.0.0.1", redis_port, 2000);
-    assert_non_null(r);
-    redisReply *rep = chat_redis_cmd(r, "SELECT %d", TEST_DB);
-    assert_non_null(rep);
-    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
-    freeReplyObject(rep);
-    return r;
+    return redis_fixture_connect(redis_port, TEST_DB);
 }
 
 /* Integer reply of a command, or the number in a string reply; -1 for nil. */
@@ -745,15 +740,7 @@ static void redis_down_is_unavailable(void **state)
 
 int main(void)
 {
-    const char *port = getenv("CHAT_TEST_REDIS_PORT");
-    if (port == NULL || *port == '\0') {
-        fprintf(stderr,
-                "test_pres_redis: SKIPPED: set CHAT_TEST_REDIS_PORT to a Redis "
-                "on 127.0.0.1 (database %d is emptied)\n",
-                TEST_DB);
-        return 77;
-    }
-    redis_port = atoi(port);
+    redis_port = redis_fixture_port("test_pres_redis", TEST_DB);
     pres_scripts_init();
     F = calloc(1, sizeof *F);
     env = (pres_env){fake_match_call, F, GRACE, TTL, NULL, NULL};
