@@ -193,7 +193,13 @@ static void admin_on_request(chat_rpc_job *job, const uint8_t *data, size_t len,
         admin_answer(job, &o);
         return;
     }
+    /* Filled before it is queued: the admin thread may run it at once. */
     admin_job *j = malloc(sizeof *j);
+    if (j != NULL) {
+        j->a = a;
+        j->job = job;
+        j->req = req;
+    }
     if (j == NULL || chat_workq_push(a->work, admin_work, j) != 0) {
         free(j);
         chat_admin_fail(&o, CHAT__ADMIN_CODE__ADMIN_FAILED, "not accepting requests");
@@ -201,9 +207,6 @@ static void admin_on_request(chat_rpc_job *job, const uint8_t *data, size_t len,
         admin_answer(job, &o);
         return;
     }
-    j->a = a;
-    j->job = job;
-    j->req = req;
 }
 
 int chat_admin_open(chat_admin **out, const chat_admin_cfg *cfg)
