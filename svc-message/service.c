@@ -7,6 +7,7 @@
 #include "chat/workq.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,14 +75,21 @@ static void on_request(chat_rpc_job *rpc, const uint8_t *data, size_t len, void 
 
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 
-/* Migrates a fresh database before the first request. Not fatal: every
- * new connection migrates if this did not happen. */
+/* Migrates a fresh database before the first request and seeds the
+ * retention setting (if never set). Not fatal: every new connection
+ * migrates if this did not happen, and every purge seeds. */
 static void schema_at_start(const msg_config *cfg)
 {
     msg_pg pg;
     msg_pg_init(&pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
-    if (msg_pg_ensure(&pg) != 0)
+    if (msg_pg_ensure(&pg) != 0) {
         chat_warn("schema_deferred", "reason=\"postgresql unreachable; will retry\"");
+    } else {
+        char days[24];
+        snprintf(days, sizeof days, "%lld", cfg->retention_days);
+        const char *v[] = {days};
+        PQclear(msg_pg_query(&pg, MSG_SQL_RET_SEED, 1, v));
+    }
     msg_pg_close(&pg);
 }
 
