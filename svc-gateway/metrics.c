@@ -164,5 +164,6 @@ char *gw_metrics_render(gw_server *s, size_t *len)
     metrics_ops(&b, &s->m);
     metrics_order(&b, s);
     metrics_admin(&b, s);
+    chat_metrics_process(&b);
     return chat_mbuf_take(&b, len);
 }

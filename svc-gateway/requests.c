@@ -29,14 +29,18 @@ void gw_req_id_attach(ProtobufCMessage *msg, const char *id)
         ((Chat__PresenceRequest *)msg)->req_id = (char *)id;
 }
 
-/* The client's req for a log line: quoted there, so quotes, backslashes
- * and control bytes become '_' (a client cannot forge key=value pairs). */
+/* The client's req for a log line (req=REQ): bytes that would end the
+ * value or forge another key=value pair (space, '=', quotes, backslashes,
+ * control bytes) become '_'; "-" when there is none. */
 static const char *request_req_text(const gw_request *rq, char buf[GW_ID_MAX + 1])
 {
-    const char *r = rq->req != NULL ? rq->req : "";
+    const char *r = rq->req != NULL && rq->req[0] != '\0' ? rq->req : "-";
     size_t n = 0;
-    for (; r[n] != '\0' && n < GW_ID_MAX; n++)
-        buf[n] = ((unsigned char)r[n] < 0x20 || r[n] == '"' || r[n] == '\\') ? '_' : r[n];
+    for (; r[n] != '\0' && n < GW_ID_MAX; n++) {
+        unsigned char ch = (unsigned char)r[n];
+        buf[n] =
+            (ch <= 0x20 || ch == 0x7f || ch == '=' || ch == '"' || ch == '\\') ? '_' : r[n];
+    }
     buf[n] = '\0';
     return buf;
 }
@@ -51,7 +55,7 @@ static void request_call(gw_server *s, gw_conn *c, gw_op op, gw_request *rq,
     gw_req_id_new(s, rq->req_id);
     gw_req_id_attach(msg, rq->req_id);
     chat_log_req(rq->req_id);
-    chat_debug("request", "type=%s req=\"%s\" conn=%" PRIu64, gw_req_type_name(rq->type),
+    chat_debug("request", "type=%s req=%s conn=%" PRIu64, gw_req_type_name(rq->type),
                request_req_text(rq, req), c->id);
     s->m.be_requests[gw_op_service(op)]++;
     gw_conn_request_started(s, c);
