@@ -10,7 +10,7 @@
 static ctl_rc announce_run(ctl *c, const ctl_opts *o)
 {
     const char *text = o->args[0], *room = o->room;
-    if (text[0] == '\0')
+    if (text[strspn(text, " \t\r\n")] == '\0')
         return ctl_usage(c, "announce: empty TEXT");
     if (room != NULL && !chat_room_valid(room))
         return ctl_usage(c, "--room: not a room name ([a-z0-9_-], 1..%d): %s", CHAT_ROOM_MAX,

@@ -54,10 +54,7 @@ ctl_rc ctl_init(ctl *c, const ctl_opts *o)
     c->doc = cJSON_CreateObject();
     if (c->doc == NULL)
         return CTL_FAILED;
-    c->errors = cJSON_AddArrayToObject(c->doc, "errors");
-    cJSON_AddNullToObject(c->doc, "error");
-    cJSON_AddStringToObject(c->doc, "req_id", c->req_id);
-    return c->errors != NULL ? CTL_OK : CTL_FAILED;
+    return CTL_OK;
 }
 
 void ctl_fini(ctl *c)

@@ -93,10 +93,12 @@ static const char help_tail[] =
     "process refused the token: \"unauthorized\" on stderr; wins over the others);\n"
     "4 not found (unknown user, conversation, room, gateway).\n"
     "\n"
-    "--json: every document has \"req_id\" (the id the services log), \"error\"\n"
-    "(null, or what failed as a whole, e.g. \"unknown user ID\") and \"errors\"\n"
-    "([{\"kind\",\"address\",\"error\"}], one per process that failed), plus the\n"
-    "command's fields (chatctl COMMAND --help; docs/CHATCTL.md).\n";
+    "--json: one document on stdout with the command's fields (chatctl COMMAND\n"
+    "--help; docs/CHATCTL.md) and nothing else when everything worked. When a\n"
+    "process failed it also has \"errors\": [{\"kind\",\"address\",\"error\"}], one\n"
+    "per process; when the command failed as a whole (bad usage, unknown user,\n"
+    "unauthorized) \"error\": the text also printed on stderr.\n"
+    "Every request carries a fresh req_id (ctl-<12 hex>), logged by the services.\n";
 
 void ctl_help_global(void)
 {

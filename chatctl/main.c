@@ -27,6 +27,18 @@ static bool help(const ctl_opts *o)
     return true;
 }
 
+/* --json promises a document on stdout, a refused command line too. */
+static void usage_json(const char *err)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "error", err);
+    char *s = cJSON_Print(doc);
+    if (s != NULL)
+        printf("%s\n", s);
+    free(s);
+    cJSON_Delete(doc);
+}
+
 /* Everything before the first request; CTL_OK when the command may run. */
 static ctl_rc prepare(int argc, char **argv, ctl_opts *o, const ctl_command **cmd, char *tok,
                       size_t tokn, bool *done)
@@ -45,7 +57,7 @@ static ctl_rc prepare(int argc, char **argv, ctl_opts *o, const ctl_command **cm
     if (rc != CTL_OK) {
         ctl_usage_print(err);
         if (o->json)
-            printf("{\"error\":\"bad usage\",\"errors\":[]}\n");
+            usage_json(err);
     }
     return rc;
 }

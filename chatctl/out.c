@@ -79,16 +79,29 @@ void ctl_table_print(ctl_table *t)
 
 void ctl_report(ctl *c, ctl_kind k, const char *address, const char *error)
 {
+    /* Only a document with failures has "errors": scripts compare whole
+     * documents of commands that worked. */
+    if (c->errors == NULL)
+        c->errors = cJSON_AddArrayToObject(c->doc, "errors");
     cJSON *e = cJSON_CreateObject();
-    if (e != NULL) {
+    if (e != NULL && c->errors != NULL) {
         cJSON_AddStringToObject(e, "kind", ctl_kind_name(k));
         cJSON_AddStringToObject(e, "address", address);
         cJSON_AddStringToObject(e, "error", error);
         cJSON_AddItemToArray(c->errors, e);
+    } else {
+        cJSON_Delete(e);
     }
     /* Unauthorized is said once, by main(). */
     if (strcmp(error, "unauthorized") != 0)
         fprintf(stderr, "chatctl: %s %s: %s\n", ctl_kind_name(k), address, error);
+}
+
+/* "error": what failed as a whole (the first such failure). */
+static void doc_error(ctl *c, const char *msg)
+{
+    if (!cJSON_HasObjectItem(c->doc, "error"))
+        cJSON_AddStringToObject(c->doc, "error", msg);
 }
 
 ctl_rc ctl_fail(ctl *c, ctl_rc rc, const char *fmt, ...)
@@ -99,7 +112,7 @@ ctl_rc ctl_fail(ctl *c, ctl_rc rc, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s\n", msg);
-    cJSON_ReplaceItemInObject(c->doc, "error", cJSON_CreateString(msg));
+    doc_error(c, msg);
     return rc;
 }
 
@@ -116,7 +129,7 @@ ctl_rc ctl_usage(ctl *c, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     ctl_usage_print(msg);
-    cJSON_ReplaceItemInObject(c->doc, "error", cJSON_CreateString(msg));
+    doc_error(c, msg);
     return CTL_USAGE;
 }
 

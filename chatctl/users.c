@@ -10,6 +10,8 @@
 
 #include "chat/util.h"
 
+#define CTL_KICK_REASON "kicked by an operator"
+
 void ctl_req_init(Chat__AdminRequest *req)
 {
     Chat__AdminRequest init = CHAT__ADMIN_REQUEST__INIT;
@@ -237,7 +239,8 @@ static ctl_rc kick_run(ctl *c, const ctl_opts *o)
     Chat__AdminKickReq body = CHAT__ADMIN_KICK_REQ__INIT;
     ctl_req_init(&req);
     body.user_id = (char *)id;
-    body.reason = (char *)(o->reason ? o->reason : "");
+    /* The client is told why; an empty message would tell it nothing. */
+    body.reason = (char *)(o->reason && o->reason[0] ? o->reason : CTL_KICK_REASON);
     req.body_case = CHAT__ADMIN_REQUEST__BODY_KICK;
     req.kick = &body;
     uint64_t closed;
@@ -370,7 +373,7 @@ const ctl_command ctl_cmd_kick = {
     .summary = "close every connection of the user (error \"kicked\", close 4403)",
     .help = "Checks with message that the user exists (unknown: exit 4), then every\n"
             "gateway closes the user's connections, sending TEXT as the error's message\n"
-            "(none given: empty).\n"
+            "(default: \"" CTL_KICK_REASON "\").\n"
             "JSON: {\"user_id\",\"closed\"} (closed: connections closed, summed)\n",
     .flags = CTL_F_REASON,
     .min_args = 1,
