@@ -159,6 +159,7 @@ class AdminTest(cluster.ClusterTestCase):
         for i in range(2):
             cmid = await a.send_text(conv, f"c{i}")
             await a.expect_ack(conv, cmid, seq=i + 1)
+            await b.expect_message(conv, a.user_id, f"c{i}", seq=i + 1)
         c = self.ctl("conversation", conv)
         self.assertEqual((c["conversation_id"], c["kind"], c["room"] or "", sorted(c["members"]),
                           c["last_seq"], c["closed"]),
@@ -166,6 +167,7 @@ class AdminTest(cluster.ClusterTestCase):
         self.assertTrue(is_now_ms(c["created_at"]), c)
         await a.send({"type": "end_chat", "conversation_id": conv})
         await a.expect("chat_ended", exact=True, conversation_id=conv, by="you")
+        await b.expect("chat_ended", exact=True, conversation_id=conv, by="partner")
         self.assertTrue(self.ctl("conversation", conv)["closed"])
 
         room = room_name()
@@ -175,6 +177,7 @@ class AdminTest(cluster.ClusterTestCase):
                         conversation_id=r["conversation_id"], kind="room", room=room)
         cmid = await b.send_text(r["conversation_id"], "hello room")
         await b.expect_ack(r["conversation_id"], cmid, seq=1)
+        await a.expect_message(r["conversation_id"], b.user_id, "hello room", seq=1)
         doc = self.ctl("room", room)
         self.assertEqual((doc["name"], doc["conversation_id"], doc["member_count"], doc["last_seq"]),
                          (room, r["conversation_id"], 2, 1))
