@@ -8,9 +8,8 @@ every deleted row is the test's. Messages are aged by moving their ts 40 days ba
 
 import asyncio
 import json
+import os
 import signal
-import socket
-import struct
 import time
 import unittest
 
@@ -30,110 +29,12 @@ CLUSTER = cluster.Cluster(gateways=2, name="retention", env={
 setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
 
 
-# ---- the admin plane without chatctl: nng's SP over TCP, protobuf by hand ----------
-def _varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(num, wire, payload):
-    key = _varint(num << 3 | wire)
-    return key + (_varint(payload) if wire == 0 else _varint(len(payload)) + payload)
-
-
-def _parse(buf):
-    """{field number: [values]} of one protobuf message (varints and byte strings)."""
-    out, i = {}, 0
-    while i < len(buf):
-        key, i = _read_varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            v, i = _read_varint(buf, i)
-        elif wire == 2:
-            n, i = _read_varint(buf, i)
-            v, i = buf[i:i + n], i + n
-        else:
-            raise AssertionError(f"unexpected wire type {wire}")
-        out.setdefault(num, []).append(v)
-    return out
-
-
-def _read_varint(buf, i):
-    shift = n = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
-
-
-def _recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise AssertionError("admin peer closed the connection")
-        data += chunk
-    return data
-
-
-def admin_call(addr, token, body_field, body):
-    """One AdminRequest (token, req_id, body) to a REP address; the AdminReply's fields."""
-    host, port = addr.removeprefix("tcp://").rsplit(":", 1)
-    req = (_field(1, 2, token.encode()) + _field(2, 2, b"it-retention")
-           + _field(body_field, 2, body))
-    batch = _field(1, 2, req)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.settimeout(10)
-        s.sendall(b"\x00SP\x00" + struct.pack(">HH", 0x30, 0))  # REQ v0
-        hello = _recv_exact(s, 8)
-        assert hello[:4] == b"\x00SP\x00" and struct.unpack(">H", hello[4:6])[0] == 0x31, hello
-        payload = struct.pack(">I", 0x80000001) + batch
-        s.sendall(struct.pack(">Q", len(payload)) + payload)
-        n = struct.unpack(">Q", _recv_exact(s, 8))[0]
-        reply = _recv_exact(s, n)
-    assert struct.unpack(">I", reply[:4])[0] == 0x80000001, reply[:4]
-    items = _parse(reply[4:]).get(1, [])
-    assert len(items) == 1, f"reply batch with {len(items)} items"
-    return _parse(items[0])
-
-
-RET_GET, RET_SET, RET_RUN = 0, 1, 2
-
-
-def _retention_info(fields):
-    code = fields.get(1, [0])[0]
-    assert code == 0, f"admin code {code}: {fields.get(2, [b''])[0].decode()}"
-    info = _parse(fields.get(11, [b""])[0])
-    one = lambda k: info.get(k, [0])[0]
-    return {"days": one(1), "running": bool(one(2)), "deleted": one(3),
-            "last_run_at": one(4), "runs": one(5)}
-
-
-def retention(op=RET_GET, days=0):
-    """Every svc-message replica's retention reply, in replica order (chatctl's own
-    --json output is checked elsewhere; this is the same request)."""
-    body = _field(1, 0, op) + (_field(2, 0, days) if days else b"")
-    return [_retention_info(admin_call(CLUSTER.admin_addr[n], CLUSTER.admin_token, 20, body))
+# ---- chatctl, per svc-message replica -----------------------------------------------
+def retention(*args):
+    """`chatctl --json retention ARGS` asked of each svc-message replica in turn, in
+    replica order (the setting is shared; runs and deleted are each replica's)."""
+    return [CLUSTER.chatctl_json("--message", CLUSTER.admin_addr[n], "retention", *args)
             for n in CLUSTER.service_procs("message")]
-
-
-def wait_purged(timeout=120):
-    """Polls until no replica runs a purge; returns the replies."""
-    deadline = time.monotonic() + timeout
-    while True:
-        st = retention()
-        if not any(r["running"] for r in st):
-            return st
-        if time.monotonic() > deadline:
-            raise AssertionError(f"purge still running after {timeout}s: {st}")
-        time.sleep(0.05)
 
 
 class RetentionTest(cluster.ClusterTestCase):
@@ -211,7 +112,9 @@ class RetentionTest(cluster.ClusterTestCase):
         self.assertEqual([r["days"] for r in st], [90] * len(st))  # seeded from the env
         self.assertEqual([(r["running"], r["deleted"], r["last_run_at"], r["runs"]) for r in st],
                          [(False, 0, 0, 0)] * len(st))
-        st = retention(RET_SET, 30)
+        rc, out, err = self.cluster.chatctl("retention", "set", "30")
+        self.assertEqual(rc, 0, out + err)
+        st = retention()
         self.assertEqual([r["days"] for r in st], [30] * len(st))
         self.assertEqual(self.cluster.psql(
             "SELECT value FROM msg_settings WHERE key = 'retention_days'"), ["30"])
@@ -281,23 +184,33 @@ class RetentionTest(cluster.ClusterTestCase):
         before = retention()
         runs = [r["runs"] for r in before]
 
-        st = retention(RET_RUN)
-        self.assertEqual([r["running"] for r in st], [True] * len(st))
-        self.assertEqual([r["runs"] for r in st], [n + 1 for n in runs])
-        self.assertEqual([r["days"] for r in st], [30] * len(st))
-        # Sends while it purges: each acked, numbered on.
-        live, seq = [], 10
-        while any(r["running"] for r in retention()) or len(live) < 3:
+        # `chatctl retention run` on the first replica, sends meanwhile: each acked,
+        # numbered on, also while the purge runs there.
+        first = self.cluster.admin_addr[self.cluster.service_proc("message", 0)]
+        run = await asyncio.create_subprocess_exec(
+            os.path.join(self.cluster.bin_dir, "chatctl"), "--json", "--message", first,
+            "retention", "run", env=self.cluster.chatctl_env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        done = asyncio.ensure_future(run.communicate())
+        live, seq, during = [], 10, 0
+        while not done.done() or len(live) < 3:
             seq += 1
             t = f"live {seq}"
             self.assertEqual(await self.send_acked(a, room, t), seq)
             await b.expect_message(room, a.user_id, t, seq=seq)
             live.append((seq, a.user_id, t))
-            self.assertLess(seq, 400, "purge never ended")
-        st = wait_purged()
-        self.assertEqual(sum(r["deleted"] for r in st), expired)
-        self.assertEqual([r["runs"] for r in st], [n + 1 for n in runs])
-        self.assertTrue(all(r["last_run_at"] > before_ms(60) for r in st), st)
+            during += retention()[0]["running"]
+            self.assertLess(seq, 2000, "purge never ended")
+        out, err = await asyncio.wait_for(done, 60)
+        self.assertEqual(run.returncode, 0, out + err)
+        self.assertGreater(during, 0, "no send went while the purge ran")
+        ran = json.loads(out)
+        self.assertEqual((ran["running"], ran["deleted"], ran["days"], ran["runs"]),
+                         (False, expired, 30, runs[0] + 1))
+        st = retention()
+        self.assertEqual([r["runs"] for r in st], [runs[0] + 1] + runs[1:])
+        self.assertEqual((st[0]["running"], st[0]["deleted"]), (False, expired))
+        self.assertGreater(st[0]["last_run_at"], before_ms(60))
 
         # Gone from PostgreSQL; the rest keep their seqs.
         self.assertEqual(self.cluster.psql(
