@@ -17,12 +17,15 @@
 
 /* A BansReq without an answer for this long is taken as lost. */
 #define BANS_ASK_TIMEOUT_MS 10000
+/* An admin-plane lift is kept as a tombstone until the next list swap, so
+ * that a list asked for before the lift cannot bring the ban back. */
+#define BANS_LIFTED (-1)
 
 struct gw_ban {
     UT_hash_handle hh;
     char user_id[CHAT_UUID_LEN + 1];
-    int64_t until_ms; /* unix ms; 0: until lifted */
-    int64_t set_ms;   /* chat_mono_ms() when the admin plane set it; 0: from presence */
+    int64_t until_ms; /* unix ms; 0: until lifted; BANS_LIFTED: lifted (a tombstone) */
+    int64_t set_ms; /* chat_mono_ms() when the admin plane set or lifted it; 0: from presence */
 };
 
 /* Lower case, as the gateway's user ids are; false when not a UUID. */
@@ -71,7 +74,7 @@ static void bans_clear(gw_ban **table)
 
 static bool bans_expired(const gw_ban *b, int64_t now_ms)
 {
-    return b->until_ms > 0 && b->until_ms <= now_ms;
+    return b->until_ms == BANS_LIFTED || (b->until_ms > 0 && b->until_ms <= now_ms);
 }
 
 int gw_bans_set(gw_server *s, const char *user_id, int64_t until_ms)
@@ -85,18 +88,15 @@ int gw_bans_set(gw_server *s, const char *user_id, int64_t until_ms)
 void gw_bans_lift(gw_server *s, const char *user_id)
 {
     char key[CHAT_UUID_LEN + 1];
-    gw_ban *b = bans_key(user_id, key) ? bans_find(s->bans, key) : NULL;
-    if (b == NULL)
-        return;
-    HASH_DEL(s->bans, b);
-    free(b);
+    if (bans_key(user_id, key) && bans_put(&s->bans, key, BANS_LIFTED, chat_mono_ms()) != 0)
+        chat_error("ban_lift_failed", "user=%s err=\"out of memory\"", key);
 }
 
 int64_t gw_bans_until(gw_server *s, const char *user_id)
 {
     char key[CHAT_UUID_LEN + 1];
     gw_ban *b = bans_key(user_id, key) ? bans_find(s->bans, key) : NULL;
-    if (b == NULL)
+    if (b == NULL || b->until_ms == BANS_LIFTED)
         return -1;
     if (bans_expired(b, chat_now_ms())) {
         HASH_DEL(s->bans, b);
@@ -116,7 +116,8 @@ static void bans_prune(gw_server *s)
     int64_t now = chat_now_ms();
     gw_ban *b, *tmp;
     HASH_ITER (hh, s->bans, b, tmp) {
-        if (bans_expired(b, now)) {
+        /* Tombstones stay until the list that replaces them. */
+        if (b->until_ms != BANS_LIFTED && bans_expired(b, now)) {
             HASH_DEL(s->bans, b);
             free(b);
         }
@@ -147,15 +148,24 @@ void gw_bans_heard(gw_server *s, uint64_t version)
         gw_bans_fetch(s);
 }
 
-/* Bans the admin plane set after the list was asked for are newer than
- * it: they stay (the next heartbeat shows presence's newer version). */
+/* Bans the admin plane set or lifted after the list was asked for are
+ * newer than it: they win (the next heartbeat shows presence's newer
+ * version, and its list agrees with them). */
 static int bans_keep_recent(gw_server *s, gw_ban **table)
 {
     int64_t asked = s->bans_asked_ms;
-    for (gw_ban *b = s->bans; b != NULL; b = b->hh.next)
-        if (b->set_ms != 0 && b->set_ms >= asked && bans_find(*table, b->user_id) == NULL &&
-            bans_put(table, b->user_id, b->until_ms, b->set_ms) != 0)
+    for (gw_ban *b = s->bans; b != NULL; b = b->hh.next) {
+        if (b->set_ms == 0 || b->set_ms < asked)
+            continue;
+        gw_ban *old = bans_find(*table, b->user_id);
+        if (b->until_ms == BANS_LIFTED && old != NULL) {
+            HASH_DEL(*table, old);
+            free(old);
+        } else if (b->until_ms != BANS_LIFTED &&
+                   bans_put(table, b->user_id, b->until_ms, b->set_ms) != 0) {
             return -1;
+        }
+    }
     return 0;
 }
 
@@ -203,7 +213,10 @@ void gw_bans_reply(gw_server *s, gw_item *it)
 
 unsigned gw_bans_count(gw_server *s)
 {
-    return HASH_COUNT(s->bans);
+    unsigned n = 0;
+    for (gw_ban *b = s->bans; b != NULL; b = b->hh.next)
+        n += b->until_ms != BANS_LIFTED;
+    return n;
 }
 
 void gw_bans_free(gw_server *s)
