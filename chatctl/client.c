@@ -15,13 +15,6 @@
 /* Addresses one name may stand for. */
 #define CTL_NAME_ADDRS 16
 
-static const char *const kind_names[CTL_KINDS] = {"gateway", "message", "match", "presence"};
-
-const char *ctl_kind_name(ctl_kind k)
-{
-    return k < CTL_KINDS ? kind_names[k] : "?";
-}
-
 ctl_rc ctl_rc_merge(ctl_rc a, ctl_rc b)
 {
     static const int rank[] = {[CTL_OK] = 0,

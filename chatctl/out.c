@@ -8,6 +8,13 @@
 #include <string.h>
 #include <time.h>
 
+static const char *const kind_names[CTL_KINDS] = {"gateway", "message", "match", "presence"};
+
+const char *ctl_kind_name(ctl_kind k)
+{
+    return k < CTL_KINDS ? kind_names[k] : "?";
+}
+
 #define TABLE_COLS 16
 
 struct ctl_table {

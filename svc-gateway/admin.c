@@ -1,8 +1,9 @@
 /* The gateway's admin plane: lib/src/admin.c's server on
  * CHAT_GATEWAY_ADMIN_LISTEN, answering chatctl.
  *
- * Threads. `status` is answered on an nng thread from two atomics the lws
- * thread refreshes every tick (gw_admin_mirror). Every other request comes
+ * Threads. `status` is answered on an nng thread from atomics: readiness,
+ * which the lws thread refreshes every tick (gw_admin_mirror), and the
+ * connections open (gw_server.conns_open, kept by conn.c). Every other request comes
  * on the lib's admin thread, but the state it reads and changes is the lws
  * thread's alone: the request travels there as a GW_OP_ADMIN item (the
  * backend queue, which wakes lws), and the admin thread waits for it,
@@ -29,7 +30,6 @@ struct gw_admin {
     chat_admin *srv;
     gw_server *s;
     atomic_bool ready;
-    atomic_uint connections;
     char metrics_url[96];
 };
 
@@ -51,15 +51,13 @@ static bool admin_ready(void *arg)
 static uint64_t admin_load(void *arg)
 {
     gw_admin *a = arg;
-    return atomic_load(&a->connections);
+    return atomic_load(&a->s->conns_open);
 }
 
-void gw_admin_mirror(gw_admin *a, bool ready, unsigned connections)
+void gw_admin_mirror(gw_admin *a, bool ready)
 {
-    if (a == NULL)
-        return;
-    atomic_store(&a->ready, ready);
-    atomic_store(&a->connections, connections);
+    if (a != NULL)
+        atomic_store(&a->ready, ready);
 }
 
 /* Drops one reference; the last frees. */
@@ -153,7 +151,6 @@ int gw_admin_open(gw_admin **out, gw_server *s)
         return -1;
     a->s = s;
     atomic_init(&a->ready, false);
-    atomic_init(&a->connections, 0);
     snprintf(a->metrics_url, sizeof a->metrics_url, "http://%s:%lld/metrics",
              cfg->bind[0] != '\0' ? cfg->bind : "127.0.0.1", cfg->port);
     chat_admin_cfg ac = {

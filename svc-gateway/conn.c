@@ -7,6 +7,7 @@
 #include "gateway.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utlist.h>
@@ -148,6 +149,7 @@ int gw_conn_open(gw_server *s, gw_conn *c, struct lws *wsi)
     c->opened_ms = chat_now_ms();
     HASH_ADD(hh, s->conns, id, sizeof c->id, c);
     s->n_conns++;
+    atomic_store(&s->conns_open, s->n_conns);
     s->m.conns_total++;
 
     char user[CHAT_UUID_LEN + 1];
@@ -319,6 +321,7 @@ void gw_conn_closed(gw_server *s, gw_conn *c)
     conn_detach_user(s, c);
     HASH_DEL(s->conns, c);
     s->n_conns--;
+    atomic_store(&s->conns_open, s->n_conns);
     gw_queue_clear(&c->out);
     gw_queue_clear(&c->resume_held);
     gw_search_free(c);

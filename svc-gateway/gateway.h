@@ -225,6 +225,9 @@ typedef struct gw_server {
     size_t n_typing;
     bool typing_full_logged;
     unsigned n_conns;
+    /* n_conns for other threads (admin status): set as connections open and
+     * close, so a status right after a connect counts it. */
+    _Atomic unsigned conns_open;
     uint64_t next_conn_id;
     gw_metrics m;
     lws_sorted_usec_list_t sul_tick;
@@ -420,7 +423,7 @@ const char *gw_ops_type_name(int type); /* of gw_metrics.admin_requests' index *
  * request handed to the lws thread (GW_OP_ADMIN) and waited for, bounded. */
 int gw_admin_open(gw_admin **out, gw_server *s);
 /* lws thread: what status reports from now on. */
-void gw_admin_mirror(gw_admin *a, bool ready, unsigned connections);
+void gw_admin_mirror(gw_admin *a, bool ready);
 /* Runs the request an item carries (GW_OP_ADMIN). */
 void gw_admin_run(gw_server *s, gw_item *it);
 void gw_admin_close(gw_admin *a); /* NULL is fine */

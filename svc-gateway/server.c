@@ -214,7 +214,7 @@ static void server_tick(lws_sorted_usec_list_t *sul)
     if (!s->stopping && chat_stopping())
         server_begin_stop(s);
     gw_heartbeat_connections(s->hb, s->n_conns);
-    gw_admin_mirror(s->admin, !s->stopping && gw_http_ready(s), s->n_conns);
+    gw_admin_mirror(s->admin, !s->stopping && gw_http_ready(s));
     gw_drain_tick(s);
     gw_typing_sweep(s, chat_mono_ms());
     gw_order_sweep(s, chat_mono_ms());
