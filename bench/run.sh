@@ -41,7 +41,9 @@ Environment:
   CHAT_BENCH_COMMIT      commit to name in the report when the tree is not a git
                          checkout (e.g. built from \`git archive\`) [git rev-parse HEAD]
 Ports (loopback): PostgreSQL 19432, Redis 19379, svc-message 19201/19202,
-svc-match 19301/19302, svc-presence 19401/19402, gateways 19080-19083.
+svc-match 19301/19302, svc-presence 19401/19402, gateways 19080-19083; admin
+and health 19203/19204, 19303/19304, 19403/19404 (svc-message.2 19221-19224),
+gateways' admin 19103, 19113, 19123, 19133.
 EOF
 }
 
@@ -211,6 +213,12 @@ common_env() {
     export CHAT_MESSAGE_ADDRS=$MSG_REP CHAT_MATCH_ADDRS=$MATCH_REP CHAT_PRESENCE_ADDRS=$PRES_REP
     export CHAT_EVENTS_ADDRS=$MSG_PUB,$MATCH_PUB,$PRES_PUB
     export CHAT_GATEWAY_BIND=127.0.0.1
+    # Admin and health addresses in the bench's own port range (the defaults
+    # are the local runner's); replica 2 and gateways g add 10 per step.
+    export CHAT_ADMIN_TOKEN=bench-admin-$$
+    export CHAT_MESSAGE_ADMIN_LISTEN=tcp://127.0.0.1:19203 CHAT_MESSAGE_HTTP_LISTEN=127.0.0.1:19204
+    export CHAT_MATCH_ADMIN_LISTEN=tcp://127.0.0.1:19303 CHAT_MATCH_HTTP_LISTEN=127.0.0.1:19304
+    export CHAT_PRESENCE_ADMIN_LISTEN=tcp://127.0.0.1:19403 CHAT_PRESENCE_HTTP_LISTEN=127.0.0.1:19404
 }
 
 # The ceiling database gets the schema from svc-message itself (it migrates
@@ -218,6 +226,7 @@ common_env() {
 migrate_ceiling() {
     spawn migrate env CHAT_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=ceiling user=postgres" \
         CHAT_MESSAGE_LISTEN=tcp://127.0.0.1:19211 CHAT_MESSAGE_PUB_LISTEN=tcp://127.0.0.1:19212 \
+        CHAT_MESSAGE_ADMIN_LISTEN=tcp://127.0.0.1:19213 CHAT_MESSAGE_HTTP_LISTEN= \
         "$BIN/svc-message"
     local i
     for ((i = 0; i < 300; i++)); do
@@ -257,7 +266,8 @@ start_gateways() {  # N: starts gateways 1..N, waits for /readyz
     local n=$1 g port deadline
     for ((g = 1; g <= n; g++)); do
         spawn "gateway$g" env "${GW_ENV[@]}" CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) \
-            CHAT_GATEWAY_ID="bench$g" "$BIN/svc-gateway"
+            CHAT_GATEWAY_ID="bench$g" CHAT_GATEWAY_ADMIN_LISTEN=tcp://127.0.0.1:$((19103 + 10 * (g - 1))) \
+            "$BIN/svc-gateway"
     done
     RUNNING_GW=$n
     deadline=$((SECONDS + 60))
@@ -284,6 +294,7 @@ use_gateways() {  # N
 # know it are started with GW_ENV naming both).
 start_msg2() {
     spawn svc-message.2 env CHAT_MESSAGE_LISTEN=$MSG2_REP CHAT_MESSAGE_PUB_LISTEN=$MSG2_PUB \
+        CHAT_MESSAGE_ADMIN_LISTEN=tcp://127.0.0.1:19223 CHAT_MESSAGE_HTTP_LISTEN=127.0.0.1:19224 \
         "$BIN/svc-message"
     wait_listening svc-message.2 "$MSG2_REP" "$MSG2_PUB"
 }
