@@ -155,12 +155,11 @@ ctl_target *ctl_targets(ctl *c, ctl_kind k, int *n)
     return c->targets[k];
 }
 
-void ctl_call(ctl *c, ctl_target *t, Chat__AdminRequest *req, ctl_result *res)
+/* One call; req is only read (several threads share it: ctl_call_all). */
+static void call_one(ctl *c, ctl_target *t, const Chat__AdminRequest *req, ctl_result *res)
 {
     memset(res, 0, sizeof *res);
     res->target = t;
-    req->token = c->token;
-    req->req_id = c->req_id;
     if (t->client == NULL) {
         res->err = NNG_EADDRINVAL;
         return;
@@ -178,6 +177,13 @@ void ctl_call(ctl *c, ctl_target *t, Chat__AdminRequest *req, ctl_result *res)
         res->reply = rep;
 }
 
+void ctl_call(ctl *c, ctl_target *t, Chat__AdminRequest *req, ctl_result *res)
+{
+    req->token = c->token;
+    req->req_id = c->req_id;
+    call_one(c, t, req, res);
+}
+
 typedef struct call_job {
     ctl *c;
     ctl_target *t;
@@ -190,7 +196,7 @@ typedef struct call_job {
 static void *call_thread(void *arg)
 {
     call_job *j = arg;
-    ctl_call(j->c, j->t, j->req, j->res);
+    call_one(j->c, j->t, j->req, j->res);
     return NULL;
 }
 
@@ -222,7 +228,7 @@ int ctl_call_all(ctl *c, unsigned mask, Chat__AdminRequest *req, ctl_result **ou
             jobs[j] = (call_job){.c = c, .t = &t[i], .req = req, .res = &res[j]};
             jobs[j].started = pthread_create(&jobs[j].thread, NULL, call_thread, &jobs[j]) == 0;
             if (!jobs[j].started)
-                ctl_call(c, &t[i], req, &res[j]);
+                call_one(c, &t[i], req, &res[j]);
         }
     }
     for (j = 0; j < total; j++)

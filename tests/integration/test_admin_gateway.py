@@ -254,8 +254,9 @@ class AdminGatewayTest(cluster.ClusterTestCase):
         gw_log = self.cluster.procs["gateway1"]
         m = await until(lambda: pat.search(gw_log.log_text()), what="the gateway's request line")
         req_id = m.group(1)
-        msg_log = self.cluster.procs[self.cluster.service_proc("message")]
-        await until(lambda: ("req_id=" + req_id) in msg_log.log_text(),
+        # Whichever replica served it (the scaled pass runs two).
+        msg_logs = [self.cluster.procs[n] for n in self.cluster.service_procs("message")]
+        await until(lambda: any(("req_id=" + req_id) in p.log_text() for p in msg_logs),
                     what=f"svc-message's line with req_id={req_id}")
 
     # ---- drain (last: gateway 2 is restarted afterwards) ------------------------

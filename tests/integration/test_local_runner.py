@@ -206,7 +206,14 @@ class LocalRunnerTest(unittest.IsolatedAsyncioTestCase):
                 seq += 6
             await self.chat(b, a, conv, seq, 2)
             # chatctl finds the cluster by itself and sees the supervisor's restarts.
-            procs = self.chatctl_status()
+            # Ready is eventually true: a gateway is not while it reconnects to the
+            # restarted replica's publisher.
+            deadline = time.monotonic() + 30
+            while True:
+                procs = self.chatctl_status()
+                if all(p["ready"] for p in procs.values()) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
             self.assertEqual(sorted(procs), sorted(
                 ["gw1", "gw2"] + [f"svc-{s}{r}" for s in ("message", "match", "presence")
                                   for r in ("", ".2")]))
