@@ -138,6 +138,10 @@ int ctl_call_all(ctl *c, unsigned mask, Chat__AdminRequest *req, ctl_result **ou
 /* Tries the targets of a kind in order until one answers (any code). When
  * none does, every failure is reported and CTL_FAILED returned. */
 ctl_rc ctl_call_first(ctl *c, ctl_kind k, Chat__AdminRequest *req, ctl_result *res);
+/* ctl_call_first() and ctl_check() of its answer: the one-replica path of
+ * every command. */
+ctl_rc ctl_ask_first(ctl *c, ctl_kind k, Chat__AdminRequest *req, ctl_result *res,
+                     bool not_found_ok);
 /* Sends req to every gateway and sums reply.affected over those that
  * answered (ADMIN_NOT_FOUND: none affected there) into *sum. */
 ctl_rc ctl_gateways_affected(ctl *c, Chat__AdminRequest *req, uint64_t *sum);

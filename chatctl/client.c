@@ -265,6 +265,13 @@ ctl_rc ctl_call_first(ctl *c, ctl_kind k, Chat__AdminRequest *req, ctl_result *r
     return CTL_FAILED;
 }
 
+ctl_rc ctl_ask_first(ctl *c, ctl_kind k, Chat__AdminRequest *req, ctl_result *res,
+                     bool not_found_ok)
+{
+    ctl_rc rc = ctl_call_first(c, k, req, res);
+    return rc == CTL_OK ? ctl_check(c, res, not_found_ok) : rc;
+}
+
 ctl_rc ctl_gateways_affected(ctl *c, Chat__AdminRequest *req, uint64_t *sum)
 {
     ctl_result *res;

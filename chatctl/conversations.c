@@ -15,9 +15,7 @@
  * are turned into rc here, what is not found named by what. */
 static ctl_rc conv_ask(ctl *c, Chat__AdminRequest *req, ctl_result *res, const char *what)
 {
-    ctl_rc rc = ctl_call_first(c, CTL_MESSAGE, req, res);
-    if (rc == CTL_OK)
-        rc = ctl_check(c, res, true);
+    ctl_rc rc = ctl_ask_first(c, CTL_MESSAGE, req, res, true);
     if (rc == CTL_NOT_FOUND)
         ctl_fail(c, rc, "unknown %s", what);
     if (rc == CTL_OK && res->reply->conversation == NULL)

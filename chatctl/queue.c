@@ -12,9 +12,7 @@ static ctl_rc queue_run(ctl *c, const ctl_opts *o)
     req.body_case = CHAT__ADMIN_REQUEST__BODY_QUEUE;
     req.queue = &body;
     ctl_result res;
-    ctl_rc rc = ctl_call_first(c, CTL_MATCH, &req, &res);
-    if (rc == CTL_OK)
-        rc = ctl_check(c, &res, false);
+    ctl_rc rc = ctl_ask_first(c, CTL_MATCH, &req, &res, false);
     if (rc == CTL_OK && res.reply->queue == NULL)
         rc = ctl_fail(c, CTL_FAILED, "chatctl: match %s: no queue in the answer",
                       res.target->url);

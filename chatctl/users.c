@@ -27,9 +27,7 @@ ctl_rc ctl_user_exists(ctl *c, const char *user_id)
     req.body_case = CHAT__ADMIN_REQUEST__BODY_USER;
     req.user = &body;
     ctl_result res;
-    ctl_rc rc = ctl_call_first(c, CTL_MESSAGE, &req, &res);
-    if (rc == CTL_OK)
-        rc = ctl_check(c, &res, true);
+    ctl_rc rc = ctl_ask_first(c, CTL_MESSAGE, &req, &res, true);
     if (rc == CTL_NOT_FOUND)
         ctl_fail(c, rc, "unknown user %s", user_id);
     ctl_result_clear(&res);
@@ -41,9 +39,7 @@ ctl_rc ctl_user_exists(ctl *c, const char *user_id)
 static ctl_rc users_online(ctl *c, Chat__AdminRequest *req)
 {
     ctl_result res;
-    ctl_rc rc = ctl_call_first(c, CTL_PRESENCE, req, &res);
-    if (rc == CTL_OK)
-        rc = ctl_check(c, &res, false);
+    ctl_rc rc = ctl_ask_first(c, CTL_PRESENCE, req, &res, false);
     if (rc == CTL_OK) {
         ctl_json_num(c->doc, "online_users", res.reply->online_users);
         ctl_say(c, "online users: %u", res.reply->online_users);
@@ -201,9 +197,7 @@ static ctl_rc user_run(ctl *c, const ctl_opts *o)
     Chat__AdminUserReq body;
     user_req(&req, &body, id);
     ctl_result msg, pres;
-    ctl_rc rc = ctl_call_first(c, CTL_MESSAGE, &req, &msg);
-    if (rc == CTL_OK)
-        rc = ctl_check(c, &msg, true);
+    ctl_rc rc = ctl_ask_first(c, CTL_MESSAGE, &req, &msg, true);
     if (rc != CTL_OK) {
         if (rc == CTL_NOT_FOUND)
             ctl_fail(c, rc, "unknown user %s", id);
@@ -212,9 +206,7 @@ static ctl_rc user_run(ctl *c, const ctl_opts *o)
     }
     cJSON_AddStringToObject(c->doc, "user_id", id);
     ctl_say(c, "user:         %s", id);
-    ctl_rc prc = ctl_call_first(c, CTL_PRESENCE, &req, &pres);
-    if (prc == CTL_OK)
-        prc = ctl_check(c, &pres, true);
+    ctl_rc prc = ctl_ask_first(c, CTL_PRESENCE, &req, &pres, true);
     user_presence(c, prc == CTL_OK ? pres.reply->user : NULL);
     /* Presence not knowing the user only means it never came online. */
     rc = prc == CTL_NOT_FOUND ? CTL_OK : prc;
@@ -262,9 +254,7 @@ static ctl_rc ban_store(ctl *c, const char *id, int64_t *until_ms)
     req.body_case = CHAT__ADMIN_REQUEST__BODY_BAN;
     req.ban = &body;
     ctl_result res;
-    ctl_rc rc = ctl_call_first(c, CTL_PRESENCE, &req, &res);
-    if (rc == CTL_OK)
-        rc = ctl_check(c, &res, true);
+    ctl_rc rc = ctl_ask_first(c, CTL_PRESENCE, &req, &res, true);
     if (rc == CTL_NOT_FOUND)
         ctl_fail(c, rc, "unknown user %s", id);
     if (rc == CTL_OK && res.reply->ban != NULL)
@@ -322,9 +312,7 @@ static ctl_rc unban_run(ctl *c, const ctl_opts *o)
     req.body_case = CHAT__ADMIN_REQUEST__BODY_UNBAN;
     req.unban = &body;
     ctl_result res;
-    ctl_rc rc = ctl_call_first(c, CTL_PRESENCE, &req, &res);
-    if (rc == CTL_OK)
-        rc = ctl_check(c, &res, true);
+    ctl_rc rc = ctl_ask_first(c, CTL_PRESENCE, &req, &res, true);
     ctl_result_clear(&res);
     if (rc == CTL_NOT_FOUND)
         return ctl_fail(c, rc, "unknown user %s", id);
