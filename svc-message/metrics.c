@@ -5,6 +5,7 @@
 #include "message.h"
 
 #include "chat/redis.h"
+#include "chat/service.h"
 
 static void queues(chat_mbuf *b, msg_stats *st)
 {
@@ -51,19 +52,15 @@ static void backends(chat_mbuf *b, const msg_service *svc)
                      (unsigned long long)down);
     chat_mbuf_printf(b, "chat_message_pg_errors_total{kind=\"statement\"} %llu\n",
                      (unsigned long long)statement);
-    chat_metric_counter(b, "chat_message_redis_errors_total",
-                        "Redis commands that failed (rate limits).", chat_redis_errors());
-    uint64_t published, failed, batches = 0, refused = 0;
+    /* Redis errors and event batches as every service reports them; the
+     * events inside them are this service's own figure. */
+    chat_svc_metrics_common(b, "chat_message", NULL, svc->pub);
+    uint64_t published, failed;
     msg_publish_counts(&published, &failed);
-    chat_pub_counts(svc->pub, &batches, &refused);
     chat_metric_counter(b, "chat_message_events_published_total",
                         "Events handed to the publisher.", published);
     chat_metric_counter(b, "chat_message_events_dropped_total",
                         "Events whose batch the publisher refused.", failed);
-    chat_metric_counter(b, "chat_message_event_batches_published_total",
-                        "Event batches published (one per group commit).", batches);
-    chat_metric_counter(b, "chat_message_event_batches_dropped_total",
-                        "Event batches the publisher refused.", refused);
 }
 
 static void fills(chat_mbuf *b, msg_stats *st)

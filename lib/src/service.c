@@ -234,9 +234,9 @@ void chat_svc_metrics_common(chat_mbuf *b, const char *prefix, chat_rpc_pool *po
     if (pub != NULL) {
         uint64_t sent, failed;
         chat_pub_counts(pub, &sent, &failed);
-        snprintf(name, sizeof name, "%s_events_published_total", prefix);
+        snprintf(name, sizeof name, "%s_event_batches_published_total", prefix);
         chat_metric_counter(b, name, "Event batches published.", sent);
-        snprintf(name, sizeof name, "%s_events_dropped_total", prefix);
+        snprintf(name, sizeof name, "%s_event_batches_dropped_total", prefix);
         chat_metric_counter(b, name, "Event batches the publisher refused.", failed);
     }
 }
