@@ -93,12 +93,15 @@ static ctl_target *target_add(target_list *l, const char *url)
     return t;
 }
 
-/* Splits "tcp://HOST:PORT" into host and port; false for other forms. */
-static bool url_host_port(const char *url, char *host, size_t hostn, const char **port)
+/* Splits "tcp://HOST:PORT" or "tls+tcp://HOST:PORT" into its scheme's
+ * length, host and port; false for other forms. */
+static bool url_host_port(const char *url, size_t *scheme, char *host, size_t hostn,
+                          const char **port)
 {
-    if (strncmp(url, "tcp://", 6) != 0)
+    *scheme = strncmp(url, "tcp://", 6) == 0 ? 6 : strncmp(url, "tls+tcp://", 10) == 0 ? 10 : 0;
+    if (*scheme == 0)
         return false;
-    const char *h = url + 6, *colon = strrchr(h, ':');
+    const char *h = url + *scheme, *colon = strrchr(h, ':');
     if (colon == NULL || h[0] == '[' || (size_t)(colon - h) >= hostn)
         return false;
     memcpy(host, h, (size_t)(colon - h));
@@ -119,7 +122,8 @@ static int target_item(const char *url, void *arg)
     target_list *l = arg;
     char host[256], addrs[CTL_NAME_ADDRS][CHAT_ADDR_TEXT];
     const char *port;
-    if (!url_host_port(url, host, sizeof host, &port) || is_ip_literal(host))
+    size_t scheme;
+    if (!url_host_port(url, &scheme, host, sizeof host, &port) || is_ip_literal(host))
         return target_add(l, url) ? 0 : -1;
     int n = chat_resolve(host, addrs, CTL_NAME_ADDRS);
     if (n <= 0) {
@@ -134,7 +138,8 @@ static int target_item(const char *url, void *arg)
     for (int i = 0; i < n; i++) {
         char one[CTL_URL_MAX];
         bool v6 = strchr(addrs[i], ':') != NULL;
-        snprintf(one, sizeof one, v6 ? "tcp://[%s]:%s" : "tcp://%s:%s", addrs[i], port);
+        snprintf(one, sizeof one, v6 ? "%.*s[%s]:%s" : "%.*s%s:%s", (int)scheme, url, addrs[i],
+                 port);
         if (target_add(l, one) == NULL)
             return -1;
     }

@@ -4,6 +4,7 @@
  * replicas behind a Kubernetes headless Service (one DNS name, an address
  * per pod) are dialed as they come and dropped as they go. */
 #include "dialers.h"
+#include "tls.h"
 
 _Static_assert(CHAT_ADDR_TEXT == INET6_ADDRSTRLEN, "address text size");
 
@@ -34,7 +35,7 @@ typedef struct dial_entry {
 /* One URL of the list: static (dialed once as written) or a host name with
  * the rest of the URL around it. */
 typedef struct dial_source {
-    char scheme[16]; /* "tcp://" */
+    char scheme[16]; /* "tcp://" or "tls+tcp://" */
     char host[256];
     char port[16];
     bool named;
@@ -55,15 +56,18 @@ struct chat_dialers {
     bool threaded, stop;
 };
 
-/* "tcp://host:port[/...]" with host neither an IPv4 nor a bracketed IPv6
- * literal: a name. Everything else is dialed as written. */
+/* "tcp://host:port[/...]" (or tls+tcp://) with host neither an IPv4 nor a
+ * bracketed IPv6 literal: a name. Everything else is dialed as written. */
 static void source_parse(dial_source *s, const char *url)
 {
     memset(s, 0, sizeof *s);
     snprintf(s->url, sizeof s->url, "%s", url);
-    if (strncmp(url, "tcp://", 6) != 0)
+    const char *scheme = strncmp(url, "tcp://", 6) == 0        ? "tcp://"
+                         : strncmp(url, "tls+tcp://", 10) == 0 ? "tls+tcp://"
+                                                               : NULL;
+    if (scheme == NULL)
         return;
-    const char *h = url + 6, *colon = strrchr(h, ':');
+    const char *h = url + strlen(scheme), *colon = strrchr(h, ':');
     if (h[0] == '[' || colon == NULL || (size_t)(colon - h) >= sizeof s->host ||
         strlen(colon + 1) >= sizeof s->port || colon == h)
         return;
@@ -72,7 +76,7 @@ static void source_parse(dial_source *s, const char *url)
     struct in_addr a4;
     if (inet_pton(AF_INET, s->host, &a4) == 1)
         return;
-    snprintf(s->scheme, sizeof s->scheme, "tcp://");
+    snprintf(s->scheme, sizeof s->scheme, "%s", scheme);
     s->named = true;
 }
 
@@ -139,7 +143,7 @@ static int entry_want(chat_dialers *d, int src, const char *url)
         return NNG_ENOSPC;
     }
     dial_entry *e = &d->ent[d->n_ent];
-    int rv = nng_dial(d->sock, url, &e->d, NNG_FLAG_NONBLOCK);
+    int rv = chat_tls_dial(d->sock, url, &e->d);
     if (rv != 0) {
         chat_log(CHAT_LOG_WARN, "dial_failed", "url=%s err=\"%s\"", url, nng_strerror(rv));
         return rv;

@@ -1,7 +1,7 @@
 /* The dialers of one nng socket for a comma-separated address list, with
  * DNS names followed as they change (lib-internal; rpc_client.c, pubsub.c).
  *
- * A "tcp://NAME:PORT" address is dialed once per address NAME resolves to,
+ * A "tcp://NAME:PORT" (or "tls+tcp://NAME:PORT", see tls.h) address is dialed once per address NAME resolves to,
  * and NAME is resolved again every CHAT_RESOLVE_MS (default 2000): new
  * addresses get a dialer, vanished ones lose theirs (nng then moves what
  * was queued for that peer to the others). Names are looked up first in

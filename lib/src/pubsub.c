@@ -4,6 +4,7 @@
 #include "chat/util.h"
 #include "dialers.h"
 #include "pb.h"
+#include "tls.h"
 #include "envelope.pb-c.h"
 
 #include <nng/nng.h>
@@ -100,7 +101,7 @@ int chat_pub_open(chat_pub **out, const char *url)
         return rv;
     }
     nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, PUBSUB_BUFFER);
-    if ((rv = nng_listen(p->sock, url, NULL, 0)) != 0 ||
+    if ((rv = chat_tls_listen(p->sock, url)) != 0 ||
         (rv = nng_aio_alloc(&p->beat, pub_beat_cb, p)) != 0) {
         chat_log(CHAT_LOG_ERROR, "pub_listen_failed", "url=%s err=\"%s\"", url,
                  nng_strerror(rv));

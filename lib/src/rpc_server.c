@@ -3,6 +3,7 @@
 #include "chat/rpc.h"
 #include "chat/log.h"
 #include "pb.h"
+#include "tls.h"
 #include "envelope.pb-c.h"
 
 #include <nng/nng.h>
@@ -204,7 +205,7 @@ int chat_rpc_server_open(chat_rpc_server **out, const char *url, int contexts,
         srv->nctx = i + 1;
     }
     nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, 1 << 20);
-    if ((rv = nng_listen(srv->sock, url, NULL, 0)) != 0) {
+    if ((rv = chat_tls_listen(srv->sock, url)) != 0) {
         chat_log(CHAT_LOG_ERROR, "rpc_listen_failed", "url=%s err=\"%s\"", url,
                  nng_strerror(rv));
         chat_rpc_server_close(srv);

@@ -12,6 +12,11 @@ tests that need to kill services are skipped, and modules that need a
 particular service setting run only when the same variable is exported with
 the same value (the operator declares how the external cluster runs).
 
+With CHAT_TEST_TLS=1 every internal address is tls+tcp:// and every process
+(and chatctl) gets its kind's certificate from a CA made for the cluster by
+deploy/tls/gen-certs.sh: the whole suite over the mutually authenticated
+internal plane.
+
 Teardown is also a check: services get SIGTERM and must exit 0 within a bound,
 and no log may hold a sanitizer report; otherwise the module fails.
 """
@@ -38,6 +43,8 @@ STOP_TIMEOUT_S = float(os.environ.get("CHAT_TEST_STOP_TIMEOUT_S", "15"))
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
 SERVICES = ("svc-message", "svc-match", "svc-presence")
+GEN_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "tls",
+                         "gen-certs.sh")
 
 _used_ports = set()
 
@@ -243,6 +250,9 @@ class Cluster:
                             else "integration-admin-token-" + self.name)
         # Process name -> its admin address (tcp://...) and health/metrics host:port.
         self.admin_addr, self.http_addr = {}, {}
+        # The internal plane's transport (CHAT_TEST_TLS=1: mutual TLS everywhere).
+        self.tls = not self.external and os.environ.get("CHAT_TEST_TLS") == "1"
+        self.scheme = "tls+tcp://" if self.tls else "tcp://"
 
     # ---- addresses -------------------------------------------------------
     def ws_url(self, i=0, path="/ws"):
@@ -292,7 +302,21 @@ class Cluster:
         self.started = True
         return self
 
+    def tls_dir(self):
+        return os.path.join(self.tmp, "tls")
+
+    def tls_env(self, kind):
+        """CHAT_TLS_* for a process of kind ("gateway", "message", ..., "chatctl")."""
+        if not self.tls:
+            return {}
+        d = self.tls_dir()
+        return {"CHAT_TLS_CERT": os.path.join(d, f"{kind}.crt"),
+                "CHAT_TLS_KEY": os.path.join(d, f"{kind}.key"),
+                "CHAT_TLS_CA": os.path.join(d, "ca.crt")}
+
     def _start_all(self):
+        if self.tls:
+            subprocess.run([GEN_CERTS, self.tls_dir()], check=True, timeout=60)
         self._start_postgres()
         self._start_redis()
         # Process name -> (REP address, PUB address), per service in replica order.
@@ -304,7 +328,8 @@ class Cluster:
             for i in range(self.replicas[svc]):
                 host = f"127.0.0.{2 + i}" if self.named else "127.0.0.1"
                 rep, pub = self.named_ports[svc] if self.named else (free_port(), free_port())
-                self.addr[self.service_proc(svc, i)] = (f"tcp://{host}:{rep}", f"tcp://{host}:{pub}")
+                self.addr[self.service_proc(svc, i)] = (f"{self.scheme}{host}:{rep}",
+                                                        f"{self.scheme}{host}:{pub}")
         if self.named:
             self._write_hosts()
         base = self._base_env()
@@ -318,6 +343,7 @@ class Cluster:
                 env[f"CHAT_{svc.upper()}_LISTEN"] = self.addr[name][0]
                 env[f"CHAT_{svc.upper()}_PUB_LISTEN"] = self.addr[name][1]
                 env.update(self._admin_env(name, svc.upper()))
+                env.update(self.tls_env(svc))
                 self._add(name, [os.path.join(self.bin_dir, f"svc-{svc}")], env).start()
                 self.wait_listening(name)
         for i in range(self.n_gateways):
@@ -328,13 +354,14 @@ class Cluster:
             env["CHAT_GATEWAY_ID"] = f"gw{i + 1}"
             env.setdefault("CHAT_GATEWAY_BIND", "127.0.0.1")
             env.update(self._admin_env(f"gateway{i + 1}", "GATEWAY"))
+            env.update(self.tls_env("gateway"))
             self._add(f"gateway{i + 1}", [os.path.join(self.bin_dir, "svc-gateway")], env).start()
         for i in range(self.n_gateways):
             self.wait_ready(i)
 
     def _admin_env(self, name, kind):
         """A process's admin and health addresses (free ports on 127.0.0.1)."""
-        self.admin_addr[name] = f"tcp://127.0.0.1:{free_port()}"
+        self.admin_addr[name] = f"{self.scheme}127.0.0.1:{free_port()}"
         env = {f"CHAT_{kind}_ADMIN_LISTEN": self.admin_addr[name]}
         if kind != "GATEWAY":  # a gateway serves /metrics on its own port
             self.http_addr[name] = f"127.0.0.1:{free_port()}"
@@ -362,6 +389,7 @@ class Cluster:
         env.update({f"CHAT_{k.upper()}_ADMIN_ADDRS": self.admin_addrs(k)
                     for k in ("gateway", "message", "match", "presence")})
         env["CHAT_ENV_FILE"] = os.devnull  # never the local runner's state dir
+        env.update(self.tls_env("chatctl"))
         tok = self.admin_token if token is None else token
         if tok:
             env["CHAT_ADMIN_TOKEN"] = tok
@@ -392,7 +420,7 @@ class Cluster:
 
     def _addrs(self, svc, which):
         if self.named:
-            return f"tcp://{svc}.chat.test:{self.named_ports[svc][which]}"
+            return f"{self.scheme}{svc}.chat.test:{self.named_ports[svc][which]}"
         return ",".join(self.addr[n][which] for n in self.service_procs(svc))
 
     # ---- discovery (named clusters) ------------------------------------------
@@ -521,7 +549,7 @@ class Cluster:
         """Waits until service `name` listens on both its REP and PUB addresses (bounded)."""
         want = set()
         for a in self.addr[name]:
-            host, port = a[len("tcp://"):].rsplit(":", 1)
+            host, port = a.split("://", 1)[1].rsplit(":", 1)
             want.add((host, int(port)) if self.named else int(port))
         proc = self.procs[name]
         deadline = time.monotonic() + timeout
