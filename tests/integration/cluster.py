@@ -218,7 +218,7 @@ class Cluster:
     "svc-match", the others "svc-match.2", ...; every caller knows them all.
     """
 
-    def __init__(self, gateways=1, env=None, name=None, replicas=None, named=False):
+    def __init__(self, gateways=1, env=None, name=None, replicas=None, named=False, tls=None):
         # CHAT_TEST_GATEWAYS / CHAT_TEST_REPLICAS raise every module's counts to at least
         # that many (the whole suite against N gateways x M replicas of every service).
         self.n_gateways = max(gateways, int(os.environ.get("CHAT_TEST_GATEWAYS", "1")))
@@ -250,8 +250,9 @@ class Cluster:
                             else "integration-admin-token-" + self.name)
         # Process name -> its admin address (tcp://...) and health/metrics host:port.
         self.admin_addr, self.http_addr = {}, {}
-        # The internal plane's transport (CHAT_TEST_TLS=1: mutual TLS everywhere).
-        self.tls = not self.external and os.environ.get("CHAT_TEST_TLS") == "1"
+        # The internal plane's transport (tls=True or CHAT_TEST_TLS=1: mutual TLS).
+        self.tls = not self.external and (tls if tls is not None
+                                          else os.environ.get("CHAT_TEST_TLS") == "1")
         self.scheme = "tls+tcp://" if self.tls else "tcp://"
 
     # ---- addresses -------------------------------------------------------
