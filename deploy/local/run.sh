@@ -41,6 +41,11 @@ Environment (defaults in brackets):
   CHAT_GATEWAY_PORT       first gateway's port; the next ones follow [8080]
   CHAT_READY_TIMEOUT_S    how long to wait for readiness [60]
   CHAT_GATEWAY_BIND       address the gateways listen on [127.0.0.1]
+  CHAT_TLS                1: the internal plane (every request, event and
+                          admin socket) runs over mutual TLS, tls+tcp://
+                          addresses, with a throwaway CA and a certificate
+                          per program kind made in <state>/tls (kept; --fresh
+                          makes new ones) [0]
 Passed to the services as they are (see each program's --help):
   CHAT_SESSION_SECRET     [generated once, kept in the state dir]
   CHAT_ADMIN_TOKEN        the admin secret chatctl needs [generated once,
@@ -48,7 +53,8 @@ Passed to the services as they are (see each program's --help):
   CHAT_MAX_TEXT, CHAT_RATE_PER_MIN, CHAT_RECONNECT_GRACE_MS,
   CHAT_TYPING_TIMEOUT_MS, CHAT_LOG_LEVEL, and any other CHAT_* variable.
 Service addresses default to those of docs/ARCHITECTURE.md
-(tcp://127.0.0.1:7201/7202, 7301/7302, 7401/7402); set CHAT_*_LISTEN and
+(tcp://127.0.0.1:7201/7202, 7301/7302, 7401/7402; tls+tcp:// with
+CHAT_TLS=1); set CHAT_*_LISTEN and
 CHAT_*_PUB_LISTEN to move the first replica (and the others with it).
 Admin addresses: CHAT_{MESSAGE,MATCH,PRESENCE}_ADMIN_LISTEN (7203, 7303,
 7403) and CHAT_GATEWAY_ADMIN_LISTEN (7103); health and metrics:
@@ -271,19 +277,37 @@ for ((i = 0; ; i++)); do
     sleep 0.1
 done
 
+# The internal plane: plain TCP, or mutual TLS with certificates of our own CA.
+SCHEME=tcp://
+case ${CHAT_TLS:-0} in
+1)
+    SCHEME=tls+tcp://
+    "$ROOT/deploy/tls/gen-certs.sh" "$STATE/tls" || die "could not make the TLS certificates"
+    export CHAT_TLS_CA=$STATE/tls/ca.crt
+    say "internal plane: mutual TLS (certificates in $STATE/tls)" ;;
+0) ;;
+*) die "CHAT_TLS=$CHAT_TLS: 1 or 0" ;;
+esac
+TLS_ARGS=()
+tls_args() {  # kind: TLS_ARGS = its CHAT_TLS_CERT and CHAT_TLS_KEY (none without TLS)
+    TLS_ARGS=()
+    [[ $SCHEME == tls+tcp:// ]] || return 0
+    TLS_ARGS=("CHAT_TLS_CERT=$STATE/tls/$1.crt" "CHAT_TLS_KEY=$STATE/tls/$1.key")
+}
+
 export CHAT_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=chat user=postgres"
 export CHAT_REDIS_HOST=127.0.0.1 CHAT_REDIS_PORT=$REDIS_PORT
 export CHAT_GATEWAY_BIND=${CHAT_GATEWAY_BIND:-127.0.0.1}
-export CHAT_MESSAGE_LISTEN=${CHAT_MESSAGE_LISTEN:-tcp://127.0.0.1:7201}
-export CHAT_MESSAGE_PUB_LISTEN=${CHAT_MESSAGE_PUB_LISTEN:-tcp://127.0.0.1:7202}
-export CHAT_MATCH_LISTEN=${CHAT_MATCH_LISTEN:-tcp://127.0.0.1:7301}
-export CHAT_MATCH_PUB_LISTEN=${CHAT_MATCH_PUB_LISTEN:-tcp://127.0.0.1:7302}
-export CHAT_PRESENCE_LISTEN=${CHAT_PRESENCE_LISTEN:-tcp://127.0.0.1:7401}
-export CHAT_PRESENCE_PUB_LISTEN=${CHAT_PRESENCE_PUB_LISTEN:-tcp://127.0.0.1:7402}
-export CHAT_MESSAGE_ADMIN_LISTEN=${CHAT_MESSAGE_ADMIN_LISTEN:-tcp://127.0.0.1:7203}
-export CHAT_MATCH_ADMIN_LISTEN=${CHAT_MATCH_ADMIN_LISTEN:-tcp://127.0.0.1:7303}
-export CHAT_PRESENCE_ADMIN_LISTEN=${CHAT_PRESENCE_ADMIN_LISTEN:-tcp://127.0.0.1:7403}
-export CHAT_GATEWAY_ADMIN_LISTEN=${CHAT_GATEWAY_ADMIN_LISTEN:-tcp://127.0.0.1:7103}
+export CHAT_MESSAGE_LISTEN=${CHAT_MESSAGE_LISTEN:-${SCHEME}127.0.0.1:7201}
+export CHAT_MESSAGE_PUB_LISTEN=${CHAT_MESSAGE_PUB_LISTEN:-${SCHEME}127.0.0.1:7202}
+export CHAT_MATCH_LISTEN=${CHAT_MATCH_LISTEN:-${SCHEME}127.0.0.1:7301}
+export CHAT_MATCH_PUB_LISTEN=${CHAT_MATCH_PUB_LISTEN:-${SCHEME}127.0.0.1:7302}
+export CHAT_PRESENCE_LISTEN=${CHAT_PRESENCE_LISTEN:-${SCHEME}127.0.0.1:7401}
+export CHAT_PRESENCE_PUB_LISTEN=${CHAT_PRESENCE_PUB_LISTEN:-${SCHEME}127.0.0.1:7402}
+export CHAT_MESSAGE_ADMIN_LISTEN=${CHAT_MESSAGE_ADMIN_LISTEN:-${SCHEME}127.0.0.1:7203}
+export CHAT_MATCH_ADMIN_LISTEN=${CHAT_MATCH_ADMIN_LISTEN:-${SCHEME}127.0.0.1:7303}
+export CHAT_PRESENCE_ADMIN_LISTEN=${CHAT_PRESENCE_ADMIN_LISTEN:-${SCHEME}127.0.0.1:7403}
+export CHAT_GATEWAY_ADMIN_LISTEN=${CHAT_GATEWAY_ADMIN_LISTEN:-${SCHEME}127.0.0.1:7103}
 export CHAT_MESSAGE_HTTP_LISTEN=${CHAT_MESSAGE_HTTP_LISTEN-127.0.0.1:7204}
 export CHAT_MATCH_HTTP_LISTEN=${CHAT_MATCH_HTTP_LISTEN-127.0.0.1:7304}
 export CHAT_PRESENCE_HTTP_LISTEN=${CHAT_PRESENCE_HTTP_LISTEN-127.0.0.1:7404}
@@ -295,7 +319,7 @@ if [[ $REPLICAS -gt 1 ]]; then
     for v in CHAT_MESSAGE_LISTEN CHAT_MESSAGE_PUB_LISTEN CHAT_MATCH_LISTEN CHAT_MATCH_PUB_LISTEN \
         CHAT_PRESENCE_LISTEN CHAT_PRESENCE_PUB_LISTEN CHAT_MESSAGE_ADMIN_LISTEN \
         CHAT_MATCH_ADMIN_LISTEN CHAT_PRESENCE_ADMIN_LISTEN; do
-        [[ ${!v} =~ ^tcp://.+:[0-9]+$ ]] ||
+        [[ ${!v} =~ ^(tls\+)?tcp://.+:[0-9]+$ ]] ||
             die "$v=${!v}: CHAT_REPLICAS needs tcp://host:port addresses to place the replicas"
     done
 fi
@@ -321,8 +345,9 @@ spawn_service() {  # svc VAR_PREFIX: its replicas, each listening before the nex
         adm=$(replica_addr "${!adm_var}" "$r") name=$(replica_name "$svc" "$r")
         http=${!http_var}
         [[ -z $http ]] || http=$(replica_addr "$http" "$r")
+        tls_args "${svc#svc-}"
         spawn "$name" env "$rpc_var=$rpc" "$pub_var=$pub" "$adm_var=$adm" "$http_var=$http" \
-            "CHAT_$2_ID=$name" "$BIN/$svc"
+            "CHAT_$2_ID=$name" "${TLS_ARGS[@]}" "$BIN/$svc"
         wait_listening "$name" "$rpc" "$pub"
     done
 }
@@ -334,8 +359,9 @@ GW_ADMIN_LIST=""
 for ((g = 1; g <= GATEWAYS; g++)); do
     adm=$(replica_addr "$CHAT_GATEWAY_ADMIN_LISTEN" "$g")
     GW_ADMIN_LIST+="${GW_ADMIN_LIST:+,}$adm"
+    tls_args gateway
     spawn "gateway$g" env CHAT_GATEWAY_PORT=$((GW_PORT + g - 1)) CHAT_GATEWAY_ID="gw$g" \
-        CHAT_GATEWAY_ADMIN_LISTEN="$adm" "$BIN/svc-gateway"
+        CHAT_GATEWAY_ADMIN_LISTEN="$adm" "${TLS_ARGS[@]}" "$BIN/svc-gateway"
 done
 
 # What chatctl needs to reach this cluster (it finds this file by itself).
@@ -347,6 +373,10 @@ CHAT_MATCH_ADMIN_ADDRS=$(replica_list "$CHAT_MATCH_ADMIN_LISTEN")
 CHAT_PRESENCE_ADMIN_ADDRS=$(replica_list "$CHAT_PRESENCE_ADMIN_LISTEN")
 CHAT_ADMIN_TOKEN_FILE=$ADMIN_TOKEN_FILE
 ENVEOF
+if [[ $SCHEME == tls+tcp:// ]]; then
+    printf '%s\n' "CHAT_TLS_CA=$CHAT_TLS_CA" "CHAT_TLS_CERT=$STATE/tls/chatctl.crt" \
+        "CHAT_TLS_KEY=$STATE/tls/chatctl.key" >>"$STATE/chatctl.env"
+fi
 
 # ---- 4. readiness, then wait ---------------------------------------------------
 deadline=$((SECONDS + READY_TIMEOUT_S))

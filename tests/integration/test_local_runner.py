@@ -1,7 +1,8 @@
 """deploy/local/run.sh as an operator runs it: CHAT_REPLICAS=2 and CHAT_GATEWAYS=2 on free
 loopback ports, chat across both gateways and every replica, a replica killed with -9 is
 started again (1 s, then 2 s: the backoff doubles), the cluster is whole again, and SIGTERM
-stops everything it started."""
+stops everything it started. Under CHAT_TEST_TLS=1 the runner is started with CHAT_TLS=1:
+the same, over the mutually authenticated internal plane it sets up itself."""
 import asyncio
 import json
 import os
@@ -100,6 +101,8 @@ class LocalRunnerTest(unittest.IsolatedAsyncioTestCase):
         self.tmp = tempfile.mkdtemp(prefix="chat-it-runner-")
         os.chmod(self.tmp, 0o755)  # PostgreSQL runs as postgres under the state dir
         self.gw_port = free_base()
+        self.tls = os.environ.get("CHAT_TEST_TLS") == "1"
+        scheme = "tls+tcp://" if self.tls else "tcp://"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
         env.update({
             "CHAT_STATE_DIR": os.path.join(self.tmp, "state"),
@@ -111,14 +114,15 @@ class LocalRunnerTest(unittest.IsolatedAsyncioTestCase):
             "CHAT_REPLICAS": "2",
             "CHAT_READY_TIMEOUT_S": str(READY_S),
             "CHAT_RATE_PER_MIN": "0",  # passed through to the services
+            "CHAT_TLS": "1" if self.tls else "0",
         })
         for svc in ("MESSAGE", "MATCH", "PRESENCE"):
             p, q = free_base(), free_base()
-            env[f"CHAT_{svc}_LISTEN"] = f"tcp://127.0.0.1:{p}"
-            env[f"CHAT_{svc}_PUB_LISTEN"] = f"tcp://127.0.0.1:{p + 1}"
-            env[f"CHAT_{svc}_ADMIN_LISTEN"] = f"tcp://127.0.0.1:{q}"
+            env[f"CHAT_{svc}_LISTEN"] = f"{scheme}127.0.0.1:{p}"
+            env[f"CHAT_{svc}_PUB_LISTEN"] = f"{scheme}127.0.0.1:{p + 1}"
+            env[f"CHAT_{svc}_ADMIN_LISTEN"] = f"{scheme}127.0.0.1:{q}"
             env[f"CHAT_{svc}_HTTP_LISTEN"] = f"127.0.0.1:{q + 1}"
-        env["CHAT_GATEWAY_ADMIN_LISTEN"] = f"tcp://127.0.0.1:{free_base()}"
+        env["CHAT_GATEWAY_ADMIN_LISTEN"] = f"{scheme}127.0.0.1:{free_base()}"
         self.state = env["CHAT_STATE_DIR"]
         self.runner = Runner(env, os.path.join(self.tmp, "runner.log"))
         self.ok = False
@@ -181,6 +185,10 @@ class LocalRunnerTest(unittest.IsolatedAsyncioTestCase):
             ["redis", "gateway1", "gateway2"] +
             [f"svc-{s}{r}" for s in ("message", "match", "presence") for r in ("", ".2")]))
         await self.whole()
+        if self.tls:  # the runner made its CA and told chatctl where the certificates are
+            self.runner.wait_line(r"^\[run\.sh\] internal plane: mutual TLS", 1)
+            with open(os.path.join(self.state, "chatctl.env")) as f:
+                self.assertIn(f"CHAT_TLS_CERT={self.state}/tls/chatctl.crt", f.read())
         ws = lambda g: f"ws://127.0.0.1:{self.gw_port + g}/ws"
         a, b = await connect(ws(0)), await connect(ws(1))
         try:
