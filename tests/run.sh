@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test run (what CI runs): dependencies, then for each build (normal,
 # ASan+UBSan, ThreadSanitizer) the build, the unit tests and the integration
-# tests, and the normal build's integration tests once more against 2
-# gateways x 2 replicas of every service ("scaled"). Exits non-zero if
-# anything failed.
+# tests; the normal build's integration tests once more against 2 gateways x
+# 2 replicas of every service ("scaled") and once more over the mutually
+# authenticated internal plane ("tls", CHAT_TEST_TLS=1); and deploy/'s checks
+# ("deploy": images, compose, Kubernetes). Exits non-zero if anything failed.
 #
 #   tests/run.sh                      every build, every test once
 #   tests/run.sh --repeat 10 --stress the integration suite 10 times per build
@@ -15,19 +16,22 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${CHAT_TEST_JOBS:-2}
-REPEAT=1 STRESS=0 BUILDS=normal,scaled,asan,tsan
+REPEAT=1 STRESS=0 BUILDS=normal,scaled,tls,deploy,asan,tsan
+STEPS='normal|scaled|tls|deploy|asan|tsan'
 say() { printf '\n[tests/run.sh] %s\n' "$*" >&2; }
 usage() {
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<'TXT'
 Options:
   --repeat N      run the integration suite N times in each build (default 1);
                   a tally of the runs is printed at the end
   --stress        keep one core busy (a busy-loop process, stopped by pid at
                   the end) while the integration suites run
-  --builds LIST   comma-separated subset of normal,scaled,asan,tsan (default:
-                  all; scaled: the normal build's integration suite again
-                  against 2 gateways x 2 replicas of every service)
+  --builds LIST   comma-separated subset of normal,scaled,tls,deploy,asan,tsan
+                  (default: all; scaled: the normal build's integration suite
+                  again against 2 gateways x 2 replicas of every service; tls:
+                  again with every internal socket over mutual TLS; deploy:
+                  the checks of deploy/, ctest -L deploy, once)
   -h, --help      this text
 TXT
 }
@@ -38,8 +42,8 @@ while [[ $# -gt 0 ]]; do
         REPEAT=$2; shift 2 ;;
     --stress) STRESS=1; shift ;;
     --builds)
-        [[ ${2:-} =~ ^(normal|scaled|asan|tsan)(,(normal|scaled|asan|tsan))*$ ]] ||
-            { echo "tests/run.sh: --builds takes a list of normal, scaled, asan, tsan" >&2; exit 2; }
+        [[ ${2:-} =~ ^($STEPS)(,($STEPS))*$ ]] ||
+            { echo "tests/run.sh: --builds takes a list of ${STEPS//|/, }" >&2; exit 2; }
         BUILDS=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "tests/run.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -52,6 +56,13 @@ BROWSER=0
 # The metrics tests run a real Prometheus and promtool (Debian: prometheus).
 extra=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || extra+=(prometheus)
+# deploy/'s checks list theirs in tests/deploy/*.deps (one package per line).
+if [[ ,$BUILDS, == *,deploy,* ]]; then
+    for f in "$ROOT"/tests/deploy/*.deps; do
+        [[ -f $f ]] || continue
+        while read -r p _; do [[ -z $p || $p == \#* ]] || extra+=("$p"); done <"$f"
+    done
+fi
 if [[ $BROWSER -eq 1 ]]; then
     # By command, not by package: a machine may have node/npm from elsewhere (and
     # Debian's npm package would then conflict with it).
@@ -65,6 +76,13 @@ if [[ $BROWSER -eq 1 ]]; then
     fi
 else
     "$ROOT/deploy/deps.sh" "${extra[@]}" || { say "dependency install failed"; exit 1; }
+fi
+if [[ ,$BUILDS, == *,deploy,* ]]; then
+    for lock in "$ROOT"/tests/deploy/*/package-lock.json; do
+        [[ -f $lock ]] || continue
+        (cd "$(dirname "$lock")" && npm ci --no-audit --no-fund --loglevel=error) ||
+            { say "npm ci in $(dirname "$lock") failed"; exit 1; }
+    done
 fi
 
 # ---- builds and tests ----------------------------------------------------------
@@ -161,7 +179,7 @@ run_integration() {  # name build-dir
         local log="$dir/ctest-integration.log"
         [[ $REPEAT -gt 1 ]] && log="$dir/ctest-integration.$i.log"
         say "$name integration tests$([[ $REPEAT -gt 1 ]] && echo " (run $i of $REPEAT)")"
-        (cd "$dir" && ctest --output-on-failure -E '^(unit|lint)\.' -j"$JOBS" --timeout 600) 2>&1 | tee "$log"
+        (cd "$dir" && ctest --output-on-failure -E '^(unit|lint|deploy)\.' -j"$JOBS" --timeout 600) 2>&1 | tee "$log"
         if [[ ${PIPESTATUS[0]} -eq 0 ]]; then
             good=$((good + 1))
         else
@@ -216,12 +234,48 @@ run_scaled() {  # build-dir
     [[ $ok -eq 1 ]]
 }
 
+# The normal build's integration suite over the mutually authenticated internal
+# plane: every module's cluster (and deploy/local/run.sh in it.local_runner)
+# with tls+tcp:// addresses and a CA of its own (cluster.py reads this).
+run_tls() {  # build-dir
+    local dir=$1 ok=1
+    say "tls: the integration suite with every internal socket over mutual TLS"
+    if ! cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF \
+        -DCHAT_TSAN=OFF >/dev/null || ! cmake --build "$dir" -j"$JOBS" >/dev/null; then
+        RESULT[tls]="build FAILED"
+        return 1
+    fi
+    export CHAT_TEST_TLS=1
+    run_integration tls "$dir" || ok=0
+    unset CHAT_TEST_TLS
+    RESULT[tls]=$([[ $ok -eq 1 ]] && echo passed || echo "tests FAILED")
+    [[ $ok -eq 1 ]]
+}
+
+# deploy/'s checks (tests/deploy/: images, compose, Kubernetes), once.
+run_deploy() {  # build-dir
+    local dir=$1 log=$1/ctest-deploy.log
+    say "deploy: the checks of deploy/ (ctest -L deploy)"
+    if ! cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF \
+        -DCHAT_TSAN=OFF >/dev/null || ! cmake --build "$dir" -j"$JOBS" >/dev/null; then
+        RESULT[deploy]="build FAILED"
+        return 1
+    fi
+    (cd "$dir" && ctest --output-on-failure -L '^deploy$' -j1 --timeout 3600) 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    count_results "$log" || rc=1
+    RESULT[deploy]=$([[ $rc -eq 0 ]] && echo passed || echo "tests FAILED")
+    [[ $rc -eq 0 ]]
+}
+
 status=0
 summary=""
 for b in ${BUILDS//,/ }; do
     case $b in
     normal) run_one normal "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF -DCHAT_TSAN=OFF || status=1 ;;
     scaled) run_scaled "$ROOT/build" || status=1 ;;
+    tls) run_tls "$ROOT/build" || status=1 ;;
+    deploy) run_deploy "$ROOT/build" || status=1 ;;
     asan) run_one asan "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON -DCHAT_TSAN=OFF || status=1 ;;
     tsan) run_one tsan "$ROOT/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF -DCHAT_TSAN=ON || status=1 ;;
     esac
