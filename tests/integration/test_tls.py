@@ -3,14 +3,18 @@ with tls+tcp:// addresses (each service replica's request, event and admin
 sockets, each gateway's admin socket) refuses a plain-TCP peer, a TLS peer
 without a client certificate and one whose certificate another CA signed,
 and accepts one with a certificate of the cluster's CA (the control: the SP
-header comes back). Then chat and chatctl work across the TLS plane, and a
-chatctl without a valid certificate cannot reach any process."""
+header comes back). Then chat and chatctl work across the TLS plane, a
+chatctl without a valid certificate cannot reach any process, and a dialer
+refuses a listener whose certificate another CA signed (it never sends the
+SP header to it, while it does to a listener with the cluster CA's)."""
 
 import os
 import socket
 import ssl
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
 import cluster
@@ -152,6 +156,57 @@ class TlsTest(unittest.IsolatedAsyncioTestCase):
         doc = json.loads(out.stdout)
         self.assertEqual([p["address"] for p in doc["processes"] if p["reachable"]], [], out.stdout)
         self.assertEqual(len(doc["processes"]), 6, out.stdout)
+
+    def fake_listener_sees(self, cert_dir):
+        """A TLS listener with cert_dir's svc-match certificate stands in as the
+        match admin address while chatctl status runs: what each connection
+        brought, "handshake failed" or the bytes the dialer sent (its SP header)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(cert_dir, "match.crt"), os.path.join(cert_dir, "match.key"))
+        ctx.load_verify_locations(os.path.join(CLUSTER.tls_dir(), "ca.crt"))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        srv = socket.create_server(("127.0.0.1", 0))
+        srv.settimeout(0.2)
+        port, seen, stop = srv.getsockname()[1], [], threading.Event()
+
+        def serve():
+            while not stop.is_set():
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    continue
+                conn.settimeout(IO_TIMEOUT_S)
+                try:
+                    with ctx.wrap_socket(conn, server_side=True) as tls:
+                        got = b""
+                        while len(got) < 8:
+                            chunk = tls.recv(8 - len(got))
+                            if not chunk:
+                                break
+                            got += chunk
+                        seen.append(got)
+                except (ssl.SSLError, OSError):
+                    seen.append("handshake failed")
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        env = CLUSTER.chatctl_env()
+        env["CHAT_MATCH_ADMIN_ADDRS"] = f"tls+tcp://127.0.0.1:{port}"
+        try:
+            subprocess.run([os.path.join(CLUSTER.bin_dir, "chatctl"), "--json", "--timeout", "2",
+                            "status"], env=env, capture_output=True, text=True, timeout=60)
+        finally:
+            stop.set()
+            t.join(timeout=10)
+            srv.close()
+        return seen
+
+    def test_dialer_refuses_a_listener_of_another_ca(self):
+        good = self.fake_listener_sees(CLUSTER.tls_dir())
+        self.assertIn(SP_REQ_HEADER, good, "control: the dialer spoke SP to the cluster CA's listener")
+        bad = self.fake_listener_sees(self.other)
+        self.assertTrue(bad, "the dialer never tried the fake listener")
+        self.assertNotIn(SP_REQ_HEADER, bad, f"the dialer spoke SP to another CA's listener: {bad}")
 
 
 if __name__ == "__main__":
