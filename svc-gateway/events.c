@@ -114,7 +114,7 @@ void gw_event_deliver(gw_server *s, const Chat__Event *ev)
                 gw_search_push_matched(s, c, ev->matched->conversation_id, f);
                 break;
             case CHAT__EVENT__BODY_CHAT_ENDED:
-                gw_search_push_end(s, c, ev->chat_ended->conversation_id, f);
+                gw_search_push_ended(s, c, ev->chat_ended->conversation_id, f);
                 break;
             case CHAT__EVENT__BODY_PARTNER_DISCONNECTED:
                 gw_search_push_end(s, c, ev->partner_disconnected->conversation_id, f);

@@ -283,6 +283,7 @@ struct gw_conn {
     gw_http_resp *http;   /* plain HTTP: the response being written */
     int64_t opened_ms;    /* unix ms when accepted (presence pushes' reference) */
     uint64_t chat_key;    /* search.c: hash of the random chat this connection knows */
+    uint64_t ended_key;   /* search.c: hash of the last chat whose chat_ended it got */
     gw_search_held *held; /* search.c: random-chat pushes held while a search is asked */
     uint16_t close_code;  /* with closing */
     uint16_t inflight;    /* client requests awaiting a backend reply (0 or 1) */
@@ -361,6 +362,13 @@ void gw_search_stopped(gw_server *s, gw_conn *c, const char *matched_id, const c
 void gw_search_push_matched(gw_server *s, gw_conn *c, const char *conversation_id, gw_frame *f);
 /* chat_ended or partner_disconnected. */
 void gw_search_push_end(gw_server *s, gw_conn *c, const char *conversation_id, gw_frame *f);
+/* A chat's `chat_ended` reaches a connection once: the live event (f, from
+ * gw_search_push_ended) and the notice a resume hands over (sent at once,
+ * by "timeout" or "partner") can both arrive for the same chat when the
+ * event was slower than the user's reconnect. */
+void gw_search_push_ended(gw_server *s, gw_conn *c, const char *conversation_id, gw_frame *f);
+void gw_search_notice_ended(gw_server *s, gw_conn *c, const char *conversation_id,
+                            const char *by);
 void gw_search_free(gw_conn *c); /* what is still held */
 
 /* ------------------------------------------------------------------ requests.c */

@@ -75,11 +75,9 @@ static void resume_session_reply(gw_server *s, gw_conn *c, gw_item *it)
     } else {
         const Chat__MatchReply *m = it->r.match;
         for (size_t i = 0; i < m->n_timed_out_conversation_ids; i++)
-            gw_conn_send(s, c,
-                         gw_render_chat_ended(m->timed_out_conversation_ids[i], "timeout"));
+            gw_search_notice_ended(s, c, m->timed_out_conversation_ids[i], "timeout");
         for (size_t i = 0; i < m->n_partner_ended_conversation_ids; i++)
-            gw_conn_send(s, c,
-                         gw_render_chat_ended(m->partner_ended_conversation_ids[i], "partner"));
+            gw_search_notice_ended(s, c, m->partner_ended_conversation_ids[i], "partner");
     }
     resume_page(s, c);
 }

@@ -126,6 +126,32 @@ void gw_search_push_end(gw_server *s, gw_conn *c, const char *conversation_id, g
         search_end(s, c, conversation_id, f);
 }
 
+/* True the first time c is told conv ended (one chat remembered: a
+ * connection has one random chat at a time). */
+static bool search_end_once(gw_conn *c, const char *conv)
+{
+    uint64_t k = search_key(conv);
+    if (k == c->ended_key)
+        return false;
+    c->ended_key = k;
+    return true;
+}
+
+void gw_search_push_ended(gw_server *s, gw_conn *c, const char *conversation_id, gw_frame *f)
+{
+    if (search_end_once(c, conversation_id))
+        gw_search_push_end(s, c, conversation_id, f);
+    else
+        gw_frame_unref(f);
+}
+
+void gw_search_notice_ended(gw_server *s, gw_conn *c, const char *conversation_id,
+                            const char *by)
+{
+    if (search_end_once(c, conversation_id))
+        gw_conn_send(s, c, gw_render_chat_ended(conversation_id, by));
+}
+
 void gw_search_free(gw_conn *c)
 {
     while (c->held != NULL) {

@@ -208,6 +208,26 @@ static void closing_frees_what_is_held(void **state)
     expect_sent(0);
 }
 
+/* A resume's notice and the live event of the same chat (the event slower
+ * than the reconnect): chat_ended once, whichever comes first. */
+static void resume_notice_and_live_end_once(void **state)
+{
+    gw_search_notice_ended(&S, &C, "X", "partner");
+    expect_sent(1, "chat_ended X!");
+    gw_search_push_ended(&S, &C, "X", ended("X"));
+    expect_sent(0);
+    gw_search_push_ended(&S, &C, "Y", ended("Y"));
+    expect_sent(1, "chat_ended Y");
+    gw_search_notice_ended(&S, &C, "Y", "timeout");
+    expect_sent(0);
+    /* partner_disconnected is no end: it does not use up the chat's one end. */
+    searching();
+    gw_search_push_matched(&S, &C, "Z", matched("Z"));
+    gw_search_push_end(&S, &C, "Z", ended("Z"));
+    gw_search_push_ended(&S, &C, "Z", ended("Z"));
+    expect_sent(3, "matched Z", "chat_ended Z", "chat_ended Z");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -224,6 +244,7 @@ int main(void)
         T(not_searching_gets_no_late_match),
         T(refused_search_releases_what_it_held),
         T(closing_frees_what_is_held),
+        T(resume_notice_and_live_end_once),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
