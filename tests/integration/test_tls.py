@@ -146,6 +146,8 @@ class TlsTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(up, ["gateway"] * 2 + ["match", "message", "message", "presence"], doc)
 
     def test_chatctl_without_a_valid_certificate_reaches_nothing(self):
+        # What an operator sees (the listeners' own refusal is what the raw
+        # socket tests above prove; they fail when listeners stop verifying).
         env = CLUSTER.chatctl_env()
         env["CHAT_TLS_CERT"] = os.path.join(self.other, "chatctl.crt")
         env["CHAT_TLS_KEY"] = os.path.join(self.other, "chatctl.key")
