@@ -76,6 +76,8 @@ static const char help_tail[] =
     "                      default tcp://127.0.0.1:7403)\n"
     "      ADDRS: comma-separated nng URLs, every replica; a tcp://NAME:PORT reaches\n"
     "      every address NAME resolves to (CHAT_HOSTS_FILE first, then DNS).\n"
+    "      tls+tcp:// addresses use mutual TLS: CHAT_TLS_CERT, CHAT_TLS_KEY and\n"
+    "      CHAT_TLS_CA name chatctl's certificate, key and the cluster's CA.\n"
     "  --token-file FILE   the admin secret from FILE (trailing blanks dropped);\n"
     "                      else env CHAT_ADMIN_TOKEN, else env CHAT_ADMIN_TOKEN_FILE\n"
     "  --env FILE          defaults from FILE (lines KEY=VALUE, # comments, optional\n"
