@@ -25,6 +25,7 @@ static const chat_cfg_item cfg_items[] = {
      "svc-message replicas (comma-separated)", &cfg_message_addrs},
     {"CHAT_REDIS_HOST", CHAT_CFG_STR, "127.0.0.1", 0, 0, "Redis host", &cfg_redis_host},
     {"CHAT_REDIS_PORT", CHAT_CFG_INT, "6379", 1, 65535, "Redis port", &cfg_redis_port},
+    CHAT_REDIS_CFG_AUTH,
     {"CHAT_RPC_TIMEOUT_MS", CHAT_CFG_INT, "3000", 10, 60000,
      "timeout of a call to another service (ms)", &cfg_rpc_timeout_ms},
     /* Many: a worker waits for svc-message while a pairing's conversation

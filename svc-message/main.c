@@ -24,6 +24,7 @@ static const chat_cfg_item items[] = {
     {"CHAT_REDIS_HOST", CHAT_CFG_STR, "127.0.0.1", 0, 0, "Redis host (rate limit)",
      &cfg.redis_host},
     {"CHAT_REDIS_PORT", CHAT_CFG_INT, "6379", 1, 65535, "Redis port", &cfg.redis_port},
+    CHAT_REDIS_CFG_AUTH,
     {"CHAT_RATE_PER_MIN", CHAT_CFG_INT, "10", 0, 1000000,
      "messages per user per minute, burst of the same size (0: no limit)", &cfg.rate_per_min},
     {"CHAT_MAX_TEXT", CHAT_CFG_INT, "500", 1, 1000000,

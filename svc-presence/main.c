@@ -32,6 +32,7 @@ static const chat_cfg_item cfg_items[] = {
      &cfg_message_addrs},
     {"CHAT_REDIS_HOST", CHAT_CFG_STR, "127.0.0.1", 0, 0, "Redis host", &cfg_redis_host},
     {"CHAT_REDIS_PORT", CHAT_CFG_INT, "6379", 1, 65535, "Redis port", &cfg_redis_port},
+    CHAT_REDIS_CFG_AUTH,
     {"CHAT_RECONNECT_GRACE_MS", CHAT_CFG_INT, "15000", 0, 86400000,
      "a user without connections keeps its random chat this long (ms)", &cfg_grace_ms},
     {"CHAT_GATEWAY_TTL_MS", CHAT_CFG_INT, "10000", 500, 3600000,

@@ -31,7 +31,8 @@ int chat_cfg_load(const chat_cfg_item *items, size_t n, char *err, size_t errlen
         if (text == NULL)
             text = it->def;
         if (it->type == CHAT_CFG_STR) {
-            *(const char **)it->dst = text;
+            if (it->dst != NULL) /* NULL: listed for --help, read by its module */
+                *(const char **)it->dst = text;
         } else if (cfg_parse_int(it, text, err, errlen) != 0) {
             return -1;
         }

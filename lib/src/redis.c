@@ -91,6 +91,51 @@ static int redis_load_scripts(chat_redis *r)
     return 0;
 }
 
+/* The password of every connection (Redis AUTH): CHAT_REDIS_PASSWORD, or
+ * the first line of the file CHAT_REDIS_PASSWORD_FILE (a Kubernetes Secret
+ * mounted as a file). Read once; NULL when neither is set. */
+static pthread_once_t password_once = PTHREAD_ONCE_INIT;
+static char *redis_password;
+
+static void password_load(void)
+{
+    const char *env = getenv("CHAT_REDIS_PASSWORD");
+    const char *path = getenv("CHAT_REDIS_PASSWORD_FILE");
+    if (env != NULL && env[0] != '\0') {
+        redis_password = strdup(env);
+        return;
+    }
+    if (path == NULL || path[0] == '\0')
+        return;
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    if (f == NULL || fgets(line, sizeof line, f) == NULL) {
+        chat_log(CHAT_LOG_ERROR, "redis_password_unreadable", "path=%s", path);
+        redis_password = strdup(""); /* AUTH fails: Redis refuses, loudly */
+    } else {
+        line[strcspn(line, "\r\n")] = '\0';
+        redis_password = strdup(line);
+    }
+    if (f != NULL)
+        fclose(f);
+}
+
+/* 0, or -1 when Redis refused the password (logged; never the password). */
+static int redis_auth(chat_redis *r)
+{
+    pthread_once(&password_once, password_load);
+    if (redis_password == NULL)
+        return 0;
+    redisReply *rep = redisCommand(r->c, "AUTH %s", redis_password);
+    int ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
+    if (!ok && !r->warned)
+        chat_log(CHAT_LOG_ERROR, "redis_auth_failed", "host=%s port=%d err=\"%s\"", r->host,
+                 r->port, rep != NULL ? rep->str : r->c->errstr);
+    if (rep != NULL)
+        freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
 static int redis_ensure(chat_redis *r)
 {
     if (r->c != NULL)
@@ -106,6 +151,11 @@ static int redis_ensure(chat_redis *r)
         return -1;
     }
     redisSetTimeout(r->c, tv);
+    if (redis_auth(r) != 0) {
+        r->warned = true;
+        redis_drop(r);
+        return -1;
+    }
     if (redis_load_scripts(r) != 0) {
         redis_drop(r);
         return -1;

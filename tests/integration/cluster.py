@@ -218,7 +218,8 @@ class Cluster:
     "svc-match", the others "svc-match.2", ...; every caller knows them all.
     """
 
-    def __init__(self, gateways=1, env=None, name=None, replicas=None, named=False, tls=None):
+    def __init__(self, gateways=1, env=None, name=None, replicas=None, named=False, tls=None,
+                 redis_password=None):
         # CHAT_TEST_GATEWAYS / CHAT_TEST_REPLICAS raise every module's counts to at least
         # that many (the whole suite against N gateways x M replicas of every service).
         self.n_gateways = max(gateways, int(os.environ.get("CHAT_TEST_GATEWAYS", "1")))
@@ -254,6 +255,8 @@ class Cluster:
         self.tls = not self.external and (tls if tls is not None
                                           else os.environ.get("CHAT_TEST_TLS") == "1")
         self.scheme = "tls+tcp://" if self.tls else "tcp://"
+        # A Redis that requires a password: the services get it from a file.
+        self.redis_password = redis_password
 
     # ---- addresses -------------------------------------------------------
     def ws_url(self, i=0, path="/ws"):
@@ -460,6 +463,8 @@ class Cluster:
         })
         if self.named:
             env.update({"CHAT_HOSTS_FILE": self.hosts_file, "CHAT_RESOLVE_MS": "200"})
+        if self.redis_password:
+            env["CHAT_REDIS_PASSWORD_FILE"] = self.redis_password_file
         env.update(self.env_overrides)
         return env
 
@@ -508,21 +513,29 @@ class Cluster:
         self.redis_port = free_port()
         rdir = os.path.join(self.tmp, "redis")
         os.mkdir(rdir)
-        self._add("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                            "--save", "", "--appendonly", "no", "--dir", rdir],
-                  dict(os.environ)).start()
+        argv = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", rdir]
+        if self.redis_password:
+            argv += ["--requirepass", self.redis_password]
+            with open(self.redis_password_file, "w") as f:
+                f.write(self.redis_password + "\n")
+        self._add("redis", argv, dict(os.environ)).start()
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 pass
             if not self.procs["redis"].alive() or time.monotonic() > deadline:
                 raise RuntimeError("redis did not start")
             time.sleep(0.05)
+
+    @property
+    def redis_password_file(self):
+        return os.path.join(self.tmp, "redis_password")
 
     # ---- readiness -------------------------------------------------------
     @staticmethod

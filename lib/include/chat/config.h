@@ -14,7 +14,9 @@ typedef struct chat_cfg_item {
     const char *def;    /* default, as text */
     long long min, max; /* bounds (CHAT_CFG_INT only) */
     const char *help;
-    void *dst; /* long long * or const char ** (points into environ or def) */
+    void *dst; /* long long * or const char ** (points into environ or def);
+                  a string item may have none: listed for --help, read by the
+                  module that uses it (e.g. CHAT_REDIS_CFG_AUTH) */
 } chat_cfg_item;
 
 /* Loads every item from the environment (or its default) into dst.

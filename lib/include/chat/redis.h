@@ -1,6 +1,8 @@
 /* A blocking hiredis connection that reconnects by itself, and Lua scripts
  * run with EVALSHA (loading them again after a Redis restart). One
- * connection belongs to one thread. */
+ * connection belongs to one thread. A Redis with a password: every
+ * connection sends AUTH with CHAT_REDIS_PASSWORD, or the first line of the
+ * file CHAT_REDIS_PASSWORD_FILE. */
 #ifndef CHAT_REDIS_H
 #define CHAT_REDIS_H
 
@@ -9,6 +11,22 @@
 #include <hiredis.h>
 
 typedef struct chat_redis chat_redis;
+
+/* The password settings, for a program's configuration table (--help). */
+#define CHAT_REDIS_CFG_AUTH                                                                 \
+    {                                                                                       \
+        "CHAT_REDIS_PASSWORD",                                                              \
+        CHAT_CFG_STR,                                                                       \
+        "",                                                                                 \
+        0,                                                                                  \
+        0,                                                                                  \
+        "Redis password (AUTH; empty: none)",                                               \
+        NULL},                                                                              \
+    {                                                                                       \
+        "CHAT_REDIS_PASSWORD_FILE", CHAT_CFG_STR, "", 0, 0,                                 \
+            "file whose first line is the Redis password (instead of CHAT_REDIS_PASSWORD)", \
+            NULL                                                                            \
+    }
 
 chat_redis *chat_redis_new(const char *host, int port, int timeout_ms);
 void chat_redis_free(chat_redis *r);
