@@ -51,12 +51,14 @@ class RedisAuthTest(cluster.ClusterTestCase):
         port = cluster.free_port()
         env.update({"CHAT_REDIS_HOST": "127.0.0.1", "CHAT_REDIS_PORT": str(self.cluster.redis_port),
                     "CHAT_REDIS_PASSWORD": wrong,
-                    "CHAT_PRESENCE_LISTEN": f"tcp://127.0.0.1:{port}",
-                    "CHAT_PRESENCE_PUB_LISTEN": f"tcp://127.0.0.1:{cluster.free_port()}",
-                    "CHAT_PRESENCE_ADMIN_LISTEN": f"tcp://127.0.0.1:{cluster.free_port()}",
+                    "CHAT_PRESENCE_LISTEN": f"{self.cluster.scheme}127.0.0.1:{port}",
+                    "CHAT_PRESENCE_PUB_LISTEN": f"{self.cluster.scheme}127.0.0.1:{cluster.free_port()}",
+                    "CHAT_PRESENCE_ADMIN_LISTEN":
+                        f"{self.cluster.scheme}127.0.0.1:{cluster.free_port()}",
                     "CHAT_PRESENCE_HTTP_LISTEN": "",
                     "CHAT_MATCH_ADDRS": self.cluster.addr["svc-match"][0],
                     "CHAT_MESSAGE_ADDRS": self.cluster.addr["svc-message"][0]})
+        env.update(self.cluster.tls_env("presence"))
         log_path = os.path.join(self.cluster.tmp, "presence-wrong.log")
         with open(log_path, "w") as log:
             p = subprocess.Popen([os.path.join(self.cluster.bin_dir, "svc-presence")], env=env,
