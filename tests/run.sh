@@ -60,7 +60,13 @@ command -v promtool >/dev/null && command -v prometheus >/dev/null || extra+=(pr
 if [[ ,$BUILDS, == *,deploy,* ]]; then
     for f in "$ROOT"/tests/deploy/*.deps; do
         [[ -f $f ]] || continue
-        while read -r p _; do [[ -z $p || $p == \#* ]] || extra+=("$p"); done <"$f"
+        while read -r p _; do
+            [[ -z $p || $p == \#* ]] && continue
+            # A tool already on the PATH (node and npm often come from elsewhere,
+            # and Debian's packages would then conflict) is not asked for.
+            cmd=$p; [[ $p == nodejs ]] && cmd=node
+            command -v "$cmd" >/dev/null || extra+=("$p")
+        done <"$f"
     done
 fi
 if [[ $BROWSER -eq 1 ]]; then
