@@ -222,39 +222,29 @@ run_one() {  # name build-dir cmake-args...
     fi
 }
 
-# The normal build's integration suite once more, every module's cluster
-# raised to 2 gateways and 2 replicas of every service (cluster.py reads
-# these): order, discovery and liveness must hold whatever the counts.
-run_scaled() {  # build-dir
-    local dir=$1 ok=1
-    say "scaled: the integration suite against 2 gateways x 2 replicas"
-    if ! cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF \
-        -DCHAT_TSAN=OFF >/dev/null || ! cmake --build "$dir" -j"$JOBS" >/dev/null; then
-        RESULT[scaled]="build FAILED"
-        return 1
-    fi
-    export CHAT_TEST_GATEWAYS=2 CHAT_TEST_REPLICAS=2
-    run_integration scaled "$dir" || ok=0
-    unset CHAT_TEST_GATEWAYS CHAT_TEST_REPLICAS
-    RESULT[scaled]=$([[ $ok -eq 1 ]] && echo passed || echo "tests FAILED")
-    [[ $ok -eq 1 ]]
+# The normal build again (a no-op when it is built): 0, or 1 with the step's
+# RESULT set to "build FAILED".
+normal_build() {  # step build-dir
+    cmake -S "$ROOT" -B "$2" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF \
+        -DCHAT_TSAN=OFF >/dev/null && cmake --build "$2" -j"$JOBS" >/dev/null && return 0
+    RESULT[$1]="build FAILED"
+    return 1
 }
 
-# The normal build's integration suite over the mutually authenticated internal
-# plane: every module's cluster (and deploy/local/run.sh in it.local_runner)
-# with tls+tcp:// addresses and a CA of its own (cluster.py reads this).
-run_tls() {  # build-dir
-    local dir=$1 ok=1
-    say "tls: the integration suite with every internal socket over mutual TLS"
-    if ! cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF \
-        -DCHAT_TSAN=OFF >/dev/null || ! cmake --build "$dir" -j"$JOBS" >/dev/null; then
-        RESULT[tls]="build FAILED"
-        return 1
-    fi
-    export CHAT_TEST_TLS=1
-    run_integration tls "$dir" || ok=0
-    unset CHAT_TEST_TLS
-    RESULT[tls]=$([[ $ok -eq 1 ]] && echo passed || echo "tests FAILED")
+# The normal build's integration suite once more with VAR=VALUE... exported
+# (cluster.py reads them), e.g. "scaled": every module's cluster raised to 2
+# gateways and 2 replicas of every service (order, discovery and liveness
+# must hold whatever the counts); "tls": every cluster's internal plane
+# (and deploy/local/run.sh in it.local_runner) over mutual TLS with a CA of
+# its own.
+run_again() {  # step build-dir what VAR=VALUE...
+    local step=$1 dir=$2 ok=1 kv; shift 2
+    say "$step: the integration suite $1"; shift
+    normal_build "$step" "$dir" || return 1
+    for kv in "$@"; do export "${kv?}"; done
+    run_integration "$step" "$dir" || ok=0
+    for kv in "$@"; do unset "${kv%%=*}"; done
+    RESULT[$step]=$([[ $ok -eq 1 ]] && echo passed || echo "tests FAILED")
     [[ $ok -eq 1 ]]
 }
 
@@ -262,11 +252,7 @@ run_tls() {  # build-dir
 run_deploy() {  # build-dir
     local dir=$1 log=$1/ctest-deploy.log
     say "deploy: the checks of deploy/ (ctest -L deploy)"
-    if ! cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF \
-        -DCHAT_TSAN=OFF >/dev/null || ! cmake --build "$dir" -j"$JOBS" >/dev/null; then
-        RESULT[deploy]="build FAILED"
-        return 1
-    fi
+    normal_build deploy "$dir" || return 1
     (cd "$dir" && ctest --output-on-failure -L '^deploy$' -j1 --timeout 3600) 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
     count_results "$log" || rc=1
@@ -279,8 +265,10 @@ summary=""
 for b in ${BUILDS//,/ }; do
     case $b in
     normal) run_one normal "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF -DCHAT_TSAN=OFF || status=1 ;;
-    scaled) run_scaled "$ROOT/build" || status=1 ;;
-    tls) run_tls "$ROOT/build" || status=1 ;;
+    scaled) run_again scaled "$ROOT/build" "against 2 gateways x 2 replicas" \
+        CHAT_TEST_GATEWAYS=2 CHAT_TEST_REPLICAS=2 || status=1 ;;
+    tls) run_again tls "$ROOT/build" "with every internal socket over mutual TLS" \
+        CHAT_TEST_TLS=1 || status=1 ;;
     deploy) run_deploy "$ROOT/build" || status=1 ;;
     asan) run_one asan "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON -DCHAT_TSAN=OFF || status=1 ;;
     tsan) run_one tsan "$ROOT/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF -DCHAT_TSAN=ON || status=1 ;;
