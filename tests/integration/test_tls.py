@@ -95,7 +95,8 @@ class TlsTest(unittest.IsolatedAsyncioTestCase):
 
     def test_every_listener_accepts_the_clusters_certificate(self):
         ports = internal_ports()
-        self.assertEqual(len(ports), 2 * 4 + 4 + 2, ports)  # 4 service processes, 2 gateways
+        procs = sum(CLUSTER.replicas.values())  # each: rep, pub, admin; a gateway: admin
+        self.assertEqual(len(ports), 3 * procs + CLUSTER.n_gateways, ports)
         ctx = tls_context(CLUSTER.tls_dir())
         for what, host, port in ports:
             with self.subTest(listener=what):
@@ -143,7 +144,9 @@ class TlsTest(unittest.IsolatedAsyncioTestCase):
             await b.close()
         doc = CLUSTER.chatctl_json("status")
         up = sorted(p["kind"] for p in doc["processes"] if p["reachable"] and p["ready"])
-        self.assertEqual(up, ["gateway"] * 2 + ["match", "message", "message", "presence"], doc)
+        want = sorted(["gateway"] * CLUSTER.n_gateways +
+                      [k for k, n in CLUSTER.replicas.items() for _ in range(n)])
+        self.assertEqual(up, want, doc)
 
     def test_chatctl_without_a_valid_certificate_reaches_nothing(self):
         # What an operator sees (the listeners' own refusal is what the raw
@@ -157,7 +160,8 @@ class TlsTest(unittest.IsolatedAsyncioTestCase):
         import json
         doc = json.loads(out.stdout)
         self.assertEqual([p["address"] for p in doc["processes"] if p["reachable"]], [], out.stdout)
-        self.assertEqual(len(doc["processes"]), 6, out.stdout)
+        self.assertEqual(len(doc["processes"]), sum(CLUSTER.replicas.values()) + CLUSTER.n_gateways,
+                         out.stdout)
 
     def fake_listener_sees(self, cert_dir, wait_s):
         """A TLS listener with cert_dir's svc-match certificate stands in as the
