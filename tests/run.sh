@@ -257,6 +257,7 @@ run_deploy() {  # build-dir
     local rc=${PIPESTATUS[0]}
     count_results "$log" || rc=1
     RESULT[deploy]=$([[ $rc -eq 0 ]] && echo passed || echo "tests FAILED")
+    TALLY[deploy]="run once (not repeated): ${RESULT[deploy]}"
     [[ $rc -eq 0 ]]
 }
 
