@@ -152,7 +152,9 @@ read -r PG_PORT REDIS_PORT GW_PORT GW_ADMIN \
 [[ -n ${PRES_HTTP:-} ]] || die "could not find free ports"
 
 # ---- 1. the image itself -------------------------------------------------------------
-podman_run() { podman run --rm --network none "$@"; }
+# One-shot containers: bounded (a program that does not exit is killed with
+# its container: podman passes the signal on, and --rm removes it).
+podman_run() { timeout -k 10 120 podman run --rm --network none "$@"; }
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 say "image $IMAGE: $(numfmt --to=iec "$size") ($size bytes), id $(podman image inspect --format '{{.Id}}' "$IMAGE" | cut -c1-12)"
 REV=$(podman image inspect --format '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$IMAGE")
@@ -212,7 +214,7 @@ RO=()
 SCHEME=tcp://
 if [[ $TLS -eq 1 ]]; then
     SCHEME=tls+tcp://
-    podman run --rm --network none "${RO[@]}" --tmpfs /tmp:rw,size=16m,mode=1777 \
+    podman_run "${RO[@]}" --tmpfs /tmp:rw,size=16m,mode=1777 \
         -v "$CERTS:/certs" "$IMAGE" chat-gen-certs /certs ||
         die "chat-gen-certs in the image failed"
     for k in gateway message match presence chatctl; do
@@ -269,33 +271,34 @@ HTTP_PORTS=("$MSG_HTTP" "$MATCH_HTTP" "$PRES_HTTP" "$GW_PORT")
 
 # Readiness: each container's own chat-healthcheck, polled until a deadline;
 # a container that stopped fails at once.
+pexec() { timeout -k 5 30 podman exec "$@"; }
 running() { [[ $(podman inspect --format '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
 deadline=$((SECONDS + READY_TIMEOUT_S))
 for i in "${!CIDS[@]}"; do
     url=http://127.0.0.1:${HTTP_PORTS[$i]}/readyz
-    until podman exec "${CIDS[$i]}" chat-healthcheck "$url" 2>/dev/null; do
+    until pexec "${CIDS[$i]}" chat-healthcheck "$url" 2>/dev/null; do
         running "${CIDS[$i]}" || die "${CNAMES[$i]} stopped: $(podman inspect --format '{{.State.Status}} (exit {{.State.ExitCode}})' "${CIDS[$i]}")"
-        ((SECONDS < deadline)) || die "${CNAMES[$i]}: $url not 200 after ${READY_TIMEOUT_S}s: $(podman exec "${CIDS[$i]}" chat-healthcheck "$url" 2>&1)"
+        ((SECONDS < deadline)) || die "${CNAMES[$i]}: $url not 200 after ${READY_TIMEOUT_S}s: $(pexec "${CIDS[$i]}" chat-healthcheck "$url" 2>&1)"
         sleep 0.5
     done
 done
 ok "every service ready ($((SECONDS - deadline + READY_TIMEOUT_S)) s after the start)"
 for i in "${!CIDS[@]}"; do
     for path in /healthz /readyz; do
-        podman exec "${CIDS[$i]}" chat-healthcheck "http://127.0.0.1:${HTTP_PORTS[$i]}$path" ||
+        pexec "${CIDS[$i]}" chat-healthcheck "http://127.0.0.1:${HTTP_PORTS[$i]}$path" ||
             die "${CNAMES[$i]}: $path not 200"
     done
-    got=$(podman exec "${CIDS[$i]}" id -u)
+    got=$(pexec "${CIDS[$i]}" id -u)
     [[ $got == 10001 ]] || die "${CNAMES[$i]} runs as uid $got, not 10001"
     ro=$(podman inspect --format '{{.HostConfig.ReadonlyRootfs}}' "${CIDS[$i]}")
     [[ $READ_ONLY -eq 0 || $ro == true ]] || die "${CNAMES[$i]} does not have a read-only root"
 done
 ok "/healthz and /readyz 200 through chat-healthcheck in all four; all run as uid 10001$([[ $READ_ONLY -eq 1 ]] && echo ', read-only root, /tmp tmpfs')"
 # The healthcheck can fail: a 404 and a port nobody listens on.
-if podman exec "${CIDS[3]}" chat-healthcheck "http://127.0.0.1:$GW_PORT/no-such-page" 2>/dev/null; then
+if pexec "${CIDS[3]}" chat-healthcheck "http://127.0.0.1:$GW_PORT/no-such-page" 2>/dev/null; then
     die "chat-healthcheck answered 0 for a 404"
 fi
-if podman exec "${CIDS[3]}" chat-healthcheck "http://127.0.0.1:$GW_ADMIN/healthz" 2>/dev/null; then
+if pexec "${CIDS[3]}" chat-healthcheck "http://127.0.0.1:$GW_ADMIN/healthz" 2>/dev/null; then
     die "chat-healthcheck answered 0 for a port that speaks no HTTP"
 fi
 ok "chat-healthcheck fails on a 404 and on a port without HTTP"
@@ -313,7 +316,7 @@ ok "two WebSocket users matched and exchanged messages through the containers"
 
 # ---- 6. chatctl status in a container -------------------------------------------------------
 mapfile -t tls < <(tls_env chatctl)
-status_json=$(podman run --rm --network host "${RO[@]}" --tmpfs /tmp:rw,size=16m,mode=1777 \
+status_json=$(timeout -k 10 120 podman run --rm --network host "${RO[@]}" --tmpfs /tmp:rw,size=16m,mode=1777 \
     --cap-drop ALL --security-opt no-new-privileges "${tls[@]}" \
     -v "$SECRETS:/etc/chat/secrets:ro" -e CHAT_ADMIN_TOKEN_FILE=/etc/chat/secrets/admin_token \
     -e "CHAT_GATEWAY_ADMIN_ADDRS=$SCHEME$L:$GW_ADMIN" -e "CHAT_MESSAGE_ADMIN_ADDRS=$SCHEME$L:$MSG_ADMIN" \
