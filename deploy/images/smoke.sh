@@ -4,8 +4,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/deploy/images
-PG_BIN=${CHAT_PG_BIN:-/usr/lib/postgresql/15/bin}
-PY=/usr/bin/python3
+# shellcheck source=deploy/images/lib.sh
+. "$HERE/lib.sh"
 
 usage() {
     cat <<EOF
@@ -77,9 +77,6 @@ WORK=$(mktemp -d /var/tmp/chat-smoke.XXXXXX)
 chmod 755 "$WORK"
 RUN_ID=smoke$$
 CIDS=() CNAMES=()
-REDIS_PID="" PG_STARTED=0
-
-as_postgres() { runuser -u postgres -- "$@"; }
 
 cleanup() {
     local rc=$? i
@@ -93,16 +90,7 @@ cleanup() {
         podman logs "${CIDS[$i]}" >"$WORK/${CNAMES[$i]}.log" 2>&1 || true
         podman rm -f -t 10 "${CIDS[$i]}" >/dev/null 2>&1 || say "could not remove ${CIDS[$i]}"
     done
-    if [[ -n $REDIS_PID ]] && kill -0 "$REDIS_PID" 2>/dev/null; then
-        kill -TERM "$REDIS_PID" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do kill -0 "$REDIS_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-    fi
-    if [[ $PG_STARTED -eq 1 ]]; then
-        as_postgres "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
-            say "pg_ctl stop failed; see $WORK/pg/server.log"
-    fi
+    stop_host_deps
     if [[ $KEEP -eq 1 || $FAILED -eq 1 ]]; then
         say "scratch dir kept: $WORK (container logs, PostgreSQL log, certificates)"
     else
@@ -117,35 +105,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Free TCP ports on 127.0.0.1, below the kernel's ephemeral range (an outgoing
-# connection cannot take one between this check and the listen), random.
-free_ports() {  # n
-    "$PY" - "$1" <<'EOF'
-import random, socket, sys
-n = int(sys.argv[1])
-try:
-    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-except (OSError, ValueError, IndexError):
-    low = 32768
-lo, hi = (20000, low) if low > 22000 else (low // 2, low)
-got = []
-for _ in range(5000):
-    if len(got) == n:
-        break
-    p = random.randrange(lo, hi)
-    if p in got:
-        continue
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    got.append(p)
-if len(got) < n:
-    sys.exit("no free ports")
-print(" ".join(map(str, got)))
-EOF
-}
 read -r PG_PORT REDIS_PORT GW_PORT GW_ADMIN \
     MSG_REP MSG_PUB MSG_ADMIN MSG_HTTP MATCH_REP MATCH_PUB MATCH_ADMIN MATCH_HTTP \
     PRES_REP PRES_PUB PRES_ADMIN PRES_HTTP <<<"$(free_ports 16)"
@@ -179,26 +138,8 @@ missing=$(podman_run "$IMAGE" bash -c 'for p in svc-gateway svc-message svc-matc
 ok "every program in /usr/local/bin with its libraries, --help works; web client in /usr/share/chat/web"
 
 # ---- 2. PostgreSQL and Redis on this machine ------------------------------------------
-mkdir -m 700 "$WORK/pg"
-chown postgres:postgres "$WORK/pg"
-as_postgres "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
-    --no-sync >"$WORK/initdb.log" 2>&1 || die "initdb failed (see $WORK/initdb.log)"
-PG_STARTED=1
-as_postgres "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $WORK/pg -c fsync=off" start >/dev/null ||
-    { PG_STARTED=0; die "PostgreSQL did not start (see $WORK/pg/server.log)"; }
-psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "CREATE DATABASE chat" >/dev/null ||
-    die "CREATE DATABASE failed"
-mkdir "$WORK/redis"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK/redis" \
-    --daemonize no >"$WORK/redis.log" 2>&1 </dev/null &
-REDIS_PID=$!
-for ((i = 0; ; i++)); do
-    [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && break
-    kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited (see $WORK/redis.log)"
-    ((i < 100)) || die "Redis does not answer on 127.0.0.1:$REDIS_PORT"
-    sleep 0.1
-done
+start_postgres "$PG_PORT"
+start_redis "$REDIS_PORT"
 ok "PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:$REDIS_PORT"
 
 # ---- 3. secrets and certificates ----------------------------------------------------------
@@ -253,7 +194,7 @@ REDIS=(CHAT_REDIS_HOST=$L "CHAT_REDIS_PORT=$REDIS_PORT")
 start message message svc-message CHAT_MESSAGE_ID=smoke-message \
     "CHAT_MESSAGE_LISTEN=$MSG_ADDRS" "CHAT_MESSAGE_PUB_LISTEN=$SCHEME$L:$MSG_PUB" \
     "CHAT_MESSAGE_ADMIN_LISTEN=$SCHEME$L:$MSG_ADMIN" "CHAT_MESSAGE_HTTP_LISTEN=$L:$MSG_HTTP" \
-    "CHAT_PG_DSN=host=$L port=$PG_PORT dbname=chat user=postgres" "${REDIS[@]}"
+    "CHAT_PG_DSN=host=$L port=$PG_PORT dbname=chat user=chat" "${REDIS[@]}"
 start match match svc-match CHAT_MATCH_ID=smoke-match \
     "CHAT_MATCH_LISTEN=$MATCH_ADDRS" "CHAT_MATCH_PUB_LISTEN=$SCHEME$L:$MATCH_PUB" \
     "CHAT_MATCH_ADMIN_LISTEN=$SCHEME$L:$MATCH_ADMIN" "CHAT_MATCH_HTTP_LISTEN=$L:$MATCH_HTTP" \
@@ -269,20 +210,13 @@ start gateway gateway svc-gateway CHAT_GATEWAY_ID=smoke-gw \
     "CHAT_EVENTS_ADDRS=$SCHEME$L:$MSG_PUB,$SCHEME$L:$MATCH_PUB,$SCHEME$L:$PRES_PUB"
 HTTP_PORTS=("$MSG_HTTP" "$MATCH_HTTP" "$PRES_HTTP" "$GW_PORT")
 
-# Readiness: each container's own chat-healthcheck, polled until a deadline;
-# a container that stopped fails at once.
-pexec() { timeout -k 5 30 podman exec "$@"; }
-running() { [[ $(podman inspect --format '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
-deadline=$((SECONDS + READY_TIMEOUT_S))
+# Readiness: each container's own chat-healthcheck (lib.sh's wait_healthy).
+t_start=$SECONDS
 for i in "${!CIDS[@]}"; do
-    url=http://127.0.0.1:${HTTP_PORTS[$i]}/readyz
-    until pexec "${CIDS[$i]}" chat-healthcheck "$url" 2>/dev/null; do
-        running "${CIDS[$i]}" || die "${CNAMES[$i]} stopped: $(podman inspect --format '{{.State.Status}} (exit {{.State.ExitCode}})' "${CIDS[$i]}")"
-        ((SECONDS < deadline)) || die "${CNAMES[$i]}: $url not 200 after ${READY_TIMEOUT_S}s: $(pexec "${CIDS[$i]}" chat-healthcheck "$url" 2>&1)"
-        sleep 0.5
-    done
+    wait_healthy "${CIDS[$i]}" "${CNAMES[$i]}" "http://127.0.0.1:${HTTP_PORTS[$i]}/readyz" \
+        $((READY_TIMEOUT_S - (SECONDS - t_start)))
 done
-ok "every service ready ($((SECONDS - deadline + READY_TIMEOUT_S)) s after the start)"
+ok "every service ready ($((SECONDS - t_start)) s after the start)"
 for i in "${!CIDS[@]}"; do
     for path in /healthz /readyz; do
         pexec "${CIDS[$i]}" chat-healthcheck "http://127.0.0.1:${HTTP_PORTS[$i]}$path" ||
@@ -294,7 +228,7 @@ for i in "${!CIDS[@]}"; do
     [[ $READ_ONLY -eq 0 || $ro == true ]] || die "${CNAMES[$i]} does not have a read-only root"
 done
 ok "/healthz and /readyz 200 through chat-healthcheck in all four; all run as uid 10001$([[ $READ_ONLY -eq 1 ]] && echo ', read-only root, /tmp tmpfs')"
-# The healthcheck can fail: a 404 and a port nobody listens on.
+# The healthcheck can fail: a 404, and a port that speaks no HTTP (TLS admin).
 if pexec "${CIDS[3]}" chat-healthcheck "http://127.0.0.1:$GW_PORT/no-such-page" 2>/dev/null; then
     die "chat-healthcheck answered 0 for a 404"
 fi
