@@ -9,3 +9,9 @@
 add_test(NAME deploy.images
          COMMAND bash -c "\"$0\"/build.sh && \"$0\"/smoke.sh" ${CMAKE_SOURCE_DIR}/deploy/images)
 set_tests_properties(deploy.images PROPERTIES LABELS deploy TIMEOUT 1800 RUN_SERIAL TRUE)
+# The Kubernetes dev overlay played by podman kube play from that image
+# (deploy/images/kube-play.sh: what it changes for one machine and why).
+# Skipped (77) without deploy/k8s/overlays/dev, kubectl or the image. ~15 s.
+add_test(NAME deploy.images_kube_play COMMAND ${CMAKE_SOURCE_DIR}/deploy/images/kube-play.sh)
+set_tests_properties(deploy.images_kube_play PROPERTIES LABELS deploy TIMEOUT 600 RUN_SERIAL TRUE
+                     DEPENDS deploy.images SKIP_RETURN_CODE 77)
