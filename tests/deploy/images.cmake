@@ -3,8 +3,9 @@
 # podman, then deploy/images/smoke.sh runs every program from the image, each
 # in its own read-only container over mutual TLS, and checks them (see its
 # --help). Needs root and network access to the Debian mirror. Measured on the
-# build machine (2 CPUs, vfs storage): 3 min 22 s from an empty podman storage
-# (base 42 s, build 131 s, smoke 29 s), 1 min 32 s with everything cached,
+# build machine (2 CPUs, vfs storage): 3 min 22 s to 3 min 52 s from an empty
+# podman storage (base 42 s, build 131-148 s, smoke 29-39 s), about 1.5 min
+# with everything cached,
 # about 2 min after a new commit (the compile step runs again). Serial: it
 # builds with every CPU, and its podman storage is shared.
 add_test(NAME deploy.images
