@@ -314,7 +314,9 @@ void msg_store_work(void *job, void *pg);
 /* Publishes ev to the comma-separated recipients (split in place; nothing
  * is sent when there are none). Best effort: a failure is logged. */
 void msg_publish(chat_pub *pub, Chat__Event *ev, char *recipients);
-/* Publishes n events as one batch (a group commit's). Best effort. */
+/* Publishes n events together (a group commit's), in order; one for more
+ * than 1,000 recipients as several, each naming a slice of them. Best
+ * effort. */
 void msg_publish_many(chat_pub *pub, const ProtobufCMessage *const *evs, size_t n);
 /* Events published and events whose batch nng refused, since start. */
 void msg_publish_counts(uint64_t *published, uint64_t *failed);

@@ -53,7 +53,8 @@ typedef struct seen_evt {
     uint64_t seq;
     bool read;
     char user[40]; /* receipt: whose; message: sender */
-    char to[1024]; /* recipients, comma-separated */
+    char to[1024]; /* recipients, comma-separated (the first ones) */
+    size_t n_to;   /* how many */
 } seen_evt;
 
 #define MAX_EVTS 20000
@@ -67,7 +68,7 @@ static void on_event(const uint8_t *data, size_t len, void *arg)
     Chat__Event *ev = chat__event__unpack(NULL, len, data);
     if (ev == NULL)
         return;
-    seen_evt e = {.body_case = ev->body_case};
+    seen_evt e = {.body_case = ev->body_case, .n_to = ev->n_user_ids};
     for (size_t i = 0; i < ev->n_user_ids; i++) {
         size_t l = strlen(e.to);
         snprintf(e.to + l, sizeof e.to - l, "%s%s", i ? "," : "", ev->user_ids[i]);
@@ -111,11 +112,12 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Waits until at least want events arrived (or a second passed). */
+/* Waits until at least want events arrived (or 5 s passed: a busy machine
+ * can hold an event back for more than a second). */
 static int wait_events(int body_case, const char *conv, int want, seen_evt *out, int max)
 {
     int n = 0;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 500; i++) {
         n = events_for(body_case, conv, out, max);
         if (n >= want)
             break;
@@ -1136,6 +1138,45 @@ static void test_rooms(void **state)
     done(r);
 }
 
+/* A room's fan-out: one message to 2,500 members goes out as events naming
+ * at most 1,000 of them each, every member in exactly one, so that no event
+ * or batch outgrows what a gateway's subscription takes. */
+static void test_large_room_fanout(void **state)
+{
+    enum { MEMBERS = 2500 };
+    static char users[MEMBERS][37];
+    char room[40], conv[37] = "";
+    uid(users[0]);
+    snprintf(room, sizeof room, "big-%.8s", users[0]);
+    for (int i = 0; i < MEMBERS; i++) {
+        if (i > 0)
+            uid(users[i]);
+        Chat__MessageReply *r = do_room(&free_i, true, users[i], room);
+        assert_int_equal(r->code, CHAT__CODE__OK);
+        snprintf(conv, sizeof conv, "%s", r->conversation_id);
+        done(r);
+    }
+    assert_int_equal(send_code(&free_i, conv, users[7], "big-1", "to everyone"), CHAT__CODE__OK);
+    seen_evt ev[8];
+    int n = wait_events(CHAT__EVENT__BODY_MESSAGE, conv, 3, ev, 8);
+    assert_int_equal(n, 3);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(ev[i].seq, 1);
+        assert_true(ev[i].n_to <= 1000);
+        total += ev[i].n_to;
+    }
+    assert_int_equal(total, MEMBERS);
+    /* Typing goes the same way (all but the typist). */
+    assert_int_equal(typing_code(&free_i, users[7], conv, true), CHAT__CODE__OK);
+    n = wait_events(CHAT__EVENT__BODY_TYPING, conv, 3, ev, 8);
+    assert_int_equal(n, 3);
+    total = 0;
+    for (int i = 0; i < n; i++)
+        total += ev[i].n_to;
+    assert_int_equal(total, MEMBERS - 1);
+}
+
 static void test_history(void **state)
 {
     char a[37], b[37], stranger[37], conv[37], nowhere[37];
@@ -1479,6 +1520,7 @@ int main(void)
         cmocka_unit_test(test_replay_paging),
         cmocka_unit_test(test_open_dm),
         cmocka_unit_test(test_rooms),
+        cmocka_unit_test(test_large_room_fanout),
         cmocka_unit_test(test_history),
         cmocka_unit_test(test_typing),
         cmocka_unit_test(test_contacts),

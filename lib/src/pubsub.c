@@ -114,24 +114,59 @@ int chat_pub_open(chat_pub **out, const char *url)
     return 0;
 }
 
+/* Room the Batch envelope takes around its items (publisher, pub_seq,
+ * and a tag and length per item), with margin. */
+#define PUB_ENVELOPE_BYTES 64
+#define PUB_ITEM_OVERHEAD 16
+
+/* Sends items [0, n) as consecutive batches of at most CHAT_PUB_BATCH_BYTES
+ * each (one item alone may be larger, up to what a subscriber takes). */
+static int pub_send_split(chat_pub *p, const ProtobufCBinaryData *items, size_t n)
+{
+    int rv = 0;
+    pthread_mutex_lock(&p->mu);
+    for (size_t from = 0; from < n;) {
+        size_t to = from, bytes = PUB_ENVELOPE_BYTES;
+        while (to < n && (to == from || bytes + items[to].len + PUB_ITEM_OVERHEAD <=
+                                             CHAT_PUB_BATCH_BYTES))
+            bytes += items[to++].len + PUB_ITEM_OVERHEAD;
+        int r = pub_send_locked(p, items + from, to - from);
+        rv = rv != 0 ? rv : r;
+        from = to;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rv;
+}
+
 int chat_pub_send_many(chat_pub *p, const ProtobufCMessage *const *msgs, size_t n)
 {
     if (n == 0)
         return 0;
-    ProtobufCBinaryData items[n];
-    size_t packed = 0;
-    int rv = 0;
-    for (; packed < n && rv == 0; packed++)
-        if ((rv = chat_pb_pack(msgs[packed], &items[packed].data, &items[packed].len)) != 0)
+    ProtobufCBinaryData *items = calloc(n, sizeof *items);
+    if (items == NULL)
+        return NNG_ENOMEM;
+    size_t kept = 0;
+    int rv = 0, too_big = 0;
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        ProtobufCBinaryData *it = &items[kept];
+        if ((rv = chat_pb_pack(msgs[i], &it->data, &it->len)) != 0)
             break;
-    if (rv == 0) {
-        pthread_mutex_lock(&p->mu);
-        rv = pub_send_locked(p, items, n);
-        pthread_mutex_unlock(&p->mu);
+        if (it->len + PUB_ENVELOPE_BYTES + PUB_ITEM_OVERHEAD > CHAT_SUB_MAX_BYTES) {
+            chat_log(CHAT_LOG_ERROR, "pub_event_too_large", "bytes=%zu max=%u", it->len,
+                     CHAT_SUB_MAX_BYTES);
+            free(it->data);
+            atomic_fetch_add(&p->failed, 1);
+            too_big = NNG_EMSGSIZE;
+            continue;
+        }
+        kept++;
     }
-    for (size_t i = 0; i < packed; i++)
+    if (rv == 0 && kept > 0)
+        rv = pub_send_split(p, items, kept);
+    for (size_t i = 0; i < kept; i++)
         free(items[i].data);
-    return rv;
+    free(items);
+    return rv != 0 ? rv : too_big;
 }
 
 int chat_pub_send(chat_pub *p, const ProtobufCMessage *msg)
@@ -276,7 +311,7 @@ int chat_sub_open(chat_sub **out, const char *urls, chat_sub_cb cb, chat_sub_los
     }
     nng_socket_set(s->sock, NNG_OPT_SUB_SUBSCRIBE, "", 0);
     nng_socket_set_int(s->sock, NNG_OPT_RECVBUF, PUBSUB_BUFFER);
-    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, 16 << 20);
+    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, CHAT_SUB_MAX_BYTES);
     nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, 50);
     nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, 1000);
     nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, sub_pipe_cb, s);

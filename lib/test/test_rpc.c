@@ -10,6 +10,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <semaphore.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "chat/rpc.h"
@@ -361,6 +365,124 @@ static void test_pub_sub(void **st)
     chat_pub_close(pub);
 }
 
+/* A free loopback port: bound by the kernel, then released for the test. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Counts "big-N" events, which must come in order; "after" ends the run. */
+struct big_seen {
+    sem_t done;
+    int n, out_of_order;
+};
+
+static void on_big(const uint8_t *data, size_t len, void *arg)
+{
+    struct big_seen *seen = arg;
+    Chat__Event *ev = chat__event__unpack(NULL, len, data);
+    if (ev && ev->body_case == CHAT__EVENT__BODY_MATCHED) {
+        const char *id = ev->matched->conversation_id;
+        if (strcmp(id, "after") == 0)
+            sem_post(&seen->done);
+        else if (atoi(id + 4) != seen->n++)
+            seen->out_of_order++;
+    }
+    chat__event__free_unpacked(ev, NULL);
+}
+
+#define BIG_EVENTS 200
+#define BIG_BYTES (100 * 1000)
+
+/* Over TCP, where nng enforces the subscriber's size limit: 200 events of
+ * 100 KB (20 MB, more than a subscriber takes in one message) published in
+ * one call all arrive, in order, in several batches; an event larger than
+ * the limit is refused alone, and the subscription survives it. */
+static void test_pub_sub_large_batches(void **st)
+{
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", free_port());
+    chat_pub *pub;
+    chat_sub *sub;
+    struct big_seen seen = {0};
+    sem_init(&seen.done, 0, 0);
+    assert_int_equal(chat_pub_open(&pub, url), 0);
+    assert_int_equal(chat_sub_open(&sub, url, on_big, NULL, &seen), 0);
+
+    Chat__MatchedEvt ms[BIG_EVENTS];
+    Chat__Event evs[BIG_EVENTS];
+    const ProtobufCMessage *many[BIG_EVENTS];
+    char *ids = malloc((size_t)BIG_EVENTS * BIG_BYTES);
+    assert_non_null(ids);
+    for (int i = 0; i < BIG_EVENTS; i++) {
+        char *id = ids + (size_t)i * BIG_BYTES;
+        memset(id, 'x', BIG_BYTES - 1);
+        id[BIG_BYTES - 1] = '\0';
+        snprintf(id, 16, "big-%03d", i);
+        id[7] = 'x'; /* snprintf's NUL: the id goes on */
+        chat__matched_evt__init(&ms[i]);
+        ms[i].conversation_id = id;
+        chat__event__init(&evs[i]);
+        evs[i].body_case = CHAT__EVENT__BODY_MATCHED;
+        evs[i].matched = &ms[i];
+        many[i] = &evs[i].base;
+    }
+    /* Wait until a probe arrives: the publisher knows the subscriber. */
+    Chat__MatchedEvt pm = CHAT__MATCHED_EVT__INIT;
+    pm.conversation_id = "after";
+    Chat__Event probe = CHAT__EVENT__INIT;
+    probe.body_case = CHAT__EVENT__BODY_MATCHED;
+    probe.matched = &pm;
+    int got = -1;
+    for (int i = 0; i < 500 && got != 0; i++) {
+        assert_int_equal(chat_pub_send(pub, &probe.base), 0);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        got = sem_trywait(&seen.done);
+    }
+    assert_int_equal(got, 0);
+    while (sem_trywait(&seen.done) == 0)
+        ;
+
+    uint64_t sent0, failed0, sent1, failed1;
+    chat_pub_counts(pub, &sent0, &failed0);
+    assert_int_equal(chat_pub_send_many(pub, many, BIG_EVENTS), 0);
+    chat_pub_counts(pub, &sent1, &failed1);
+    assert_true(sent1 - sent0 >= (uint64_t)BIG_EVENTS * BIG_BYTES / CHAT_PUB_BATCH_BYTES);
+    assert_int_equal(failed1, failed0);
+
+    /* One event over the subscriber's limit, between two small ones. */
+    size_t huge_len = CHAT_SUB_MAX_BYTES + 1;
+    char *huge = malloc(huge_len);
+    assert_non_null(huge);
+    memset(huge, 'y', huge_len - 1);
+    huge[huge_len - 1] = '\0';
+    Chat__MatchedEvt hm = CHAT__MATCHED_EVT__INIT;
+    hm.conversation_id = huge;
+    Chat__Event hev = CHAT__EVENT__INIT;
+    hev.body_case = CHAT__EVENT__BODY_MATCHED;
+    hev.matched = &hm;
+    const ProtobufCMessage *mixed[] = {&hev.base, &probe.base};
+    assert_int_equal(chat_pub_send_many(pub, mixed, 2), NNG_EMSGSIZE);
+    chat_pub_counts(pub, &sent0, &failed0);
+    assert_int_equal(failed0, failed1 + 1);
+
+    sem_wait_bounded(&seen.done);
+    assert_int_equal(seen.n, BIG_EVENTS);
+    assert_int_equal(seen.out_of_order, 0);
+    assert_int_equal(chat_sub_lost(sub), 0);
+    free(huge);
+    free(ids);
+    chat_sub_close(sub);
+    chat_pub_close(pub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_queued_calls_share_one_request),
         cmocka_unit_test(test_server_answers_garbage_with_empty_batch),
         cmocka_unit_test(test_pub_sub),
+        cmocka_unit_test(test_pub_sub_large_batches),
     };
     sem_init(&held_ready, 0, 0);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -89,12 +89,21 @@ typedef struct chat_sub chat_sub;
 
 /* An idle publisher's heartbeat period (see Batch in envelope.proto). */
 #define CHAT_PUB_HEARTBEAT_MS 200
+/* The largest nng message a subscriber takes: a larger one makes nng drop
+ * the connection, and with it every later event of that publisher. */
+#define CHAT_SUB_MAX_BYTES (16u << 20)
+/* chat_pub_send_many() starts a new batch before one grows past this, so a
+ * batch stays far below CHAT_SUB_MAX_BYTES whatever the number of events. */
+#define CHAT_PUB_BATCH_BYTES (1u << 20)
 
 int chat_pub_open(chat_pub **out, const char *url);
 /* Thread-safe. Returns 0 or an nng error. Events are best effort (a slow or
  * absent subscriber misses them). */
 int chat_pub_send(chat_pub *p, const ProtobufCMessage *msg);
-/* Publishes n messages as one batch (subscribers get them in this order). */
+/* Publishes n messages in this order, as one batch or, past
+ * CHAT_PUB_BATCH_BYTES, as several in a row. A message that alone could not
+ * reach a subscriber is not sent (NNG_EMSGSIZE, counted as failed); the
+ * others are. */
 int chat_pub_send_many(chat_pub *p, const ProtobufCMessage *const *msgs, size_t n);
 /* Tests only: from now on every Nth batch is numbered but not sent, as if
  * the network had lost it (0: none). */
