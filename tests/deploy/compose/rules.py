@@ -254,15 +254,23 @@ def _():
     p = []
     if "chat-gen-certs" not in script:
         p.append("certs: its command does not run chat-gen-certs")
-    if str(svc.get("user", "")).split(":")[0] not in ("0", "root", str(CHAT_UID)):
+    user = str(svc.get("user", "")).split(":")[0]
+    if user not in ("0", "root", str(CHAT_UID)):
         p.append(f"certs: user {svc.get('user')!r}: must be root (to chown) or {CHAT_UID}")
-    if str(svc.get("user", "")).split(":")[0] in ("0", "root"):
-        for kind in [*CHAT.values(), "chatctl"]:
-            key = re.compile(rf"install -o {CHAT_UID} -g {CHAT_UID} -m 0?600 \S*(\$\$k|{kind})\.key\S* "
-                             rf"\S*{CERTS_DIR}/")
-            if not key.search(script):
-                p.append(f"certs: does not install {kind}.key into {CERTS_DIR} as {CHAT_UID}, mode 0600")
-                break
+    # Root must hand each key to 10001; run as 10001 the files are its own. Either way 0600.
+    owner = f"-o {CHAT_UID} -g {CHAT_UID} " if user in ("0", "root") else f"(?:-o {CHAT_UID} -g {CHAT_UID} )?"
+    key = re.compile(rf"install {owner}-m 0?600 \S*?(?:\$\$(?P<var>\w+)|\b(?P<kind>[a-z]+))\.key\S* "
+                     rf"\S*{CERTS_DIR}/")
+    # A key installed in a loop ("$$k.key") is installed only for the kinds the loop names.
+    loops = {}
+    for var, words in re.findall(r"\bfor (\w+) in ([^;\n]*)", script):
+        loops.setdefault(var, []).extend(words.split())
+    installed = set()
+    for m in key.finditer(script):
+        installed |= set(loops.get(m["var"], [])) if m["var"] else {m["kind"]}
+    for kind in [*CHAT.values(), "chatctl"]:
+        if kind not in installed:
+            p.append(f"certs: does not install {kind}.key into {CERTS_DIR} as {CHAT_UID}, mode 0600")
     for s in CHAT:
         dep = (SERVICES[s].get("depends_on") or {}).get("certs")
         if not isinstance(dep, dict) or dep.get("condition") != "service_completed_successfully":
@@ -399,6 +407,8 @@ def _():
     for k in ENV_EXAMPLE:
         if SECRET_NAME.search(k) and k not in script:
             p.append(f"certs does not refuse a placeholder {k}")
+    if not re.search(r"change-me\*[|)]", script):
+        p.append("certs does not refuse change-me* values (no case pattern change-me*)")
     return p
 
 
@@ -488,11 +498,12 @@ def _():
 
 @rule("haproxy.cfg keeps idle WebSockets open (timeout tunnel of 10 minutes or more)")
 def _():
-    m = re.search(r"(?m)^\s*timeout\s+tunnel\s+(\d+)(ms|s|m|h|d)?\s*$", HAPROXY)
-    if not m:
+    # Every one: a backend's own timeout tunnel overrides the defaults' one.
+    found = re.findall(r"(?m)^\s*timeout\s+tunnel\s+(\d+)(ms|s|m|h|d)?\s*$", HAPROXY)
+    if not found:
         return ["no timeout tunnel: an idle WebSocket would be cut after timeout client/server"]
-    secs = int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 0.001}[m.group(2)]
-    return [] if secs >= 600 else [f"timeout tunnel {m.group(0).split()[-1]} is under 10 minutes"]
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "": 0.001}
+    return [f"timeout tunnel {n}{u} is under 10 minutes" for n, u in found if int(n) * unit[u] < 600]
 
 
 def main():
