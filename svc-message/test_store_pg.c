@@ -1156,7 +1156,8 @@ static void test_large_room_fanout(void **state)
         snprintf(conv, sizeof conv, "%s", r->conversation_id);
         done(r);
     }
-    assert_int_equal(send_code(&free_i, conv, users[7], "big-1", "to everyone"), CHAT__CODE__OK);
+    assert_int_equal(send_code(&free_i, conv, users[7], "big-1", "to everyone"),
+                     CHAT__CODE__OK);
     seen_evt ev[8];
     int n = wait_events(CHAT__EVENT__BODY_MESSAGE, conv, 3, ev, 8);
     assert_int_equal(n, 3);

@@ -127,8 +127,8 @@ static int pub_send_split(chat_pub *p, const ProtobufCBinaryData *items, size_t 
     pthread_mutex_lock(&p->mu);
     for (size_t from = 0; from < n;) {
         size_t to = from, bytes = PUB_ENVELOPE_BYTES;
-        while (to < n && (to == from || bytes + items[to].len + PUB_ITEM_OVERHEAD <=
-                                             CHAT_PUB_BATCH_BYTES))
+        while (to < n && (to == from ||
+                          bytes + items[to].len + PUB_ITEM_OVERHEAD <= CHAT_PUB_BATCH_BYTES))
             bytes += items[to++].len + PUB_ITEM_OVERHEAD;
         int r = pub_send_locked(p, items + from, to - from);
         rv = rv != 0 ? rv : r;
