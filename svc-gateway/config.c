@@ -69,6 +69,21 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
          "longest message text, Unicode code points", &cfg->max_text},
         {"CHAT_MAX_OUTBUF", CHAT_CFG_INT, "1048576", 65536, 1LL << 30,
          "unsent output per connection before it is closed (1008), bytes", &cfg->max_outbuf},
+        {"CHAT_CONN_RATE_PER_S", CHAT_CFG_INT, "1000", 0, 1000000,
+         "new connections per second this gateway takes, a second's worth at once; "
+         "beyond, HTTP 503 with Retry-After (0: no limit)",
+         &cfg->conn_rate_per_s},
+        {"CHAT_CONN_PER_IP", CHAT_CFG_INT, "0", 0, 1000000,
+         "open connections per client address; beyond, HTTP 503 (0: no limit; behind a "
+         "load balancer every client has its address)",
+         &cfg->conn_per_ip},
+        {"CHAT_FRAME_RATE_PER_S", CHAT_CFG_INT, "50", 0, 1000000,
+         "frames a connection may send per second, two seconds' worth at once; beyond, "
+         "each gets error rate_limited unread (0: no limit)",
+         &cfg->frame_rate_per_s},
+        {"CHAT_HANDSHAKE_TIMEOUT_MS", CHAT_CFG_INT, "5000", 100, 600000,
+         "a new socket that has not sent its request line by then is closed, ms",
+         &cfg->handshake_timeout_ms},
         {"CHAT_WEB_DIR", CHAT_CFG_STR, GW_WEB_DIR_DEFAULT, 0, 0,
          "directory of the web client's files", &cfg->web_dir},
         {"CHAT_GATEWAY_LOOP", CHAT_CFG_STR, "libev", 0, 0,

@@ -227,9 +227,43 @@ static int conn_violation(gw_server *s, gw_conn *c, uint16_t code)
 }
 
 /* One complete, reassembled text message. */
+/* The connection's frame budget: a token bucket of CHAT_FRAME_RATE_PER_S
+ * holding two seconds' worth. Every frame takes one, valid or not, before
+ * it is even parsed, so garbage costs a flooder its budget like requests
+ * do. Returns 0, or the ms until the next frame is allowed. */
+static int64_t conn_frame_budget(gw_server *s, gw_conn *c)
+{
+    long long rate = s->cfg->frame_rate_per_s;
+    if (rate == 0)
+        return 0;
+    int64_t now = chat_mono_ms();
+    float cap = (float)(2 * rate);
+    if (c->frames_ms == 0) {
+        c->frames_left = cap;
+    } else if (now > c->frames_ms) {
+        c->frames_left += (float)(now - c->frames_ms) * (float)rate / 1000.0f;
+        if (c->frames_left > cap)
+            c->frames_left = cap;
+    }
+    c->frames_ms = now;
+    if (c->frames_left >= 1.0f) {
+        c->frames_left -= 1.0f;
+        return 0;
+    }
+    return 1 + (int64_t)((1.0f - c->frames_left) * 1000.0f / (float)rate);
+}
+
 static int conn_message(gw_server *s, gw_conn *c, const char *buf, size_t len)
 {
     s->m.frames_in++;
+    int64_t wait_ms = conn_frame_budget(s, c);
+    if (wait_ms > 0) {
+        s->m.errors[GW_E_RATE_LIMITED]++;
+        s->m.frames_over_budget++;
+        gw_conn_send(s, c,
+                     gw_render_error(GW_E_RATE_LIMITED, "too many frames", NULL, wait_ms));
+        return 0;
+    }
     if (!gw_utf8_valid(buf, len))
         return conn_violation(s, c, 1007);
     gw_request *rq = gw_frame_parse(buf, len, s->cfg->max_text);

@@ -214,6 +214,39 @@ static bool frame_only_json_space(const char *p, const char *end)
     return true;
 }
 
+#define FRAME_STR_(x) #x
+#define FRAME_STR(x) FRAME_STR_(x)
+
+/* True when buf stays within GW_FRAME_MAX_DEPTH and GW_FRAME_MAX_VALUES,
+ * counting brackets and commas outside strings (one pass, no allocation;
+ * whether it is JSON at all is cJSON's business afterwards). */
+static bool frame_shape_ok(const char *buf, size_t len)
+{
+    unsigned depth = 0, values = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = buf[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++; /* the escaped character cannot end the string */
+            else if (ch == '"')
+                in_str = false;
+            continue;
+        }
+        if (ch == '"') {
+            in_str = true;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > GW_FRAME_MAX_DEPTH || ++values > GW_FRAME_MAX_VALUES)
+                return false;
+        } else if (ch == ']' || ch == '}') {
+            depth -= depth > 0;
+        } else if (ch == ',' && ++values > GW_FRAME_MAX_VALUES) {
+            return false;
+        }
+    }
+    return true;
+}
+
 gw_request *gw_frame_parse(const char *buf, size_t len, long long max_text)
 {
     gw_request *rq = calloc(1, sizeof *rq);
@@ -222,6 +255,17 @@ gw_request *gw_frame_parse(const char *buf, size_t len, long long max_text)
     /* A raw NUL is never valid JSON, and cJSON's strings end at one. */
     if (memchr(buf, '\0', len) != NULL)
         return frame_fail(rq, GW_E_BAD_JSON, gw_err_text(GW_E_BAD_JSON));
+    if (!frame_shape_ok(buf, len))
+        return frame_fail(
+            rq, GW_E_BAD_REQUEST,
+            "frame too complex: at most " FRAME_STR(
+                GW_FRAME_MAX_DEPTH) " levels of nesting and " FRAME_STR(GW_FRAME_MAX_VALUES) " "
+                                                                                             "v"
+                                                                                             "a"
+                                                                                             "l"
+                                                                                             "u"
+                                                                                             "e"
+                                                                                             "s");
     const char *end = NULL;
     rq->root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (rq->root == NULL || end == NULL || !frame_only_json_space(end, buf + len) ||

@@ -8,6 +8,12 @@
  * to verify) and hands the socket with the bytes read so far to the lws
  * thread, which adopts it (lws_adopt_socket_vhost_readbuf).
  *
+ * It is also where admission happens (admit.c), once the request line is
+ * in: a socket over the connection rate or its address's share is answered
+ * 503 and closed, never handed over. Health and metrics requests are
+ * exempt, so that probes keep telling the truth during a storm. A socket
+ * that sends no request line within CHAT_HANDSHAKE_TIMEOUT_MS is closed.
+ *
  * Threads: the front thread owns the listener and the sockets still being
  * read; handed-over sockets wait in a locked list until the lws thread
  * takes them (woken with lws_cancel_service, like backend.c). */
@@ -21,6 +27,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +38,14 @@
 
 #define FRONT_LINE_MAX 4096    /* request line longer than this: lws refuses it */
 #define FRONT_MAX_PENDING 1024 /* sockets being read; beyond, accept waits */
-#define FRONT_READ_TIMEOUT_MS 10000
+/* After accept fails for want of descriptors (or memory), the listener is
+ * left alone this long: polling it again at once would spin on the same
+ * error while the backlog waits. */
+#define FRONT_ACCEPT_PAUSE_MS 100
 
 typedef struct front_pending {
     int fd;
+    struct sockaddr_storage peer;
     size_t len;
     int64_t deadline_ms;
     char buf[FRONT_LINE_MAX];
@@ -50,6 +61,10 @@ struct gw_front {
     pthread_mutex_t mu;
     gw_accepted *head, *tail; /* under mu */
     struct lws_context *ctx;  /* under mu */
+    gw_admit *admit;
+    int64_t timeout_ms;
+    int64_t paused_until_ms, warned_ms; /* front thread only */
+    _Atomic uint64_t accept_errors;
 };
 
 static int front_listen_on(const struct addrinfo *ai)
@@ -123,15 +138,48 @@ size_t gw_front_sanitize(const char *in, size_t len, char *out)
     return o + len - line;
 }
 
-static void front_handover(gw_front *f, front_pending *p)
+/* The answer to a socket admission refused: lws never sees it. Written
+ * once the request line is in, so that closing after it does not reset the
+ * connection under the client before it read the answer. */
+static void front_refuse(front_pending *p, gw_admit_verdict v)
+{
+    const char *why = v == GW_ADMIT_RATE ? "too many new connections, retry later\n"
+                                         : "too many connections from your address\n";
+    char buf[256];
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n"
+                     "content-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
+                     "connection: close\r\n\r\n%s",
+                     strlen(why), why);
+    /* A fresh socket's send buffer takes this whole; if not, never mind. */
+    if (n > 0 && send(p->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
+        shutdown(p->fd, SHUT_WR);
+}
+
+/* Probes and scrapes: GET of these paths (with or without a query). */
+static bool front_exempt(const front_pending *p)
+{
+    static const char *const paths[] = {"GET /healthz", "GET /readyz", "GET /metrics"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        size_t n = strlen(paths[i]);
+        if (p->len > n && memcmp(p->buf, paths[i], n) == 0 &&
+            (p->buf[n] == ' ' || p->buf[n] == '?'))
+            return true;
+    }
+    return false;
+}
+
+static void front_handover(gw_front *f, front_pending *p, gw_admit_ip *held)
 {
     gw_accepted *a = malloc(sizeof *a + 3 * p->len + 1);
     if (a == NULL) {
         close(p->fd);
+        gw_admit_release(f->admit, held);
         return;
     }
     a->next = NULL;
     a->fd = p->fd;
+    a->held = held;
     a->len = gw_front_sanitize(p->buf, p->len, a->data);
     pthread_mutex_lock(&f->mu);
     bool was_empty = f->head == NULL;
@@ -148,34 +196,58 @@ static void front_handover(gw_front *f, front_pending *p)
 static void front_drop(gw_front *f, size_t i, bool handover)
 {
     front_pending *p = f->pending[i];
-    if (handover)
-        front_handover(f, p);
-    else
+    gw_admit_ip *held = NULL;
+    gw_admit_verdict v = GW_ADMIT_OK;
+    if (handover && !front_exempt(p))
+        v = gw_admit_take(f->admit, &p->peer, &held);
+    if (handover && v == GW_ADMIT_OK) {
+        front_handover(f, p, held);
+    } else {
+        if (handover)
+            front_refuse(p, v);
         close(p->fd);
+    }
     free(p);
     f->pending[i] = f->pending[--f->n_pending];
+}
+
+/* accept failed: nothing to take, or a real error, which pauses accepting
+ * (logged at most once a second: a storm must not flood the log). */
+static void front_accept_failed(gw_front *f, int err)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
+        return;
+    atomic_fetch_add(&f->accept_errors, 1);
+    int64_t now = chat_mono_ms();
+    f->paused_until_ms = now + FRONT_ACCEPT_PAUSE_MS;
+    if (now - f->warned_ms >= 1000) {
+        f->warned_ms = now;
+        chat_warn("accept_failed", "err=\"%s\" pause_ms=%d", strerror(err),
+                  FRONT_ACCEPT_PAUSE_MS);
+    }
 }
 
 static void front_accept(gw_front *f)
 {
     while (f->n_pending < FRONT_MAX_PENDING) {
-        int fd = accept4(f->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        front_pending *p = malloc(sizeof *p);
+        if (p == NULL) {
+            front_accept_failed(f, ENOMEM);
+            return;
+        }
+        socklen_t plen = sizeof p->peer;
+        int fd = accept4(f->listen_fd, (struct sockaddr *)&p->peer, &plen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED)
-                chat_warn("accept_failed", "err=\"%s\"", strerror(errno));
+            free(p);
+            front_accept_failed(f, errno);
             return;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        front_pending *p = malloc(sizeof *p);
-        if (p == NULL) {
-            close(fd);
-            return;
-        }
         p->fd = fd;
         p->len = 0;
-        p->deadline_ms = chat_mono_ms() + FRONT_READ_TIMEOUT_MS;
+        p->deadline_ms = chat_mono_ms() + f->timeout_ms;
         f->pending[f->n_pending++] = p;
     }
 }
@@ -200,10 +272,14 @@ static void *front_main(void *arg)
     if (pfd == NULL)
         return NULL;
     for (;;) {
+        int64_t now = chat_mono_ms(), next = now + f->timeout_ms;
+        bool paused = now < f->paused_until_ms;
+        if (paused)
+            next = f->paused_until_ms;
         pfd[0] = (struct pollfd){.fd = f->wake[0], .events = POLLIN};
-        pfd[1] = (struct pollfd){.fd = f->n_pending < FRONT_MAX_PENDING ? f->listen_fd : -1,
-                                 .events = POLLIN};
-        int64_t now = chat_mono_ms(), next = now + FRONT_READ_TIMEOUT_MS;
+        pfd[1] = (struct pollfd){
+            .fd = f->n_pending < FRONT_MAX_PENDING && !paused ? f->listen_fd : -1,
+            .events = POLLIN};
         for (size_t i = 0; i < f->n_pending; i++) {
             pfd[2 + i] = (struct pollfd){.fd = f->pending[i]->fd, .events = POLLIN};
             if (f->pending[i]->deadline_ms < next)
@@ -233,11 +309,13 @@ static void *front_main(void *arg)
     return NULL;
 }
 
-int gw_front_open(gw_front **out, const gw_config *cfg)
+int gw_front_open(gw_front **out, const gw_config *cfg, gw_admit *admit)
 {
     gw_front *f = calloc(1, sizeof *f);
     if (f == NULL)
         return -1;
+    f->admit = admit;
+    f->timeout_ms = cfg->handshake_timeout_ms;
     f->listen_fd = -1;
     f->wake[0] = f->wake[1] = -1;
     pthread_mutex_init(&f->mu, NULL);
@@ -271,11 +349,17 @@ gw_accepted *gw_front_take(gw_front *f)
     return list;
 }
 
-void gw_accepted_free(gw_accepted *a)
+uint64_t gw_front_accept_errors(gw_front *f)
+{
+    return f != NULL ? atomic_load(&f->accept_errors) : 0;
+}
+
+void gw_accepted_free(gw_accepted *a, gw_admit *admit)
 {
     while (a != NULL) {
         gw_accepted *next = a->next;
         close(a->fd);
+        gw_admit_release(admit, a->held);
         free(a);
         a = next;
     }
@@ -298,7 +382,7 @@ void gw_front_close(gw_front *f)
         free(f->pending[i]);
     }
     free(f->pending);
-    gw_accepted_free(gw_front_take(f));
+    gw_accepted_free(gw_front_take(f), f->admit);
     if (f->wake[0] >= 0)
         close(f->wake[0]);
     if (f->wake[1] >= 0)

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
@@ -140,26 +141,49 @@ void gw_heartbeat_connections(gw_heartbeat *h, unsigned n); /* reported from now
 /* Halts, waits for a heartbeat in flight, frees. NULL is fine. */
 void gw_heartbeat_stop(gw_heartbeat *h);
 
+/* ------------------------------------------------------------------ admit.c */
+typedef struct gw_admit gw_admit;
+typedef struct gw_admit_ip gw_admit_ip; /* one client address's count */
+typedef enum gw_admit_verdict { GW_ADMIT_OK, GW_ADMIT_RATE, GW_ADMIT_IP } gw_admit_verdict;
+
+/* per_ip: open connections per client address; rate_per_s: new connections
+ * per second (a burst of one second's worth). 0: no limit. */
+gw_admit *gw_admit_new(unsigned per_ip, unsigned rate_per_s);
+/* The front thread, for each accepted socket. OK: admitted, and *held (may
+ * be NULL) is what gw_admit_release must be given when it closes. */
+gw_admit_verdict gw_admit_take(gw_admit *a, const struct sockaddr_storage *peer,
+                               gw_admit_ip **held);
+/* Any thread; NULL is fine. */
+void gw_admit_release(gw_admit *a, gw_admit_ip *held);
+/* Refused so far by each limit, and the client addresses counted now. */
+void gw_admit_counts(gw_admit *a, uint64_t *refused_rate, uint64_t *refused_ip,
+                     unsigned *addresses);
+void gw_admit_free(gw_admit *a); /* NULL is fine */
+
 /* ------------------------------------------------------------------ front.c */
 /* An accepted socket and the first bytes read from it (request line made
  * safe for lws), waiting for the lws thread to adopt it. */
 typedef struct gw_accepted {
     struct gw_accepted *next;
     int fd;
+    gw_admit_ip *held; /* its admission (gw_admit_release once closed) */
     size_t len;
     char data[];
 } gw_accepted;
 
 typedef struct gw_front gw_front;
 
-/* Listens on cfg->bind:cfg->port and starts the accepting thread. 0 or -1
- * (logged). */
-int gw_front_open(gw_front **out, const gw_config *cfg);
+/* Listens on cfg->bind:cfg->port and starts the accepting thread, which
+ * admits sockets through admit (outlives the front: connections it handed
+ * over release their admission later). 0 or -1 (logged). */
+int gw_front_open(gw_front **out, const gw_config *cfg, gw_admit *admit);
+/* Accept errors (descriptors ran out) so far: accepting pauses after each. */
+uint64_t gw_front_accept_errors(gw_front *f);
 void gw_front_set_context(gw_front *f, struct lws_context *ctx);
 /* Takes every socket ready for adoption (a list; the caller owns them). */
 gw_accepted *gw_front_take(gw_front *f);
-/* Closes the sockets of a list and frees it. */
-void gw_accepted_free(gw_accepted *a);
+/* Closes the sockets of a list, releases their admissions, frees it. */
+void gw_accepted_free(gw_accepted *a, gw_admit *admit);
 /* Stops accepting: joins the thread, closes the listener and every socket
  * not handed over yet. NULL is fine. */
 void gw_front_close(gw_front *f);
@@ -174,6 +198,7 @@ size_t gw_front_sanitize(const char *in, size_t len, char *out);
 #define GW_ADMIN_TYPES 8 /* ops.c: users, user, kick, ban, unban, announce, drain, other */
 typedef struct gw_metrics {
     uint64_t conns_total, frames_in, frames_out, events_in, events_bad;
+    uint64_t frames_over_budget; /* conn.c: refused unread (CHAT_FRAME_RATE_PER_S) */
     uint64_t errors[GW_E_COUNT];
     uint64_t be_requests[GW_SVC_COUNT], be_failures[GW_SVC_COUNT];
     /* order.c: messages held out of order, fills asked, fills failed,
@@ -215,6 +240,7 @@ typedef struct gw_server {
     struct lws_context *ctx;
     struct lws_vhost *vhost;
     gw_front *front; /* NULL once we stopped accepting */
+    gw_admit *admit; /* outlives front and every connection */
     gw_backend *be;
     gw_conn *conns;          /* uthash: open WebSocket connections by id */
     gw_user *users;          /* uthash: users with >= 1 connection, by id */
@@ -282,6 +308,8 @@ struct gw_conn {
     gw_catchup *catchup;  /* order.c: while a catch-up runs */
     gw_http_resp *http;   /* plain HTTP: the response being written */
     int64_t opened_ms;    /* unix ms when accepted (presence pushes' reference) */
+    int64_t frames_ms;    /* conn.c: the frame budget's last refill, mono ms */
+    float frames_left;    /* conn.c: frames the client may still send now */
     uint64_t chat_key;    /* search.c: hash of the random chat this connection knows */
     uint64_t ended_key;   /* search.c: hash of the last chat whose chat_ended it got */
     gw_search_held *held; /* search.c: random-chat pushes held while a search is asked */

@@ -7,6 +7,7 @@
 typedef struct gw_config {
     long long port, session_ttl_s, max_text, max_outbuf, rpc_timeout_ms, typing_timeout_ms;
     long long batch_linger_us, order_hold_ms, heartbeat_ms, restarts;
+    long long conn_per_ip, conn_rate_per_s, handshake_timeout_ms, frame_rate_per_s;
     const char *bind, *gateway_id, *session_secret, *web_dir, *loop;
     const char *admin_listen, *admin_token, *admin_token_file;
     const char *match_addrs, *message_addrs, *presence_addrs, *events_addrs;

@@ -22,6 +22,28 @@ static void metrics_counters(chat_mbuf *b, const gw_server *s)
                         m->frames_in);
     chat_metric_counter(b, "chat_gateway_frames_out_total", "Frames written to clients.",
                         m->frames_out);
+    chat_metric_counter(b, "chat_gateway_frames_over_budget_total",
+                        "Client messages refused unread, over CHAT_FRAME_RATE_PER_S.",
+                        m->frames_over_budget);
+    uint64_t refused_rate = 0, refused_ip = 0;
+    unsigned addrs = 0;
+    if (s->admit != NULL)
+        gw_admit_counts(s->admit, &refused_rate, &refused_ip, &addrs);
+    chat_metric_family(b, "chat_gateway_connections_refused_total", "counter",
+                       "New sockets answered 503 by admission, by limit "
+                       "(CHAT_CONN_RATE_PER_S, CHAT_CONN_PER_IP).");
+    chat_mbuf_printf(b, "chat_gateway_connections_refused_total{limit=\"rate\"} %" PRIu64 "\n",
+                     refused_rate);
+    chat_mbuf_printf(b,
+                     "chat_gateway_connections_refused_total{limit=\"per_ip\"} %" PRIu64 "\n",
+                     refused_ip);
+    chat_metric_gauge(
+        b, "chat_gateway_client_addresses",
+        "Client addresses with open sockets (counted with CHAT_CONN_PER_IP only).", addrs);
+    chat_metric_counter(b, "chat_gateway_accept_errors_total",
+                        "accept() failures (descriptors or memory ran out); each pauses "
+                        "accepting for 100 ms.",
+                        gw_front_accept_errors(s->front));
     chat_metric_family(b, "chat_gateway_errors_total", "counter",
                        "Error frames sent, by code.");
     for (int e = GW_E_NONE + 1; e < GW_E_COUNT; e++)

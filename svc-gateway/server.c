@@ -97,9 +97,15 @@ static void server_adopt(gw_server *s)
     while (a != NULL) {
         gw_accepted *next = a->next;
         /* NULL: failed, or already served and closed (a refused upgrade);
-         * either way lws closed the socket itself. */
-        if (lws_adopt_socket_vhost_readbuf(s->vhost, a->fd, a->data, a->len) == NULL)
+         * either way lws closed the socket itself. Otherwise the wsi holds
+         * the admission until LWS_CALLBACK_WSI_DESTROY. */
+        struct lws *wsi = lws_adopt_socket_vhost_readbuf(s->vhost, a->fd, a->data, a->len);
+        if (wsi == NULL) {
             chat_debug("adopt_closed", "fd=%d", a->fd);
+            gw_admit_release(s->admit, a->held);
+        } else {
+            lws_set_opaque_user_data(wsi, a->held);
+        }
         free(a);
         a = next;
     }
@@ -179,6 +185,10 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         gw_http_free(c);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED: server_drain(s); return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        gw_admit_release(s->admit, lws_get_opaque_user_data(wsi));
+        lws_set_opaque_user_data(wsi, NULL);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     default: return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
 }
@@ -268,7 +278,11 @@ static int server_try_context(gw_server *s, struct ev_loop *loop)
     info.user = s;
     info.retry_and_idle_policy = &server_keepalive;
     info.max_http_header_data = 4096;
-    info.timeout_secs = 10;
+    /* lws's handshake timeouts (the headers after the request line, the
+     * upgrade): as short as the front's wait for the request line, so a
+     * slow client holds its socket and header buffer no longer. */
+    info.timeout_secs = (unsigned)((s->cfg->handshake_timeout_ms + 999) / 1000);
+    info.timeout_secs_ah_idle = info.timeout_secs; /* headers that never end */
     s->ctx = lws_create_context(&info);
     if (s->ctx != NULL)
         s->vhost = lws_create_vhost(s->ctx, &info);
@@ -341,7 +355,8 @@ int gw_server_init(gw_server *s, const gw_config *cfg, gw_backend *be)
      * never reuses the id of a connection presence may still remember. */
     s->next_conn_id = (uint64_t)chat_now_ms() * 1000;
     lws_set_log_level(LLL_ERR | LLL_WARN, server_lws_log);
-    if (gw_front_open(&s->front, cfg) != 0)
+    s->admit = gw_admit_new((unsigned)cfg->conn_per_ip, (unsigned)cfg->conn_rate_per_s);
+    if (s->admit == NULL || gw_front_open(&s->front, cfg, s->admit) != 0)
         return -1;
 
     if (server_create_context(s) != 0) {
@@ -392,8 +407,13 @@ void gw_server_fini(gw_server *s)
     /* First: its requests wait for this thread, which serves no more. */
     gw_admin_close(s->admin);
     s->admin = NULL;
-    if (s->ctx == NULL)
+    if (s->ctx == NULL) {
+        gw_front_close(s->front);
+        s->front = NULL;
+        gw_admit_free(s->admit);
+        s->admit = NULL;
         return;
+    }
     /* From here on nng callbacks only queue; nobody wakes a dying context. */
     gw_front_close(s->front);
     s->front = NULL;
@@ -424,6 +444,8 @@ void gw_server_fini(gw_server *s)
     s->loop = NULL;
     gw_typing_free_all(s);
     gw_bans_free(s);
+    gw_admit_free(s->admit); /* after the context: its connections released theirs */
+    s->admit = NULL;
     gw_user *u, *tmp;
     HASH_ITER (hh, s->users, u, tmp) {
         HASH_DEL(s->users, u);

@@ -340,6 +340,62 @@ static void test_presence(void **state)
     expect("{\"type\":\"presence\",\"user_ids\":[\"" UA "x\"]}", GW_E_BAD_REQUEST, NULL);
 }
 
+/* The shape limits: checked before parsing, strings do not count. */
+static void test_frame_shape(void **state)
+{
+    /* Depth 8 is allowed (then it is only an unknown field), 9 is not. */
+    char *open8 = repeat("[", 7), *close8 = repeat("]", 7);
+    char json[256];
+    snprintf(json, sizeof json, "{\"type\":\"start_search\",\"x\":%s%s}", open8, close8);
+    expect(json, GW_E_NONE, NULL);
+    snprintf(json, sizeof json, "{\"type\":\"start_search\",\"x\":[%s%s]}", open8, close8);
+    expect(json, GW_E_BAD_REQUEST, NULL);
+    free(open8);
+    free(close8);
+
+    /* 64 KiB of brackets or of one array's elements: refused unparsed. */
+    char *deep = repeat("[", GW_MAX_MESSAGE);
+    gw_request *rq = parse_n(deep, GW_MAX_MESSAGE);
+    assert_int_equal(rq->err, GW_E_BAD_REQUEST);
+    assert_non_null(strstr(rq->err_msg, "too complex"));
+    assert_null(rq->root);
+    gw_request_free(rq);
+    free(deep);
+    char *zeros = repeat("0,", GW_MAX_MESSAGE / 2 - 16);
+    char *big = malloc(GW_MAX_MESSAGE);
+    int n = snprintf(big, GW_MAX_MESSAGE, "{\"type\":\"presence\",\"x\":[%s0]}", zeros);
+    assert_true(n > 0 && n < GW_MAX_MESSAGE);
+    rq = parse_n(big, (size_t)n);
+    assert_int_equal(rq->err, GW_E_BAD_REQUEST);
+    assert_null(rq->root);
+    gw_request_free(rq);
+
+    /* Exactly at the value limit: parsed (1 object + the members). */
+    char *ones = repeat("1,", GW_FRAME_MAX_VALUES - 3);
+    n = snprintf(big, GW_MAX_MESSAGE, "{\"type\":\"start_search\",\"x\":[%s1]}", ones);
+    rq = parse_n(big, (size_t)n);
+    assert_int_equal(rq->err, GW_E_NONE);
+    gw_request_free(rq);
+    n = snprintf(big, GW_MAX_MESSAGE, "{\"type\":\"start_search\",\"x\":[%s1,1]}", ones);
+    rq = parse_n(big, (size_t)n);
+    assert_int_equal(rq->err, GW_E_BAD_REQUEST);
+    gw_request_free(rq);
+    free(ones);
+    free(zeros);
+
+    /* Brackets, commas and escaped quotes inside strings are text. */
+    char *text = repeat("[{,\\\"", 2000);
+    n = snprintf(big, GW_MAX_MESSAGE,
+                 "{\"type\":\"send\",\"conversation_id\":\"c\",\"client_msg_id\":\"m\","
+                 "\"text\":\"%s\"}",
+                 text);
+    rq = parse_n(big, (size_t)n);
+    assert_int_equal(rq->err, GW_E_TOO_LONG); /* 8,000 code points, over 500 */
+    gw_request_free(rq);
+    free(text);
+    free(big);
+}
+
 static void test_open_dm(void **state)
 {
     gw_request *rq = parse("{\"type\":\"open_dm\",\"req\":\"d\",\"user_id\":\"" UA "\"}");
@@ -653,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_send_length),
         cmocka_unit_test(test_receipt),
         cmocka_unit_test(test_presence),
+        cmocka_unit_test(test_frame_shape),
         cmocka_unit_test(test_open_dm),
         cmocka_unit_test(test_rooms),
         cmocka_unit_test(test_history),
