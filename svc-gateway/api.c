@@ -68,6 +68,7 @@ unsigned gw_api_status(gw_err e)
     case GW_E_UNAUTHORIZED: return 401;
     case GW_E_NOT_MEMBER: return 403;
     case GW_E_NOT_FOUND: return 404;
+    case GW_E_RATE_LIMITED: return 429;
     case GW_E_UNAVAILABLE: return 503;
     default: return 500;
     }
@@ -76,7 +77,7 @@ unsigned gw_api_status(gw_err e)
 /* Answers with {"error":CODE} now (inside LWS_CALLBACK_HTTP). */
 static int api_error_now(gw_conn *c, struct lws *wsi, gw_err e)
 {
-    gw_frame *f = gw_render_rest_error(e);
+    gw_frame *f = gw_render_rest_error(e, -1);
     if (f == NULL)
         return -1;
     int rv = gw_http_respond(c, wsi, gw_api_status(e), "application/json", gw_frame_data(f),
@@ -161,10 +162,11 @@ void gw_api_reply(gw_server *s, gw_item *it)
     gw_err e = GW_E_UNAVAILABLE;
     if (it->err == 0)
         e = gw_err_from_code(it->r.msg->code);
-    gw_frame *f = e == GW_E_NONE
-                      ? gw_render_history_rest(it->r.msg->messages, it->r.msg->n_messages,
-                                               it->r.msg->next_before)
-                      : gw_render_rest_error(e);
+    gw_frame *f =
+        e == GW_E_NONE
+            ? gw_render_history_rest(it->r.msg->messages, it->r.msg->n_messages,
+                                     it->r.msg->next_before)
+            : gw_render_rest_error(e, e == GW_E_RATE_LIMITED ? it->r.msg->retry_after_ms : -1);
     unsigned status = e == GW_E_NONE ? 200 : gw_api_status(e);
     if (f == NULL || gw_http_respond(c, c->wsi, status, "application/json", gw_frame_data(f),
                                      f->len, false) != 0) {

@@ -173,8 +173,9 @@ gw_frame *gw_render_history(const char *conversation_id, Chat__StoredMessage *co
 /* The same page as the REST body {"messages":[...],"next_before":...}. */
 gw_frame *gw_render_history_rest(Chat__StoredMessage *const *msgs, size_t n,
                                  uint64_t next_before);
-/* A REST error body {"error":CODE}. */
-gw_frame *gw_render_rest_error(gw_err code);
+/* A REST error body {"error":CODE}, with "retry_after_ms" when that is
+ * >= 0 (429). */
+gw_frame *gw_render_rest_error(gw_err code, int64_t retry_after_ms);
 gw_frame *gw_render_typing(const char *conversation_id, const char *user_id, bool start);
 /* {"type":"announcement","text":TEXT} (an operator's broadcast). */
 gw_frame *gw_render_announcement(const char *text);

@@ -340,13 +340,15 @@ gw_frame *gw_render_history_rest(Chat__StoredMessage *const *msgs, size_t n,
     return render_end(o, ok, NULL);
 }
 
-gw_frame *gw_render_rest_error(gw_err code)
+gw_frame *gw_render_rest_error(gw_err code, int64_t retry_after_ms)
 {
     bool ok = true;
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return NULL;
     render_str(o, &ok, "error", gw_err_name(code));
+    if (retry_after_ms >= 0)
+        render_int(o, &ok, "retry_after_ms", retry_after_ms);
     return render_end(o, ok, NULL);
 }
 

@@ -77,6 +77,7 @@ static void test_status(void **state)
     assert_int_equal(gw_api_status(GW_E_NOT_MEMBER), 403);
     assert_int_equal(gw_api_status(GW_E_NOT_FOUND), 404);
     assert_int_equal(gw_api_status(GW_E_UNAVAILABLE), 503);
+    assert_int_equal(gw_api_status(GW_E_RATE_LIMITED), 429);
     assert_int_equal(gw_api_status(GW_E_CONVERSATION_CLOSED), 500);
 }
 

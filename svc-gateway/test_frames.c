@@ -679,8 +679,10 @@ static void test_render_history(void **state)
     expect_frame(gw_render_history_rest(msgs + 1, 1, 0),
                  "{\"messages\":[{\"msg_id\":\"11\",\"seq\":5,\"from\":\"" UB "\","
                  "\"text\":\"c\",\"ts\":1732540000002}],\"next_before\":null}");
-    expect_frame(gw_render_rest_error(GW_E_NOT_MEMBER), "{\"error\":\"not_member\"}");
-    expect_frame(gw_render_rest_error(GW_E_UNAUTHORIZED), "{\"error\":\"unauthorized\"}");
+    expect_frame(gw_render_rest_error(GW_E_NOT_MEMBER, -1), "{\"error\":\"not_member\"}");
+    expect_frame(gw_render_rest_error(GW_E_UNAUTHORIZED, -1), "{\"error\":\"unauthorized\"}");
+    expect_frame(gw_render_rest_error(GW_E_RATE_LIMITED, 250),
+                 "{\"error\":\"rate_limited\",\"retry_after_ms\":250}");
 }
 
 static void test_frame_refs(void **state)

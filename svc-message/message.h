@@ -39,7 +39,9 @@ typedef struct msg_config {
     const char *log_level;
     long long redis_port;
     long long rate_per_min; /* 0: no rate limit, Redis is not used */
-    long long max_text;     /* code points; we only reject > 4 * max bytes */
+    long long ops_per_min;  /* open_dm, rooms, history, typing, receipt (0: no limit) */
+    long long ops_burst;
+    long long max_text; /* code points; we only reject > 4 * max bytes */
     long long writers;
     long long batch;    /* max sends per transaction */
     long long contexts; /* nng contexts of the REP socket */
@@ -306,9 +308,9 @@ void msg_create_one(msg_job *job, msg_pg *pg);
 void msg_close_one(msg_job *job, msg_pg *pg);
 
 /* ---- store.c: every request but send, on the reader pool ---- */
-void *msg_store_thread_init(void *cfg); /* returns the thread's msg_pg */
-void msg_store_thread_fini(void *pg);
-void msg_store_work(void *job, void *pg);
+void *msg_store_thread_init(void *cfg); /* returns the thread's state */
+void msg_store_thread_fini(void *state);
+void msg_store_work(void *job, void *state);
 
 /* ---- publish.c: events to the gateways ---- */
 /* Publishes ev to the comma-separated recipients (split in place; nothing

@@ -3,6 +3,7 @@
 #include "message.h"
 
 #include "chat/log.h"
+#include "chat/ratelimit.h"
 #include "chat/rpc.h"
 #include "chat/util.h"
 
@@ -14,21 +15,72 @@
 /* Status of MSG_SQL_RECEIPT beyond the shared ones (see schema.c). */
 #define RECEIPT_SEQ_RANGE 5
 
+/* A reader thread's own connections. */
+typedef struct store_reader {
+    msg_pg pg;
+    chat_redis *redis; /* the per-user limit of ops; NULL without one */
+    const msg_config *cfg;
+} store_reader;
+
 void *msg_store_thread_init(void *ctx)
 {
     const msg_config *cfg = ctx;
-    msg_pg *pg = malloc(sizeof *pg);
-    if (pg == NULL)
+    store_reader *rd = calloc(1, sizeof *rd);
+    if (rd == NULL)
         return NULL; /* the thread answers UNAVAILABLE */
-    msg_pg_init(pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
-    msg_pg_ensure(pg); /* connect early; retried per request */
-    return pg;
+    rd->cfg = cfg;
+    msg_pg_init(&rd->pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
+    msg_pg_ensure(&rd->pg); /* connect early; retried per request */
+    if (cfg->ops_per_min > 0)
+        rd->redis = chat_redis_new(cfg->redis_host, (int)cfg->redis_port, 1000);
+    return rd;
 }
 
-void msg_store_thread_fini(void *pg)
+void msg_store_thread_fini(void *state)
 {
-    msg_pg_close(pg);
-    free(pg);
+    store_reader *rd = state;
+    msg_pg_close(&rd->pg);
+    chat_redis_free(rd->redis);
+    free(rd);
+}
+
+/* The user a client-facing request is limited as, or NULL for the requests
+ * the gateway makes by itself (replay, fill, register, contacts, info) and
+ * the services' own (create, close): those are not the client's to spend. */
+static const char *store_limited_user(const Chat__MessageRequest *req)
+{
+    switch (req->body_case) {
+    case CHAT__MESSAGE_REQUEST__BODY_OPEN_DM: return req->open_dm->user_id;
+    case CHAT__MESSAGE_REQUEST__BODY_JOIN_ROOM: return req->join_room->user_id;
+    case CHAT__MESSAGE_REQUEST__BODY_LEAVE_ROOM: return req->leave_room->user_id;
+    case CHAT__MESSAGE_REQUEST__BODY_HISTORY: return req->history->user_id;
+    case CHAT__MESSAGE_REQUEST__BODY_TYPING: return req->typing->user_id;
+    case CHAT__MESSAGE_REQUEST__BODY_RECEIPT: return req->receipt->user_id;
+    default: return NULL;
+    }
+}
+
+/* True when the request may go on; otherwise it was answered RATE_LIMITED.
+ * Redis unreachable lets it through: reads must not fail for want of a
+ * counter (sends, which it protects more, are refused instead). */
+static bool store_within_limit(store_reader *rd, msg_job *job)
+{
+    const char *user = store_limited_user(job->req);
+    if (rd->redis == NULL || user == NULL || user[0] == '\0')
+        return true;
+    char key[96];
+    chat_rate_key(key, sizeof key, "rl:ops", user);
+    int64_t retry = 0;
+    chat_rate_result r = chat_rate_take(rd->redis, key, rd->cfg->ops_burst,
+                                        rd->cfg->ops_per_min, chat_now_ms(), &retry);
+    if (r != CHAT_RATE_LIMITED)
+        return true;
+    Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;
+    rep.code = CHAT__CODE__RATE_LIMITED;
+    rep.detail = "too many requests";
+    rep.retry_after_ms = retry;
+    msg_job_done(job, &rep);
+    return false;
 }
 
 static void do_info(msg_job *job, msg_pg *pg)
@@ -159,15 +211,20 @@ static void do_receipt(msg_job *job, msg_pg *pg)
 void msg_store_work(void *arg, void *state)
 {
     msg_job *job = arg;
-    msg_pg *pg = state;
+    store_reader *rd = state;
     atomic_fetch_sub(&job->svc->stats.reader_queued, 1);
     /* Every line this thread logs until the answer names the request. */
     chat_log_req(job->req->req_id);
-    if (pg == NULL) {
+    if (rd == NULL) {
         msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "storage unavailable");
         chat_log_req(NULL);
         return;
     }
+    if (!store_within_limit(rd, job)) {
+        chat_log_req(NULL);
+        return;
+    }
+    msg_pg *pg = &rd->pg;
     switch (job->req->body_case) {
     case CHAT__MESSAGE_REQUEST__BODY_CREATE_CONVERSATION: msg_create_one(job, pg); break;
     case CHAT__MESSAGE_REQUEST__BODY_CLOSE_CONVERSATION: msg_close_one(job, pg); break;

@@ -29,7 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RATE 5 /* per minute, for the rate-limited instance */
+#define RATE 5      /* per minute, for the rate-limited instance */
+#define OPS_BURST 4 /* its ops limit: 60 a minute, 4 at once */
 
 static const char *pg_dsn;
 static int redis_port;
@@ -141,6 +142,10 @@ static void cfg_defaults(inst *in, const char *tag, long long rate, const char *
         .log_level = "info",
         .redis_port = rport,
         .rate_per_min = rate,
+        /* The ops limit with the send limit: loose enough for the tests
+         * that use them, tight enough for test_ops_limit. */
+        .ops_per_min = rate > 0 ? 60 : 0,
+        .ops_burst = OPS_BURST,
         .max_text = 500,
         .writers = 2,
         .batch = 256,
@@ -1384,6 +1389,35 @@ static void test_rate_limit(void **state)
     assert_true(ttl > 0 && ttl <= 61000);
 }
 
+/* The per-user limit of other requests: one bucket per user for typing,
+ * history, receipts and rooms, shared by replicas (it is in Redis). */
+static void test_ops_limit(void **state)
+{
+    char a[37], b[37], conv[37];
+    uid(a), uid(b);
+    new_chat(&rl_i, a, b, conv);
+    for (int i = 0; i < OPS_BURST - 1; i++)
+        assert_int_equal(typing_code(&rl_i, a, conv, true), CHAT__CODE__OK);
+    Chat__MessageReply *r = do_history(&rl_i, a, conv, 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__OK); /* the last of the burst */
+    done(r);
+    r = do_history(&rl_i, a, conv, 0, 0);
+    assert_int_equal(r->code, CHAT__CODE__RATE_LIMITED);
+    assert_true(r->retry_after_ms > 0 && r->retry_after_ms <= 1000); /* 60 a minute */
+    done(r);
+    assert_int_equal(typing_code(&rl_i, a, conv, false), CHAT__CODE__RATE_LIMITED);
+    /* Another user, and the same user's sends, have their own buckets. */
+    assert_int_equal(typing_code(&rl_i, b, conv, true), CHAT__CODE__OK);
+    assert_int_equal(send_code(&rl_i, conv, a, "ops-1", "still sends"), CHAT__CODE__OK);
+    /* A second replica on the same Redis sees the same bucket. */
+    inst other;
+    memset(&other, 0, sizeof other);
+    cfg_defaults(&other, "ops2", RATE, pg_dsn, redis_port);
+    assert_int_equal(inst_start(&other), 0);
+    assert_int_equal(typing_code(&other, a, conv, true), CHAT__CODE__RATE_LIMITED);
+    inst_stop(&other);
+}
+
 static void test_redis_down(void **state)
 {
     /* Nothing listens on port 1: Redis is unreachable. */
@@ -1397,6 +1431,9 @@ static void test_redis_down(void **state)
     int64_t t0 = chat_mono_ms();
     assert_int_equal(send_code(&down, conv, a, "k1", "x"), CHAT__CODE__UNAVAILABLE);
     assert_true(chat_mono_ms() - t0 < 2000);
+    /* Other requests are not refused for want of their counter. */
+    for (int i = 0; i < OPS_BURST + 2; i++)
+        assert_int_equal(typing_code(&down, a, conv, true), CHAT__CODE__OK);
     inst_stop(&down);
     /* Nothing was stored: the same id is new to a working instance. */
     Chat__MessageReply *r = do_send(&free_i, conv, a, "k1", "x");
@@ -1526,6 +1563,7 @@ int main(void)
         cmocka_unit_test(test_typing),
         cmocka_unit_test(test_contacts),
         cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_ops_limit),
         cmocka_unit_test(test_redis_down),
         cmocka_unit_test(test_pg_down),
         cmocka_unit_test(test_garbage),

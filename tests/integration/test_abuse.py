@@ -22,13 +22,16 @@ RATE_PER_S = 20
 PER_IP = 4
 FRAME_RATE = 10  # a burst of 2 s worth: 20 frames
 HANDSHAKE_MS = 600
+OPS_PER_MIN, OPS_BURST = 60, 5  # svc-message: typing, history, receipts, rooms, open_dm
 
 RATE = cluster.Cluster(gateways=1, name="abuse-rate",
                        env={"CHAT_CONN_RATE_PER_S": str(RATE_PER_S)})
 CAP = cluster.Cluster(gateways=1, name="abuse-cap",
                       env={"CHAT_CONN_PER_IP": str(PER_IP),
                            "CHAT_HANDSHAKE_TIMEOUT_MS": str(HANDSHAKE_MS),
-                           "CHAT_FRAME_RATE_PER_S": str(FRAME_RATE)})
+                           "CHAT_FRAME_RATE_PER_S": str(FRAME_RATE),
+                           "CHAT_OPS_RATE_PER_MIN": str(OPS_PER_MIN),
+                           "CHAT_OPS_BURST": str(OPS_BURST)})
 
 
 def setUpModule():
@@ -220,6 +223,31 @@ class CapTest(cluster.ClusterTestCase):
         await asyncio.sleep(f["retry_after_ms"] / 1000 + 0.05)  # the time it named
         await flooder.request({"type": "presence", "user_ids": []}, "presence", exact=True,
                               statuses=[])
+
+    async def test_requests_other_than_sends_are_limited_per_user(self):
+        a, b = await self.connect(), await self.connect()
+        conv = await pair(a, b)
+        for _ in range(OPS_BURST):
+            await a.send({"type": "typing", "conversation_id": conv, "state": "start"})
+            await b.expect("typing", conversation_id=conv, user_id=a.user_id, state="start")
+        await a.send({"type": "typing", "conversation_id": conv, "state": "stop"})
+        f = await a.expect_error("rate_limited", message="too many requests", retry_after_ms=ANY)
+        self.assertTrue(0 < f["retry_after_ms"] <= 60000 // OPS_PER_MIN, f)
+        await b.no_frame()
+        # The same bucket for REST history: 429 with the wait.
+        status, body, _ = http_get(self.cluster.http_url(0),
+                                   f"/api/conversations/{conv}/messages",
+                                   headers={"Authorization": "Bearer " + a.session})
+        self.assertEqual(status, 429, body)
+        got = json.loads(body)
+        self.assertEqual(set(got), {"error", "retry_after_ms"})
+        self.assertEqual(got["error"], "rate_limited")
+        # Sends have their own limit, and the partner their own bucket.
+        await a.send_text(conv, "still talking", client_msg_id="ops1")
+        await a.expect_ack(conv, "ops1")
+        await b.expect_message(conv, a.user_id, "still talking")
+        await b.send({"type": "typing", "conversation_id": conv, "state": "start"})
+        await a.expect("typing", conversation_id=conv, user_id=b.user_id, state="start")
 
     async def test_expensive_shapes_are_refused_unparsed(self):
         c = await self.connect()
