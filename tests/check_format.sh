@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CF=${1:-clang-format}
 cd "$ROOT" || exit 2
 # Our sources only: not the builds, not node_modules, not generated code.
-mapfile -t files < <(find lib proto svc-* bench tests -name node_modules -prune -o \
+mapfile -t files < <(find lib proto svc-* chatctl fuzz bench tests -name node_modules -prune -o \
                           \( -name '*.c' -o -name '*.h' \) -print | grep -v '\.pb-c\.' | sort)
 [[ ${#files[@]} -gt 0 ]] || { echo "check_format: no sources found under $ROOT" >&2; exit 2; }
 bad=()

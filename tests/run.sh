@@ -4,34 +4,39 @@
 # tests; the normal build's integration tests once more against 2 gateways x
 # 2 replicas of every service ("scaled") and once more over the mutually
 # authenticated internal plane ("tls", CHAT_TEST_TLS=1); and deploy/'s checks
-# ("deploy": images, compose, Kubernetes). Exits non-zero if anything failed.
+# ("deploy": images, compose, Kubernetes); the libFuzzer targets for a bounded
+# time each ("fuzz", fuzz/run.sh). Exits non-zero if anything failed.
+# Not by default: the unit tests under valgrind ("valgrind").
 #
 #   tests/run.sh                      every build, every test once
 #   tests/run.sh --repeat 10 --stress the integration suite 10 times per build
 #                                     while a busy loop keeps one core busy
 #   tests/run.sh --builds normal,tsan only those builds
 #
-# Env: CHAT_TEST_JOBS (ctest -j, default 2).
+# Env: CHAT_TEST_JOBS (ctest -j, default 2), CHAT_FUZZ_SECONDS (per fuzz
+# target, default 60).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${CHAT_TEST_JOBS:-2}
-REPEAT=1 STRESS=0 BUILDS=normal,scaled,tls,deploy,asan,tsan
-STEPS='normal|scaled|tls|deploy|asan|tsan'
+REPEAT=1 STRESS=0 BUILDS=normal,scaled,tls,deploy,fuzz,asan,tsan
+STEPS='normal|scaled|tls|deploy|fuzz|asan|tsan|valgrind'
 say() { printf '\n[tests/run.sh] %s\n' "$*" >&2; }
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<'TXT'
 Options:
   --repeat N      run the integration suite N times in each build (default 1);
                   a tally of the runs is printed at the end
   --stress        keep one core busy (a busy-loop process, stopped by pid at
                   the end) while the integration suites run
-  --builds LIST   comma-separated subset of normal,scaled,tls,deploy,asan,tsan
-                  (default: all; scaled: the normal build's integration suite
-                  again against 2 gateways x 2 replicas of every service; tls:
-                  again with every internal socket over mutual TLS; deploy:
-                  the checks of deploy/, ctest -L deploy, once)
+  --builds LIST   comma-separated subset of normal,scaled,tls,deploy,fuzz,
+                  asan,tsan,valgrind (default: all but valgrind; scaled: the
+                  normal build's integration suite again against 2 gateways x
+                  2 replicas of every service; tls: again with every internal
+                  socket over mutual TLS; deploy: the checks of deploy/,
+                  ctest -L deploy, once; fuzz: fuzz/run.sh, once; valgrind:
+                  the unit tests of a normal build run by valgrind memcheck)
   -h, --help      this text
 TXT
 }
@@ -261,6 +266,42 @@ run_deploy() {  # build-dir
     [[ $rc -eq 0 ]]
 }
 
+# The libFuzzer targets (fuzz/run.sh: clang, its own build dir), once.
+run_fuzz() {
+    local log=$ROOT/build-fuzz/fuzz/ctest.log
+    say "fuzz: every libFuzzer target for ${CHAT_FUZZ_SECONDS:-60} s (fuzz/run.sh)"
+    "$ROOT/fuzz/run.sh" "${CHAT_FUZZ_SECONDS:-60}"
+    local rc=$?
+    count_results "$log" || rc=1
+    RESULT[fuzz]=$([[ $rc -eq 0 ]] && echo passed || echo "tests FAILED")
+    TALLY[fuzz]="run once (not repeated): ${RESULT[fuzz]}"
+    [[ $rc -eq 0 ]]
+}
+
+# The unit tests of a normal build under valgrind memcheck: ctest runs every
+# test executable through CMAKE_CROSSCOMPILING_EMULATOR (the Python
+# integration tests are not executables of the build, so they are not).
+run_valgrind() {  # build-dir
+    local dir=$1 ok=1 log=$1/ctest-unit.log
+    say "valgrind build in $dir"
+    command -v valgrind >/dev/null || "$ROOT/deploy/deps.sh" valgrind || return 1
+    if ! cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF \
+        -DCHAT_TSAN=OFF "-DCMAKE_CROSSCOMPILING_EMULATOR=valgrind;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite;--suppressions=$ROOT/tests/valgrind.supp;--quiet" >/dev/null ||
+        ! cmake --build "$dir" -j"$JOBS" >/dev/null; then
+        RESULT[valgrind]="build FAILED"
+        return 1
+    fi
+    start_backends || { say "could not start PostgreSQL/Redis for the unit tests"; stop_backends; }
+    say "valgrind unit tests"
+    (cd "$dir" && ctest --output-on-failure -R '^unit\.' -j1 --timeout 1800) 2>&1 | tee "$log"
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || ok=0
+    count_results "$log" || ok=0
+    stop_backends
+    RESULT[valgrind]=$([[ $ok -eq 1 ]] && echo passed || echo "tests FAILED")
+    TALLY[valgrind]="run once (not repeated): ${RESULT[valgrind]}"
+    [[ $ok -eq 1 ]]
+}
+
 status=0
 summary=""
 for b in ${BUILDS//,/ }; do
@@ -271,6 +312,8 @@ for b in ${BUILDS//,/ }; do
     tls) run_again tls "$ROOT/build" "with every internal socket over mutual TLS" \
         CHAT_TEST_TLS=1 || status=1 ;;
     deploy) run_deploy "$ROOT/build" || status=1 ;;
+    fuzz) run_fuzz || status=1 ;;
+    valgrind) run_valgrind "$ROOT/build-valgrind" || status=1 ;;
     asan) run_one asan "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON -DCHAT_TSAN=OFF || status=1 ;;
     tsan) run_one tsan "$ROOT/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_SANITIZE=OFF -DCHAT_TSAN=ON || status=1 ;;
     esac
