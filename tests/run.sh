@@ -5,8 +5,8 @@
 # 2 replicas of every service ("scaled") and once more over the mutually
 # authenticated internal plane ("tls", CHAT_TEST_TLS=1); and deploy/'s checks
 # ("deploy": images, compose, Kubernetes); the libFuzzer targets for a bounded
-# time each ("fuzz", fuzz/run.sh). Exits non-zero if anything failed.
-# Not by default: the unit tests under valgrind ("valgrind").
+# time each ("fuzz", fuzz/run.sh); the unit tests under valgrind memcheck
+# ("valgrind"). Exits non-zero if anything failed.
 #
 #   tests/run.sh                      every build, every test once
 #   tests/run.sh --repeat 10 --stress the integration suite 10 times per build
@@ -19,7 +19,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${CHAT_TEST_JOBS:-2}
-REPEAT=1 STRESS=0 BUILDS=normal,scaled,tls,deploy,fuzz,asan,tsan
+REPEAT=1 STRESS=0 BUILDS=normal,scaled,tls,deploy,fuzz,asan,tsan,valgrind
 STEPS='normal|scaled|tls|deploy|fuzz|asan|tsan|valgrind'
 say() { printf '\n[tests/run.sh] %s\n' "$*" >&2; }
 usage() {
@@ -31,7 +31,7 @@ Options:
   --stress        keep one core busy (a busy-loop process, stopped by pid at
                   the end) while the integration suites run
   --builds LIST   comma-separated subset of normal,scaled,tls,deploy,fuzz,
-                  asan,tsan,valgrind (default: all but valgrind; scaled: the
+                  asan,tsan,valgrind (default: all; scaled: the
                   normal build's integration suite again against 2 gateways x
                   2 replicas of every service; tls: again with every internal
                   socket over mutual TLS; deploy: the checks of deploy/,

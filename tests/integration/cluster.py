@@ -219,7 +219,7 @@ class Cluster:
     """
 
     def __init__(self, gateways=1, env=None, name=None, replicas=None, named=False, tls=None,
-                 redis_password=None):
+                 redis_password=None, redis_aof=False):
         # CHAT_TEST_GATEWAYS / CHAT_TEST_REPLICAS raise every module's counts to at least
         # that many (the whole suite against N gateways x M replicas of every service).
         self.n_gateways = max(gateways, int(os.environ.get("CHAT_TEST_GATEWAYS", "1")))
@@ -257,6 +257,9 @@ class Cluster:
         self.scheme = "tls+tcp://" if self.tls else "tcp://"
         # A Redis that requires a password: the services get it from a file.
         self.redis_password = redis_password
+        # redis_aof: Redis keeps an append-only file in its dir, as deploy/ runs it, so
+        # a restart after kill_redis() finds its data (restart_redis(wipe=True) does not).
+        self.redis_aof = redis_aof
 
     # ---- addresses -------------------------------------------------------
     def ws_url(self, i=0, path="/ws"):
@@ -491,14 +494,17 @@ class Cluster:
                                               "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
                            stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120)
         # The server writes its own log (the pg dir is not ours to write as root).
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {pg_dir} -c fsync=off "
-                f"-c full_page_writes=off -c max_connections=200")
+        self._pg_opts = (f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {pg_dir} -c fsync=off "
+                         f"-c full_page_writes=off -c max_connections=200")
         self._pg_started = True
-        subprocess.run(self._as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.pg_data, "-l",
-                                          os.path.join(pg_dir, "server.log"), "-w", "-t", "60",
-                                          "-o", opts, "start"]),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True, timeout=90)
+        self._pg_ctl_start()
         self.psql("CREATE DATABASE chat", db="postgres")
+
+    def _pg_ctl_start(self):
+        subprocess.run(self._as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.pg_data, "-l",
+                                          os.path.join(self.tmp, "pg", "server.log"), "-w", "-t", "60",
+                                          "-o", self._pg_opts, "start"]),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True, timeout=90)
 
     def psql(self, sql, db="chat"):
         """Runs sql with psql (unaligned, tuples only); returns the output lines."""
@@ -514,12 +520,15 @@ class Cluster:
         rdir = os.path.join(self.tmp, "redis")
         os.mkdir(rdir)
         argv = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", rdir]
+                "--save", "", "--appendonly", "yes" if self.redis_aof else "no", "--dir", rdir]
         if self.redis_password:
             argv += ["--requirepass", self.redis_password]
             with open(self.redis_password_file, "w") as f:
                 f.write(self.redis_password + "\n")
         self._add("redis", argv, dict(os.environ)).start()
+        self._wait_redis()
+
+    def _wait_redis(self):
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             try:
@@ -645,6 +654,88 @@ class Cluster:
         finally:
             for p in procs:
                 p.resume()
+
+    # ---- the data stores' faults --------------------------------------------
+    # PostgreSQL runs daemonized under pg_ctl (not our child), so it is found by
+    # the pid in postmaster.pid and its children by their parent pid; Redis is the
+    # Proc "redis". Both come back on the same port with the same data dir.
+    def postgres_pids(self):
+        """The postmaster's pid followed by its children's (from /proc)."""
+        with open(os.path.join(self.pg_data, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        kids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == pm:
+                    kids.append(int(d))
+        return [pm] + kids
+
+    @staticmethod
+    def _wait_pids(pids, done, what, timeout=STOP_TIMEOUT_S):
+        deadline = time.monotonic() + timeout
+        while not all(done(p) for p in pids):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"postgres processes {pids} not {what} after {timeout}s")
+            time.sleep(0.01)
+
+    @staticmethod
+    def _pid_state(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return None  # gone
+
+    def kill_postgres(self):
+        """SIGKILL to the postmaster and every backend at once (a crash: the restart
+        runs PostgreSQL's crash recovery); returns once all of them are gone."""
+        self.skip_unless_local("kills postgres")
+        pids = self.postgres_pids()
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        self._wait_pids(pids, lambda p: self._pid_state(p) in (None, "Z"), "gone")
+
+    def restart_postgres(self):
+        """pg_ctl start with the same port, options and data dir (waits until it accepts)."""
+        self.skip_unless_local("restarts postgres")
+        self._pg_ctl_start()
+
+    @contextlib.contextmanager
+    def paused_postgres(self):
+        """The postmaster and all its backends stopped (state T in /proc, the same
+        promise as Proc.pause) for the with-block, then continued."""
+        self.skip_unless_local("stops postgres")
+        pids = self.postgres_pids()
+        try:
+            for p in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGSTOP)
+            self._wait_pids(pids, lambda p: self._pid_state(p) in (None, "T", "t"), "stopped")
+            yield
+        finally:
+            for p in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGCONT)
+
+    def kill_redis(self, sig=signal.SIGKILL):
+        return self.kill("redis", sig)
+
+    def restart_redis(self, wipe=False):
+        """Starts Redis again on its port and dir; wipe=True empties the dir first (a
+        Redis that lost its data). Returns once it answers PING."""
+        self.skip_unless_local("restarts redis")
+        if wipe:
+            rdir = os.path.join(self.tmp, "redis")
+            shutil.rmtree(rdir)
+            os.mkdir(rdir)
+        self.restart("redis")
+        self._wait_redis()
 
     # ---- stop ------------------------------------------------------------
     def stop(self):
