@@ -185,6 +185,7 @@ static void request_query(gw_server *s, gw_conn *c, gw_request *rq)
     Chat__QueryReq q = CHAT__QUERY_REQ__INIT;
     q.n_user_ids = rq->n_user_ids;
     q.user_ids = (char **)rq->user_ids;
+    q.user_id = c->user != NULL ? c->user->id : ""; /* the asker's request limit */
     Chat__PresenceRequest pr = CHAT__PRESENCE_REQUEST__INIT;
     pr.body_case = CHAT__PRESENCE_REQUEST__BODY_QUERY;
     pr.query = &q;
@@ -228,10 +229,19 @@ void gw_request_dispatch(gw_server *s, gw_conn *c, gw_request *rq)
         rq = gw_conn_request_done(s, c);
 }
 
-/* The reply's error (code != OK) as an error frame. */
-static void reply_error(gw_server *s, gw_conn *c, int code, const char *detail, const char *req)
+/* The reply's error (code != OK) as an error frame; RATE_LIMITED with the
+ * wait the service named. */
+static void reply_error(gw_server *s, gw_conn *c, int code, const char *detail, const char *req,
+                        int64_t retry_after_ms)
 {
-    gw_conn_send_error(s, c, gw_err_from_code(code), detail, req);
+    if (code != CHAT__CODE__RATE_LIMITED) {
+        gw_conn_send_error(s, c, gw_err_from_code(code), detail, req);
+        return;
+    }
+    s->m.errors[GW_E_RATE_LIMITED]++;
+    gw_conn_send(s, c,
+                 gw_render_error(GW_E_RATE_LIMITED, detail, req,
+                                 retry_after_ms > 0 ? retry_after_ms : 0));
 }
 
 /* The chat a match reply names, or NULL. */
@@ -245,7 +255,7 @@ static void reply_match(gw_server *s, gw_conn *c, const gw_request *rq,
                         const Chat__MatchReply *r)
 {
     if (r->code != CHAT__CODE__OK) {
-        reply_error(s, c, r->code, r->detail, rq->req);
+        reply_error(s, c, r->code, r->detail, rq->req, r->retry_after_ms);
         return;
     }
     switch (rq->type) {
@@ -272,14 +282,8 @@ static bool reply_conv_ok(const Chat__MessageReply *r)
 static void reply_message(gw_server *s, gw_conn *c, const gw_request *rq,
                           const Chat__MessageReply *r)
 {
-    if (r->code == CHAT__CODE__RATE_LIMITED) {
-        s->m.errors[GW_E_RATE_LIMITED]++;
-        int64_t retry = r->retry_after_ms > 0 ? r->retry_after_ms : 0;
-        gw_conn_send(s, c, gw_render_error(GW_E_RATE_LIMITED, r->detail, rq->req, retry));
-        return;
-    }
     if (r->code != CHAT__CODE__OK) {
-        reply_error(s, c, r->code, r->detail, rq->req);
+        reply_error(s, c, r->code, r->detail, rq->req, r->retry_after_ms);
         return;
     }
     switch (rq->type) {
@@ -326,7 +330,7 @@ static void reply_query(gw_server *s, gw_conn *c, const gw_request *rq,
                         const Chat__PresenceReply *r)
 {
     if (r->code != CHAT__CODE__OK) {
-        reply_error(s, c, r->code, r->detail, rq->req);
+        reply_error(s, c, r->code, r->detail, rq->req, r->retry_after_ms);
         return;
     }
     gw_conn_send(

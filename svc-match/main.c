@@ -7,6 +7,7 @@
 #include <nng/nng.h>
 
 #include "chat/log.h"
+#include "chat/ratelimit.h"
 #include "chat/service.h"
 #include "match.h"
 
@@ -15,6 +16,7 @@
 
 static const char *cfg_listen, *cfg_pub_listen, *cfg_message_addrs, *cfg_redis_host;
 static long long cfg_redis_port, cfg_rpc_timeout_ms, cfg_threads, cfg_contexts;
+static long long cfg_ops_per_min, cfg_ops_burst;
 
 static const chat_cfg_item cfg_items[] = {
     {"CHAT_MATCH_LISTEN", CHAT_CFG_STR, "tcp://127.0.0.1:7301", 0, 0,
@@ -26,6 +28,7 @@ static const chat_cfg_item cfg_items[] = {
     {"CHAT_REDIS_HOST", CHAT_CFG_STR, "127.0.0.1", 0, 0, "Redis host", &cfg_redis_host},
     {"CHAT_REDIS_PORT", CHAT_CFG_INT, "6379", 1, 65535, "Redis port", &cfg_redis_port},
     CHAT_REDIS_CFG_AUTH,
+    CHAT_RATE_CFG_OPS(&cfg_ops_per_min, &cfg_ops_burst),
     {"CHAT_RPC_TIMEOUT_MS", CHAT_CFG_INT, "3000", 10, 60000,
      "timeout of a call to another service (ms)", &cfg_rpc_timeout_ms},
     /* Many: a worker waits for svc-message while a pairing's conversation
@@ -68,8 +71,12 @@ static int app_start(void *arg)
     a->peers = (match_peers){a->message, a->pub};
     /* A reservation must outlive the slowest create (bounded by the RPC
      * timeout) by a wide margin; it only matters if this process dies. */
-    a->env = (match_env){match_peers_message_call, match_peers_publish, &a->peers,
-                         (int)(2 * cfg_rpc_timeout_ms / 1000) + 30};
+    a->env = (match_env){match_peers_message_call,
+                         match_peers_publish,
+                         &a->peers,
+                         (int)(2 * cfg_rpc_timeout_ms / 1000) + 30,
+                         cfg_ops_per_min,
+                         cfg_ops_burst};
     a->admin =
         chat_redis_shared_new(cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS);
     if (a->admin == NULL)

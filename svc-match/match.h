@@ -59,6 +59,8 @@ typedef struct match_env {
     /* How long a "pending" reservation may live if this process dies while
      * creating the conversation (must exceed the svc-message timeout). */
     int pending_ttl_s;
+    /* start_search and stop_search per user (chat/ratelimit.h; 0: none). */
+    long long ops_per_min, ops_burst;
 } match_env;
 
 /* ---- out.c: the reply ---- */

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "chat/log.h"
+#include "chat/ratelimit.h"
+#include "chat/util.h"
 
 void match_scripts_init(void)
 {
@@ -29,6 +31,28 @@ static const char *request_user(const Chat__MatchRequest *req)
     }
 }
 
+/* A client's start_search and stop_search take from the user's bucket
+ * (shared by every replica through Redis); false: answered RATE_LIMITED.
+ * The gateway's own requests (end of a chat, offline, session) are not
+ * limited, and Redis unreachable lets the request through (the queue
+ * itself then fails with UNAVAILABLE anyway). */
+static bool match_within_limit(const match_env *env, chat_redis *r,
+                               const Chat__MatchRequest *req, const char *user, match_out *out)
+{
+    if (env->ops_per_min <= 0 || (req->body_case != CHAT__MATCH_REQUEST__BODY_START_SEARCH &&
+                                  req->body_case != CHAT__MATCH_REQUEST__BODY_STOP_SEARCH))
+        return true;
+    char key[96];
+    chat_rate_key(key, sizeof key, "rl:match", user);
+    int64_t retry = 0;
+    if (chat_rate_take(r, key, env->ops_burst, env->ops_per_min, chat_now_ms(), &retry) !=
+        CHAT_RATE_LIMITED)
+        return true;
+    match_out_err(out, CHAT__CODE__RATE_LIMITED, "too many requests");
+    out->reply.retry_after_ms = retry;
+    return false;
+}
+
 void match_handle(const match_env *env, chat_redis *r, const Chat__MatchRequest *req,
                   match_out *out)
 {
@@ -42,6 +66,8 @@ void match_handle(const match_env *env, chat_redis *r, const Chat__MatchRequest 
         match_out_err(out, CHAT__CODE__BAD_REQUEST, "user_id is not a uuid");
         return;
     }
+    if (!match_within_limit(env, r, req, user, out))
+        return;
     switch (req->body_case) {
     case CHAT__MATCH_REQUEST__BODY_START_SEARCH:
         match_start_search(env, r, req->start_search, out);

@@ -821,7 +821,7 @@ int main(void)
     redis_port = redis_fixture_port("test_match_redis", TEST_DB);
     match_scripts_init();
     F = calloc(1, sizeof *F);
-    env = (match_env){fake_call, fake_publish, F, 60};
+    env = (match_env){fake_call, fake_publish, F, 60, 0, 0};
     R = connect_db(redis_port);
 
     const struct CMUnitTest tests[] = {

@@ -110,7 +110,7 @@ static void never_publish(void *ctx, const Chat__Event *ev)
     fail_msg("nothing must be published");
 }
 
-static const match_env no_env = {never_call, never_publish, NULL, 60};
+static const match_env no_env = {never_call, never_publish, NULL, 60, 0, 0};
 
 /* r is NULL: a request that reached Redis would crash the test. */
 static void handle_rejects_bad_input(void **state)

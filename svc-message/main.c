@@ -3,6 +3,7 @@
  * Everything else lives in service.c and the files it names. */
 #include "message.h"
 
+#include "chat/ratelimit.h"
 #include "chat/service.h"
 
 static const char about[] =
@@ -27,12 +28,7 @@ static const chat_cfg_item items[] = {
     CHAT_REDIS_CFG_AUTH,
     {"CHAT_RATE_PER_MIN", CHAT_CFG_INT, "10", 0, 1000000,
      "messages per user per minute, burst of the same size (0: no limit)", &cfg.rate_per_min},
-    {"CHAT_OPS_RATE_PER_MIN", CHAT_CFG_INT, "600", 0, 1000000,
-     "open_dm, join_room, leave_room, history (also REST), typing and receipt requests per "
-     "user per minute, all replicas together (0: no limit)",
-     &cfg.ops_per_min},
-    {"CHAT_OPS_BURST", CHAT_CFG_INT, "100", 1, 1000000,
-     "of those, how many a user may send at once", &cfg.ops_burst},
+    CHAT_RATE_CFG_OPS(&cfg.ops_per_min, &cfg.ops_burst),
     {"CHAT_MAX_TEXT", CHAT_CFG_INT, "500", 1, 1000000,
      "max text in code points (texts over 4x this in bytes are refused)", &cfg.max_text},
     {"CHAT_MSG_WRITERS", CHAT_CFG_INT, "2", 1, 64,

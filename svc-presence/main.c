@@ -8,6 +8,7 @@
 #include <nng/nng.h>
 
 #include "chat/log.h"
+#include "chat/ratelimit.h"
 #include "chat/service.h"
 #include "presence.h"
 
@@ -19,6 +20,7 @@ static const char *cfg_listen, *cfg_pub_listen, *cfg_match_addrs, *cfg_message_a
 static const char *cfg_redis_host;
 static long long cfg_redis_port, cfg_grace_ms, cfg_gw_ttl_ms, cfg_rpc_timeout_ms;
 static long long cfg_threads, cfg_contexts, cfg_notifiers, cfg_notify_queue;
+static long long cfg_ops_per_min, cfg_ops_burst;
 
 static const chat_cfg_item cfg_items[] = {
     {"CHAT_PRESENCE_LISTEN", CHAT_CFG_STR, "tcp://127.0.0.1:7401", 0, 0,
@@ -33,6 +35,7 @@ static const chat_cfg_item cfg_items[] = {
     {"CHAT_REDIS_HOST", CHAT_CFG_STR, "127.0.0.1", 0, 0, "Redis host", &cfg_redis_host},
     {"CHAT_REDIS_PORT", CHAT_CFG_INT, "6379", 1, 65535, "Redis port", &cfg_redis_port},
     CHAT_REDIS_CFG_AUTH,
+    CHAT_RATE_CFG_OPS(&cfg_ops_per_min, &cfg_ops_burst),
     {"CHAT_RECONNECT_GRACE_MS", CHAT_CFG_INT, "15000", 0, 86400000,
      "a user without connections keeps its random chat this long (ms)", &cfg_grace_ms},
     {"CHAT_GATEWAY_TTL_MS", CHAT_CFG_INT, "10000", 500, 3600000,
@@ -100,8 +103,8 @@ static int app_start(void *arg)
                             PRES_REDIS_TIMEOUT_MS, (int)cfg_notifiers,
                             (int)cfg_notify_queue) != 0)
         return -1;
-    a->env = (pres_env){pres_peers_match_call, a->match,           cfg_grace_ms,
-                        cfg_gw_ttl_ms,         pres_notifier_push, a->notifier};
+    a->env = (pres_env){pres_peers_match_call, a->match,    cfg_grace_ms,    cfg_gw_ttl_ms,
+                        pres_notifier_push,    a->notifier, cfg_ops_per_min, cfg_ops_burst};
     a->admin =
         chat_redis_shared_new(cfg_redis_host, (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS);
     if (a->admin == NULL)

@@ -65,6 +65,8 @@ typedef struct pres_env {
      * block (it queues). NULL: nobody is told. */
     void (*notify)(void *nctx, const char *user, bool online, int64_t at);
     void *nctx;
+    /* Presence queries per asking user (chat/ratelimit.h; 0: none). */
+    long long ops_per_min, ops_burst;
 } pres_env;
 
 /* ---- out.c: the reply ---- */

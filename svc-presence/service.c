@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "chat/log.h"
+#include "chat/ratelimit.h"
 
 void pres_scripts_init(void)
 {
@@ -62,6 +63,25 @@ bool pres_server_urgent(const uint8_t *data, size_t len)
     return len > 0 && data[0] == ((CHAT__PRESENCE_REQUEST__BODY_HEARTBEAT << 3) | 2);
 }
 
+/* A presence query takes from the asker's bucket (shared by every replica
+ * through Redis); false: answered RATE_LIMITED. No asker named (older
+ * gateways) or Redis unreachable: not limited. */
+static bool query_within_limit(const pres_env *env, chat_redis *r, const Chat__QueryReq *q,
+                               int64_t now, pres_out *out)
+{
+    if (env->ops_per_min <= 0 || q->user_id == NULL || !chat_uuid_valid(q->user_id))
+        return true;
+    char key[96];
+    chat_rate_key(key, sizeof key, "rl:presence", q->user_id);
+    int64_t retry = 0;
+    if (chat_rate_take(r, key, env->ops_burst, env->ops_per_min, now, &retry) !=
+        CHAT_RATE_LIMITED)
+        return true;
+    pres_out_err(out, CHAT__CODE__RATE_LIMITED, "too many requests");
+    out->reply.retry_after_ms = retry;
+    return false;
+}
+
 void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest *req,
                  int64_t now, pres_out *out)
 {
@@ -86,7 +106,7 @@ void pres_handle(const pres_env *env, chat_redis *r, const Chat__PresenceRequest
             pres_heartbeat(r, req->heartbeat, now, out);
         break;
     case CHAT__PRESENCE_REQUEST__BODY_QUERY:
-        if (query_valid(req->query, out))
+        if (query_valid(req->query, out) && query_within_limit(env, r, req->query, now, out))
             pres_query(r, req->query, now, out);
         break;
     case CHAT__PRESENCE_REQUEST__BODY_BANS: pres_bans_list(r, now, out); break;

@@ -743,7 +743,7 @@ int main(void)
     redis_port = redis_fixture_port("test_pres_redis", TEST_DB);
     pres_scripts_init();
     F = calloc(1, sizeof *F);
-    env = (pres_env){fake_match_call, F, GRACE, TTL, NULL, NULL};
+    env = (pres_env){fake_match_call, F, GRACE, TTL, NULL, NULL, 0, 0};
     R = connect_db();
 
     const struct CMUnitTest tests[] = {

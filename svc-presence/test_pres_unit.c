@@ -62,7 +62,7 @@ static int never_call(void *ctx, const Chat__MatchRequest *req, Chat__MatchReply
     return -1;
 }
 
-static const pres_env no_env = {never_call, NULL, 15000, 10000, NULL, NULL};
+static const pres_env no_env = {never_call, NULL, 15000, 10000, NULL, NULL, 0, 0};
 
 /* r is NULL: a request that reached Redis would crash the test. */
 static Chat__Code handle_nullredis(const Chat__PresenceRequest *req)

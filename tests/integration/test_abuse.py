@@ -22,7 +22,9 @@ RATE_PER_S = 20
 PER_IP = 4
 FRAME_RATE = 10  # a burst of 2 s worth: 20 frames
 HANDSHAKE_MS = 600
-OPS_PER_MIN, OPS_BURST = 60, 5  # svc-message: typing, history, receipts, rooms, open_dm
+# Each service's per-user limit of requests other than sends (svc-message: typing,
+# history, receipts, rooms, open_dm; svc-match: start/stop_search; svc-presence: presence).
+OPS_PER_MIN, OPS_BURST = 60, 5
 
 RATE = cluster.Cluster(gateways=1, name="abuse-rate",
                        env={"CHAT_CONN_RATE_PER_S": str(RATE_PER_S)})
@@ -64,9 +66,9 @@ async def upgrade_status(port, source="127.0.0.1", timeout=10):
     return lines[0], headers, body, writer
 
 
-def refill(rate):
+async def refill(rate):
     """A token bucket refills with time, not on an event: wait for one full second's worth."""
-    time.sleep(1.0 + 2.0 / rate)
+    await asyncio.sleep(1.0 + 2.0 / rate)
 
 
 def gateway_port(c):
@@ -80,7 +82,7 @@ class RateTest(cluster.ClusterTestCase):
         self.cluster.skip_unless_local("counts the gateway's refusals")
         port = gateway_port(self.cluster)
         refused0 = self.cluster.metric(0, 'chat_gateway_connections_refused_total{limit="rate"}')
-        refill(RATE_PER_S)
+        await refill(RATE_PER_S)
         n = 3 * RATE_PER_S
         t0 = time.monotonic()
         results = await asyncio.gather(*(upgrade_status(port) for _ in range(n)))
@@ -104,7 +106,7 @@ class RateTest(cluster.ClusterTestCase):
             self.cluster.metric(0, 'chat_gateway_connections_refused_total{limit="rate"}')
             - refused0, len(refused))
         # The limit passes: a client that retries gets in and chats.
-        refill(RATE_PER_S)
+        await refill(RATE_PER_S)
         a, b = await self.connect(), await self.connect()
         conv = await pair(a, b)
         await a.send_text(conv, "after the storm", client_msg_id="m1")
@@ -127,7 +129,7 @@ class RateTest(cluster.ClusterTestCase):
                 s = socket.create_connection(("127.0.0.1", gateway_port(self.cluster)), timeout=5)
                 held.append(s)
             cpu0, t0 = self._cpu(pid), time.monotonic()
-            time.sleep(1.5)  # measuring CPU over a span of time: nothing to await
+            await asyncio.sleep(1.5)  # CPU over a span of time: nothing to await
             cpu = self._cpu(pid) - cpu0
             wall = time.monotonic() - t0
             self.assertLess(cpu, 0.25 * wall, f"gateway used {cpu:.2f}s CPU in {wall:.2f}s")
@@ -137,7 +139,7 @@ class RateTest(cluster.ClusterTestCase):
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
         self.assertGreater(self.cluster.metric(0, "chat_gateway_accept_errors_total"), errors0)
         self.assertIn("event=accept_failed", proc.log_text())
-        refill(RATE_PER_S)
+        await refill(RATE_PER_S)
         c = await self.connect()
         await c.request({"type": "presence", "user_ids": []}, "presence", exact=True, statuses=[])
 
@@ -248,6 +250,28 @@ class CapTest(cluster.ClusterTestCase):
         await b.expect_message(conv, a.user_id, "still talking")
         await b.send({"type": "typing", "conversation_id": conv, "state": "start"})
         await a.expect("typing", conversation_id=conv, user_id=b.user_id, state="start")
+
+    async def test_presence_and_search_are_limited_per_user(self):
+        """svc-presence and svc-match keep buckets of their own (the same settings)."""
+        c = await self.connect()
+        for _ in range(OPS_BURST):
+            await c.request({"type": "presence", "user_ids": []}, "presence", statuses=[])
+        await c.send({"type": "presence", "user_ids": [], "req": "p-over"})
+        f = await c.expect_error("rate_limited", req="p-over", message="too many requests",
+                                 retry_after_ms=ANY)
+        self.assertTrue(0 < f["retry_after_ms"] <= 60000 // OPS_PER_MIN, f)
+        for i in range(OPS_BURST):
+            if i % 2 == 0:
+                await c.request({"type": "start_search"}, "searching")
+            else:
+                await c.request({"type": "stop_search"}, "search_stopped")
+        await c.send({"type": "start_search", "req": "s-over"})
+        f = await c.expect_error("rate_limited", req="s-over", message="too many requests",
+                                 retry_after_ms=ANY)
+        self.assertTrue(0 < f["retry_after_ms"] <= 60000 // OPS_PER_MIN, f)
+        # Another user is not touched by it.
+        d = await self.connect()
+        await d.request({"type": "presence", "user_ids": []}, "presence", statuses=[])
 
     async def test_expensive_shapes_are_refused_unparsed(self):
         c = await self.connect()

@@ -12,6 +12,24 @@
 
 #include "chat/redis.h"
 
+/* The per-user limit of a service's requests other than sends (svc-message:
+ * open_dm, rooms, history, typing, receipt; svc-match: start and stop
+ * search; svc-presence: presence queries), each service a bucket of its
+ * own per user, for its configuration table. */
+#define CHAT_RATE_CFG_OPS(per_min, burst)                                            \
+    {"CHAT_OPS_RATE_PER_MIN",                                                        \
+     CHAT_CFG_INT,                                                                   \
+     "600",                                                                          \
+     0,                                                                              \
+     1000000,                                                                        \
+     "a user's requests to this service other than sends, per minute, all replicas " \
+     "together (0: no limit)",                                                       \
+     per_min},                                                                       \
+    {                                                                                \
+        "CHAT_OPS_BURST", CHAT_CFG_INT, "100", 1, 1000000,                           \
+            "of those, how many a user may send at once", burst                      \
+    }
+
 typedef enum chat_rate_result {
     CHAT_RATE_OK,
     CHAT_RATE_LIMITED,
