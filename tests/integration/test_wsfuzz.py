@@ -9,7 +9,8 @@ cases (fragments, interleaved pings, a message split at every byte, byte-at-a-ti
 writes) are asserted, the rest only must end closed or still usable. At the end: the
 canary never missed, duplicated or reordered a message, no process died or logged a
 sanitizer report, the gateway's RSS after every fuzz connection closed is within a
-bound of its level before, and a new client still gets served.
+bound of its level before (not in ASan/TSan builds: see check_rss), and a new client
+still gets served.
 
 The cluster runs with CHAT_FRAME_RATE_PER_S=0 and CHAT_CONN_RATE_PER_S=0 (the gateway's
 admission limits off) and CHAT_RATE_PER_MIN=0: otherwise most fuzz frames would only
@@ -73,11 +74,24 @@ def rss(pid):
 
 
 def sanitized(pid):
-    """ASan keeps freed memory in quarantine (256 MiB by default), TSan shadows it: their RSS
-    says little about leaks (their own leak check does, at teardown)."""
     with open(f"/proc/{pid}/maps") as f:
         maps = f.read()
     return "libasan" in maps or "libtsan" in maps
+
+
+def check_rss(test, name, pid, before):
+    """RSS after the fuzz within RSS_SLACK of before. Not under ASan or TSan: ASan keeps
+    freed memory in its quarantine (256 MiB) and its allocator's free lists, TSan shadows
+    it (a 20 s run measured +384 MiB in svc-message with no leak); there LeakSanitizer's
+    report at teardown (cluster.stop) is the leak check."""
+    after = rss(pid)
+    if sanitized(pid):
+        log(f"{name} RSS before {before >> 20} MiB, after {after >> 20} MiB (sanitizer build: "
+            "not bounded, LeakSanitizer checks at teardown)")
+        return
+    log(f"{name} RSS before {before >> 20} MiB, after {after >> 20} MiB (bound +{RSS_SLACK >> 20} MiB)")
+    test.assertLessEqual(after - before, RSS_SLACK,
+                         f"{name} RSS grew {(after - before) >> 20} MiB (seed {SEED})")
 
 
 def padded(size, type_="nope"):
@@ -700,12 +714,7 @@ class WsFuzzTest(cluster.ClusterTestCase):
         await b.no_frame(0.1)
         self.check_processes()
         await self.wait_open(2)
-        rss_after = rss(gw.pid)
-        slack = RSS_SLACK + (256 << 20 if sanitized(gw.pid) else 0)
-        log(f"gateway RSS before {rss_before >> 20} MiB, after {rss_after >> 20} MiB "
-            f"(bound +{slack >> 20} MiB)")
-        self.assertLessEqual(rss_after - rss_before, slack,
-                             f"gateway RSS grew {(rss_after - rss_before) >> 20} MiB (seed {SEED})")
+        check_rss(self, "gateway1", gw.pid, rss_before)
         # Still serving: a newcomer, and the canary.
         c = await self.connect()
         await c.request({"type": "presence", "user_ids": []}, "presence", exact=True, statuses=[])
