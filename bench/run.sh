@@ -206,8 +206,9 @@ common_env() {
     export CHAT_SESSION_SECRET=bench-secret-$$
     export CHAT_RATE_PER_MIN=0 CHAT_LOG_LEVEL=warn
     # Capacity, not admission: the clients ramp faster than the default
-    # CHAT_CONN_RATE_PER_S and senders may exceed CHAT_FRAME_RATE_PER_S.
-    export CHAT_CONN_RATE_PER_S=0 CHAT_FRAME_RATE_PER_S=0
+    # CHAT_CONN_RATE_PER_S, senders may exceed CHAT_FRAME_RATE_PER_S and the
+    # match mode searches faster than CHAT_OPS_RATE_PER_MIN.
+    export CHAT_CONN_RATE_PER_S=0 CHAT_FRAME_RATE_PER_S=0 CHAT_OPS_RATE_PER_MIN=0
     export CHAT_PG_DSN="host=127.0.0.1 port=$PG_PORT dbname=chat user=postgres"
     export CHAT_REDIS_HOST=127.0.0.1 CHAT_REDIS_PORT=$REDIS_PORT
     export CHAT_MESSAGE_LISTEN=$MSG_REP CHAT_MESSAGE_PUB_LISTEN=$MSG_PUB

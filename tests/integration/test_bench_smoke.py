@@ -12,7 +12,10 @@ import unittest
 
 import cluster
 
-CLUSTER = cluster.Cluster(gateways=2, name="bench", env={"CHAT_RATE_PER_MIN": "0"})
+# Capacity, not limits (as bench/run.sh): no send, frame, request or connection limit.
+CLUSTER = cluster.Cluster(gateways=2, name="bench",
+                          env={"CHAT_RATE_PER_MIN": "0", "CHAT_FRAME_RATE_PER_S": "0",
+                               "CHAT_OPS_RATE_PER_MIN": "0", "CHAT_CONN_RATE_PER_S": "0"})
 setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
 
 RUN_TIMEOUT_S = 120

@@ -8,7 +8,9 @@ import unittest
 import cluster
 from client import pair
 
-CLUSTER = cluster.Cluster(gateways=2, name="replay", env={"CHAT_RATE_PER_MIN": "0"})
+# Senders here write hundreds of messages at once: no send limit, no frame budget.
+CLUSTER = cluster.Cluster(gateways=2, name="replay",
+                          env={"CHAT_RATE_PER_MIN": "0", "CHAT_FRAME_RATE_PER_S": "0"})
 setUpModule, tearDownModule = cluster.module_fixtures(CLUSTER)
 
 
