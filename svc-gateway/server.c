@@ -131,11 +131,13 @@ static void server_drain(gw_server *s)
  * its helpers would answer "HTTP/1.0", which WebSocket clients reject. */
 static int server_refuse_upgrade(struct lws *wsi, const char *status, const char *body)
 {
-    char buf[LWS_PRE + 256];
+    char buf[LWS_PRE + 320];
+    /* 426 names the version we speak (RFC 6455, 4.4). */
+    const char *extra = strncmp(status, "426", 3) == 0 ? "sec-websocket-version: 13\r\n" : "";
     int n = snprintf(buf + LWS_PRE, sizeof buf - LWS_PRE,
-                     "HTTP/1.1 %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                     "HTTP/1.1 %s\r\n%scontent-type: text/plain; charset=utf-8\r\n"
                      "content-length: %zu\r\nconnection: close\r\n\r\n%s",
-                     status, strlen(body), body);
+                     status, extra, strlen(body), body);
     if (n < 0 || (size_t)n >= sizeof buf - LWS_PRE)
         return -1;
     if (lws_write(wsi, (unsigned char *)buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS) != n)
@@ -158,6 +160,12 @@ static int server_confirm_upgrade(gw_server *s, struct lws *wsi, const char *wha
     int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
     if (n <= 0 || strcmp(uri, "/ws") != 0)
         return server_refuse_upgrade(wsi, "404 Not Found", "not found\n");
+    /* lws would upgrade whatever version a client names. */
+    char version[8];
+    n = lws_hdr_copy(wsi, version, sizeof version, WSI_TOKEN_VERSION);
+    if (n <= 0 || strcmp(version, "13") != 0)
+        return server_refuse_upgrade(wsi, "426 Upgrade Required",
+                                     "Sec-WebSocket-Version must be 13\n");
     return 0;
 }
 
