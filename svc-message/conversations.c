@@ -5,6 +5,7 @@
 
 #include "chat/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 void msg_conv_open_dm(msg_job *job, msg_pg *pg)
@@ -37,13 +38,17 @@ void msg_conv_open_dm(msg_job *job, msg_pg *pg)
 void msg_conv_join_room(msg_job *job, msg_pg *pg)
 {
     const Chat__JoinRoomReq *r = job->req->join_room;
-    const char *v[] = {r->user_id, r->room};
-    PGresult *res = msg_pg_query(pg, MSG_SQL_JOIN, 2, v);
+    char cap[24];
+    snprintf(cap, sizeof cap, "%lld", job->svc->cfg->max_rooms);
+    const char *v[] = {r->user_id, r->room, cap};
+    PGresult *res = msg_pg_query(pg, MSG_SQL_JOIN, 3, v);
     if (!msg_job_usable(job, res, "join_room")) {
         PQclear(res);
         return;
     }
-    if (PQntuples(res) != 1) {
+    if (PQntuples(res) == 0) {
+        msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "in too many rooms: leave one first");
+    } else if (PQntuples(res) != 1) {
         msg_job_fail(job, CHAT__CODE__INTERNAL, "room not created");
     } else {
         Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;

@@ -41,6 +41,7 @@ typedef struct msg_config {
     long long rate_per_min; /* 0: no rate limit, Redis is not used */
     long long ops_per_min;  /* open_dm, rooms, history, typing, receipt (0: no limit) */
     long long ops_burst;
+    long long max_rooms; /* rooms a user may be in at once */
     long long max_text; /* code points; we only reject > 4 * max bytes */
     long long writers;
     long long batch;    /* max sends per transaction */

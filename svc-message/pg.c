@@ -138,10 +138,34 @@ static int pg_setup(msg_pg *pg, PGconn *c)
     return 0;
 }
 
+/* An idle connection whose server went away (PostgreSQL restarted, a
+ * backend terminated) still says CONNECTION_OK until something reads it, so
+ * the first request after PostgreSQL came back would be answered
+ * `unavailable` on every connection nobody used during the outage. Between
+ * requests nothing is owed to us: a readable socket is a FATAL and an EOF (or
+ * a harmless notice, which this consumes). */
+static bool pg_idle_alive(PGconn *c)
+{
+    for (int i = 0; i < 4; i++) {
+        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+        if (p.fd < 0)
+            return false;
+        int rv = poll(&p, 1, 0);
+        if (rv == 0 || (rv < 0 && errno == EINTR))
+            return true;
+        if (rv < 0 || (p.revents & (POLLERR | POLLNVAL)) || !PQconsumeInput(c) ||
+            PQstatus(c) != CONNECTION_OK)
+            return false;
+    }
+    return PQstatus(c) == CONNECTION_OK;
+}
+
 int msg_pg_ensure(msg_pg *pg)
 {
-    if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK)
+    if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK && pg_idle_alive(pg->conn))
         return 0;
+    if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK)
+        chat_info("pg_idle_lost", "reconnecting=1"); /* found before a request met it */
     pg_drop(pg);
     int64_t now = chat_mono_ms();
     if (now < pg->next_try_ms)

@@ -315,7 +315,13 @@ static const char sql_open_dm[] =
  * is what it was given). */
 static const char sql_join[] =
     "WITH me AS (INSERT INTO users (id) VALUES ($1::uuid) ON CONFLICT DO NOTHING),"
-    " conv AS (INSERT INTO conversations (kind, room) VALUES (3, $2::text)"
+    /* Already in it, or in fewer than $3 rooms: otherwise no row, and no
+     * room is made (a user at the cap cannot fill the table with rooms). */
+    " allowed AS (SELECT EXISTS (SELECT 1 FROM members m JOIN conversations c"
+    "   ON c.id = m.conversation_id WHERE c.room = $2::text AND m.user_id = $1::uuid)"
+    "  OR (SELECT count(*) FROM members m JOIN conversations c ON c.id = m.conversation_id"
+    "   WHERE m.user_id = $1::uuid AND c.kind = 3) < $3::int AS ok),"
+    " conv AS (INSERT INTO conversations (kind, room) SELECT 3, $2::text FROM allowed WHERE ok"
     "  ON CONFLICT (room) DO UPDATE SET room = EXCLUDED.room"
     "  RETURNING id, last_seq),"
     " mem AS (INSERT INTO members (conversation_id, user_id, delivered_seq, read_seq)"
@@ -474,7 +480,7 @@ int msg_schema_prepare(PGconn *c)
         {MSG_SQL_RECEIPT, sql_receipt, 4},
         {MSG_SQL_REGISTER, sql_register, 1},
         {MSG_SQL_OPEN_DM, sql_open_dm, 3},
-        {MSG_SQL_JOIN, sql_join, 2},
+        {MSG_SQL_JOIN, sql_join, 3},
         {MSG_SQL_LEAVE, sql_leave, 2},
         {MSG_SQL_HISTORY, sql_history, 4},
         {MSG_SQL_TYPING, sql_typing, 2},

@@ -31,6 +31,7 @@
 
 #define RATE 5      /* per minute, for the rate-limited instance */
 #define OPS_BURST 4 /* its ops limit: 60 a minute, 4 at once */
+#define MAX_ROOMS 3 /* rooms a user may be in */
 
 static const char *pg_dsn;
 static int redis_port;
@@ -146,6 +147,7 @@ static void cfg_defaults(inst *in, const char *tag, long long rate, const char *
          * that use them, tight enough for test_ops_limit. */
         .ops_per_min = rate > 0 ? 60 : 0,
         .ops_burst = OPS_BURST,
+        .max_rooms = MAX_ROOMS,
         .max_text = 500,
         .writers = 2,
         .batch = 256,
@@ -1183,6 +1185,36 @@ static void test_large_room_fanout(void **state)
     assert_int_equal(total, MEMBERS - 1);
 }
 
+/* A user is in at most MAX_ROOMS rooms; a refused join makes no room. */
+static void test_room_cap(void **state)
+{
+    char a[37], rooms[MAX_ROOMS + 1][40];
+    uid(a);
+    for (int i = 0; i <= MAX_ROOMS; i++)
+        snprintf(rooms[i], sizeof rooms[i], "cap%d-%.8s", i, a);
+    for (int i = 0; i < MAX_ROOMS; i++) {
+        Chat__MessageReply *r = do_room(&free_i, true, a, rooms[i]);
+        assert_int_equal(r->code, CHAT__CODE__OK);
+        done(r);
+    }
+    Chat__MessageReply *r = do_room(&free_i, true, a, rooms[MAX_ROOMS]);
+    assert_int_equal(r->code, CHAT__CODE__BAD_REQUEST);
+    assert_string_equal(r->detail, "in too many rooms: leave one first");
+    done(r);
+    r = do_room(&free_i, false, a, rooms[MAX_ROOMS]); /* it was never made */
+    assert_int_equal(r->code, CHAT__CODE__NOT_FOUND);
+    done(r);
+    r = do_room(&free_i, true, a, rooms[0]); /* joining one again is fine */
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    done(r);
+    r = do_room(&free_i, false, a, rooms[1]);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    done(r);
+    r = do_room(&free_i, true, a, rooms[MAX_ROOMS]);
+    assert_int_equal(r->code, CHAT__CODE__OK);
+    done(r);
+}
+
 static void test_history(void **state)
 {
     char a[37], b[37], stranger[37], conv[37], nowhere[37];
@@ -1559,6 +1591,7 @@ int main(void)
         cmocka_unit_test(test_open_dm),
         cmocka_unit_test(test_rooms),
         cmocka_unit_test(test_large_room_fanout),
+        cmocka_unit_test(test_room_cap),
         cmocka_unit_test(test_history),
         cmocka_unit_test(test_typing),
         cmocka_unit_test(test_contacts),
