@@ -160,6 +160,7 @@ NAMES=() CMDS=() PIDS=() UP_AT=() FAILS=() DUE=() RESTARTS=()
 PG_STARTED=0
 STOPPING=0
 RESTART_MAX_S=30   # backoff ceiling, and how long a run must last to reset it
+CRASH_LOOP_AFTER=3 # deaths in a row, each soon after its start, that make a crash loop
 
 # Starts process i in the background with its output prefixed by [name]. Each
 # process gets its own session (setsid execs in place, so $! is its pid): a
@@ -411,6 +412,12 @@ on_exit() {  # pid status
         ((delay <= RESTART_MAX_S)) || delay=$RESTART_MAX_S
         ((FAILS[i] < 5)) && FAILS[$i]=$((FAILS[i] + 1))
         say "${NAMES[$i]} (pid $1) exited with status $2; restarting in ${delay}s"
+        # Dying again and again soon after each start is not a hiccup: say so
+        # loudly, every time, so that the backoff does not hide it.
+        ((FAILS[i] >= CRASH_LOOP_AFTER)) &&
+            say "CRASH LOOP: ${NAMES[$i]} died ${FAILS[$i]} times in a row within" \
+                "${RESTART_MAX_S}s of starting (last status $2); its [${NAMES[$i]}] lines" \
+                "above say why"
         PIDS[$i]=0 DUE[$i]=$((SECONDS + delay))
     done
 }

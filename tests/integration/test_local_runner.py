@@ -197,15 +197,23 @@ class LocalRunnerTest(unittest.IsolatedAsyncioTestCase):
             conv = f["conversation_id"]
             await self.chat(a, b, conv, 1, 6)  # requests spread over both replicas
 
-            # kill -9: restarted after 1 s, then after 2 s.
+            # kill -9: restarted after 1 s, then 2 s, then 4 s, and the third death
+            # in a row soon after a start is reported as a crash loop.
             seq = 7
-            for n, delay in ((1, 1), (2, 2)):
+            for n, delay in ((1, 1), (2, 2), (3, 4)):
                 victim = pids["svc-message.2"]
                 mark = len(self.runner.lines)
                 os.kill(victim, signal.SIGKILL)
                 self.runner.wait_line(
                     rf"^\[run\.sh\] svc-message\.2 \(pid {victim}\) exited with status 137; "
                     rf"restarting in {delay}s$", 10, mark)
+                if n == 3:
+                    self.runner.wait_line(
+                        r"^\[run\.sh\] CRASH LOOP: svc-message\.2 died 3 times in a row within "
+                        r"30s of starting \(last status 137\); its \[svc-message\.2\] lines "
+                        r"above say why$", 5, mark)
+                else:
+                    self.assertFalse([ln for ln in self.runner.lines[mark:] if "CRASH LOOP" in ln])
                 _, m = self.runner.wait_line(r"^\[run\.sh\] svc-message\.2 restarted \(pid (\d+)\)$",
                                              delay + 10, mark)
                 pids["svc-message.2"] = int(m.group(1))
@@ -226,7 +234,7 @@ class LocalRunnerTest(unittest.IsolatedAsyncioTestCase):
                 ["gw1", "gw2"] + [f"svc-{s}{r}" for s in ("message", "match", "presence")
                                   for r in ("", ".2")]))
             self.assertTrue(all(p["ready"] for p in procs.values()), procs)
-            self.assertEqual(procs["svc-message.2"]["restarts"], 2)
+            self.assertEqual(procs["svc-message.2"]["restarts"], 3)
             self.assertEqual(procs["svc-message"]["restarts"], 0)
         finally:
             await a.close()
