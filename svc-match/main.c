@@ -16,7 +16,7 @@
 
 static const char *cfg_listen, *cfg_pub_listen, *cfg_message_addrs, *cfg_redis_host;
 static long long cfg_redis_port, cfg_rpc_timeout_ms, cfg_threads, cfg_contexts;
-static long long cfg_ops_per_min, cfg_ops_burst;
+static long long cfg_ops_per_min, cfg_ops_burst, cfg_deadline_ms;
 
 static const chat_cfg_item cfg_items[] = {
     {"CHAT_MATCH_LISTEN", CHAT_CFG_STR, "tcp://127.0.0.1:7301", 0, 0,
@@ -29,6 +29,7 @@ static const chat_cfg_item cfg_items[] = {
     {"CHAT_REDIS_PORT", CHAT_CFG_INT, "6379", 1, 65535, "Redis port", &cfg_redis_port},
     CHAT_REDIS_CFG_AUTH,
     CHAT_RATE_CFG_OPS(&cfg_ops_per_min, &cfg_ops_burst),
+    CHAT_CFG_WORK_DEADLINE(&cfg_deadline_ms),
     {"CHAT_RPC_TIMEOUT_MS", CHAT_CFG_INT, "3000", 10, 60000,
      "timeout of a call to another service (ms)", &cfg_rpc_timeout_ms},
     /* Many: a worker waits for svc-message while a pairing's conversation
@@ -81,9 +82,15 @@ static int app_start(void *arg)
         chat_redis_shared_new(cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS);
     if (a->admin == NULL)
         return -1;
-    chat_rpc_pool_cfg scfg = {
-        "match",        cfg_listen,          (int)cfg_contexts,      (int)cfg_threads,
-        cfg_redis_host, (int)cfg_redis_port, MATCH_REDIS_TIMEOUT_MS, NULL};
+    chat_rpc_pool_cfg scfg = {"match",
+                              cfg_listen,
+                              (int)cfg_contexts,
+                              (int)cfg_threads,
+                              cfg_redis_host,
+                              (int)cfg_redis_port,
+                              MATCH_REDIS_TIMEOUT_MS,
+                              NULL,
+                              (int)cfg_deadline_ms};
     if (match_server_open(&a->srv, &scfg, &a->env) != 0)
         return -1;
     chat_info("match_started", "listen=%s pub=%s message=%s redis=%s:%lld", cfg_listen,

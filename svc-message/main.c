@@ -4,6 +4,7 @@
 #include "message.h"
 
 #include "chat/ratelimit.h"
+#include "chat/rpc_pool.h"
 #include "chat/service.h"
 
 static const char about[] =
@@ -29,6 +30,7 @@ static const chat_cfg_item items[] = {
     {"CHAT_RATE_PER_MIN", CHAT_CFG_INT, "10", 0, 1000000,
      "messages per user per minute, burst of the same size (0: no limit)", &cfg.rate_per_min},
     CHAT_RATE_CFG_OPS(&cfg.ops_per_min, &cfg.ops_burst),
+    CHAT_CFG_WORK_DEADLINE(&cfg.work_deadline_ms),
     {"CHAT_MAX_ROOMS_PER_USER", CHAT_CFG_INT, "100", 1, 1000000,
      "rooms a user may be in at once; join_room beyond is bad_request", &cfg.max_rooms},
     {"CHAT_MAX_TEXT", CHAT_CFG_INT, "500", 1, 1000000,

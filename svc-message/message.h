@@ -41,8 +41,9 @@ typedef struct msg_config {
     long long rate_per_min; /* 0: no rate limit, Redis is not used */
     long long ops_per_min;  /* open_dm, rooms, history, typing, receipt (0: no limit) */
     long long ops_burst;
-    long long max_rooms; /* rooms a user may be in at once */
-    long long max_text; /* code points; we only reject > 4 * max bytes */
+    long long max_rooms;        /* rooms a user may be in at once */
+    long long work_deadline_ms; /* readers: older requests are answered unworked */
+    long long max_text;         /* code points; we only reject > 4 * max bytes */
     long long writers;
     long long batch;    /* max sends per transaction */
     long long contexts; /* nng contexts of the REP socket */
@@ -392,6 +393,7 @@ typedef struct msg_stats {
     chat_hist meta_commit_s;       /* a create/close batch's transaction */
     _Atomic uint64_t fills;        /* fill requests answered OK */
     _Atomic uint64_t filled;       /* messages in them */
+    _Atomic uint64_t expired;      /* reader requests answered unworked, past the deadline */
 } msg_stats;
 
 struct msg_service {

@@ -65,6 +65,10 @@ static void backends(chat_mbuf *b, const msg_service *svc)
 
 static void fills(chat_mbuf *b, msg_stats *st)
 {
+    chat_metric_counter(b, "chat_message_requests_expired_total",
+                        "Requests answered unavailable unworked: they waited for a reader "
+                        "past CHAT_WORK_DEADLINE_MS.",
+                        (double)atomic_load(&st->expired));
     chat_metric_counter(b, "chat_message_fills_total",
                         "Fill requests answered (gateways' gap repairs and catch-ups).",
                         atomic_load(&st->fills));

@@ -220,6 +220,16 @@ void msg_store_work(void *arg, void *state)
         chat_log_req(NULL);
         return;
     }
+    /* Its caller gave up already: answering at once keeps the queue short
+     * for the requests behind it (a few slow users cannot starve the
+     * `connected` and replays of everyone). */
+    long long deadline = rd->cfg->work_deadline_ms;
+    if (deadline > 0 && chat_mono_ns() - job->t0_ns > deadline * 1000000) {
+        atomic_fetch_add(&job->svc->stats.expired, 1);
+        msg_job_fail(job, CHAT__CODE__UNAVAILABLE, "waited past its deadline");
+        chat_log_req(NULL);
+        return;
+    }
     if (!store_within_limit(rd, job)) {
         chat_log_req(NULL);
         return;

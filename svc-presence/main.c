@@ -20,7 +20,7 @@ static const char *cfg_listen, *cfg_pub_listen, *cfg_match_addrs, *cfg_message_a
 static const char *cfg_redis_host;
 static long long cfg_redis_port, cfg_grace_ms, cfg_gw_ttl_ms, cfg_rpc_timeout_ms;
 static long long cfg_threads, cfg_contexts, cfg_notifiers, cfg_notify_queue;
-static long long cfg_ops_per_min, cfg_ops_burst;
+static long long cfg_ops_per_min, cfg_ops_burst, cfg_deadline_ms;
 
 static const chat_cfg_item cfg_items[] = {
     {"CHAT_PRESENCE_LISTEN", CHAT_CFG_STR, "tcp://127.0.0.1:7401", 0, 0,
@@ -36,6 +36,7 @@ static const chat_cfg_item cfg_items[] = {
     {"CHAT_REDIS_PORT", CHAT_CFG_INT, "6379", 1, 65535, "Redis port", &cfg_redis_port},
     CHAT_REDIS_CFG_AUTH,
     CHAT_RATE_CFG_OPS(&cfg_ops_per_min, &cfg_ops_burst),
+    CHAT_CFG_WORK_DEADLINE(&cfg_deadline_ms),
     {"CHAT_RECONNECT_GRACE_MS", CHAT_CFG_INT, "15000", 0, 86400000,
      "a user without connections keeps its random chat this long (ms)", &cfg_grace_ms},
     {"CHAT_GATEWAY_TTL_MS", CHAT_CFG_INT, "10000", 500, 3600000,
@@ -110,8 +111,9 @@ static int app_start(void *arg)
     if (a->admin == NULL)
         return -1;
     chat_rpc_pool_cfg scfg = {
-        "presence",     cfg_listen,          (int)cfg_contexts,     (int)cfg_threads,
-        cfg_redis_host, (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS, NULL};
+        "presence",          cfg_listen,          (int)cfg_contexts,     (int)cfg_threads,
+        cfg_redis_host,      (int)cfg_redis_port, PRES_REDIS_TIMEOUT_MS, NULL,
+        (int)cfg_deadline_ms};
     if (pres_server_open(&a->srv, &scfg, &a->env) != 0)
         return -1;
     if (pres_sweeper_start(&a->sweeper, &a->env, cfg_redis_host, (int)cfg_redis_port,

@@ -22,6 +22,8 @@ struct chat_rpc_pool {
     chat_workq *wq;
     chat_workq *urgent; /* with cfg.urgent: one worker, its own Redis connection */
     _Atomic unsigned queued, running; /* requests waiting for a worker, being worked on */
+    _Atomic uint64_t expired;         /* refused past the deadline */
+    _Atomic int64_t expired_logged_ns;
 };
 
 /* One request on its way through a worker; owned by the worker once queued. */
@@ -54,11 +56,32 @@ static void pool_worker_fini(void *state)
     chat_redis_free(state);
 }
 
+/* A request past its deadline: refused (logged at most once a second,
+ * with the count so far: under overload there are many). */
+static void pool_expire(chat_rpc_pool *p, pool_item *it, int64_t now)
+{
+    uint64_t n = atomic_fetch_add(&p->expired, 1) + 1;
+    int64_t last = atomic_load(&p->expired_logged_ns);
+    if (now - last >= 1000000000 &&
+        atomic_compare_exchange_strong(&p->expired_logged_ns, &last, now))
+        chat_warn("work_expired", "pool=%s waited_ms=%lld deadline_ms=%d expired=%llu",
+                  p->cfg.name, (long long)((now - it->arrived_ns) / 1000000),
+                  p->cfg.deadline_ms, (unsigned long long)n);
+    p->refuse(it->job, p->arg);
+    free(it);
+}
+
 static void pool_run(void *arg, void *state)
 {
     pool_item *it = arg;
     chat_rpc_pool *p = it->pool;
     atomic_fetch_sub(&p->queued, 1);
+    int64_t now = chat_mono_ns();
+    if (p->cfg.deadline_ms > 0 &&
+        now - it->arrived_ns > (int64_t)p->cfg.deadline_ms * 1000000) {
+        pool_expire(p, it, now);
+        return;
+    }
     atomic_fetch_add(&p->running, 1);
     pool_arrived_ns = it->arrived_ns;
     p->work(it->job, it->data, it->len, state, p->arg);
@@ -123,6 +146,11 @@ int chat_rpc_pool_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg,
               cfg->listen, cfg->contexts, cfg->threads);
     *out = p;
     return 0;
+}
+
+uint64_t chat_rpc_pool_expired(chat_rpc_pool *p)
+{
+    return p != NULL ? atomic_load(&p->expired) : 0;
 }
 
 void chat_rpc_pool_depth(chat_rpc_pool *p, unsigned *queued, unsigned *running)

@@ -19,6 +19,16 @@ typedef struct chat_rpc_pool chat_rpc_pool;
  * be quick: it sees the packed bytes only. */
 typedef bool (*chat_rpc_pool_urgent)(const uint8_t *data, size_t len);
 
+/* The setting behind cfg.deadline_ms, for a service's configuration table
+ * (svc-message applies it to its own queues). */
+#define CHAT_CFG_WORK_DEADLINE(dst)                                                          \
+    {                                                                                        \
+        "CHAT_WORK_DEADLINE_MS", CHAT_CFG_INT, "3000", 0, 600000,                            \
+            "a request that waited this long for a worker is answered unavailable unworked " \
+            "(the gateway gave up on it: its CHAT_RPC_TIMEOUT_MS); 0: never",                \
+            dst                                                                              \
+    }
+
 typedef struct chat_rpc_pool_cfg {
     const char *name;   /* for log events, e.g. "match" */
     const char *listen; /* REP url */
@@ -28,6 +38,11 @@ typedef struct chat_rpc_pool_cfg {
     int redis_port;
     int redis_timeout_ms;
     chat_rpc_pool_urgent urgent; /* NULL: one lane */
+    /* A request that waited longer than this for a worker is refused
+     * (chat_rpc_pool_refuse) instead of worked on: its caller has given up
+     * by then, and working on it would only make the queue longer for the
+     * requests behind it. 0: none. */
+    int deadline_ms;
 } chat_rpc_pool_cfg;
 
 /* Runs on a worker with its Redis connection (NULL if it could not even be
@@ -50,6 +65,8 @@ int chat_rpc_pool_open(chat_rpc_pool **out, const chat_rpc_pool_cfg *cfg,
 /* Requests waiting for a worker and being worked on now (thread-safe;
  * NULL: 0). */
 void chat_rpc_pool_depth(chat_rpc_pool *p, unsigned *queued, unsigned *running);
+/* Requests refused so far for having waited past cfg.deadline_ms. */
+uint64_t chat_rpc_pool_expired(chat_rpc_pool *p);
 /* Staged stop: refuse new requests, finish the queued ones (each gets its
  * reply), close the socket, free everything. NULL is fine. */
 void chat_rpc_pool_close(chat_rpc_pool *p);
