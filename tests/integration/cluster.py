@@ -700,6 +700,12 @@ class Cluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         self._wait_pids(pids, lambda p: self._pid_state(p) in (None, "Z"), "gone")
+        # The postmaster is not our child: where nobody reaps it, it stays a zombie,
+        # and a zombie's pid in its lock files makes the new postmaster refuse to start.
+        for lock in (os.path.join(self.pg_data, "postmaster.pid"),
+                     os.path.join(self.tmp, "pg", f".s.PGSQL.{self.pg_port}.lock")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
 
     def restart_postgres(self):
         """pg_ctl start with the same port, options and data dir (waits until it accepts)."""
