@@ -27,8 +27,9 @@ struct gw_typing {
     char conv[GW_ID_MAX + 1];
     char user[CHAT_UUID_LEN + 1];
     int64_t deadline_ms; /* monotonic */
-    uint64_t *conns;     /* got the start (may have closed since) */
+    uint64_t *conns;     /* got the start (may have closed since; may repeat) */
     size_t n, cap;
+    size_t unique; /* n after the last typing_compact */
 };
 
 static void typing_free(gw_typing *t)
@@ -50,11 +51,11 @@ static int typing_key(char *key, size_t n, const char *conv, const char *user)
     return len < 0 || (size_t)len >= n ? -1 : 0;
 }
 
+/* Appends without looking for id: a scan per connection would make a big
+ * room's start cost n^2. Renewed starts repeat ids; typing_compact drops
+ * them. */
 static void typing_add_conn(gw_typing *t, uint64_t id)
 {
-    for (size_t i = 0; i < t->n; i++)
-        if (t->conns[i] == id)
-            return;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 4;
         uint64_t *p = realloc(t->conns, cap * sizeof *p);
@@ -64,6 +65,27 @@ static void typing_add_conn(gw_typing *t, uint64_t id)
         t->cap = cap;
     }
     t->conns[t->n++] = id;
+}
+
+static int typing_cmp_id(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts and drops repeated ids once the list has doubled since the last
+ * time (O(n log n) per doubling, so a start costs about its recipients),
+ * or now when forced (before the automatic stop: one per connection). */
+static void typing_compact(gw_typing *t, bool force)
+{
+    if (!force && t->n < 2 * t->unique + 16)
+        return;
+    qsort(t->conns, t->n, sizeof *t->conns, typing_cmp_id);
+    size_t k = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (k == 0 || t->conns[k - 1] != t->conns[i])
+            t->conns[k++] = t->conns[i];
+    t->n = t->unique = k;
 }
 
 /* The entry of (conv, user), created when missing. NULL: too many, too
@@ -127,9 +149,10 @@ void gw_typing_deliver(gw_server *s, const Chat__Event *ev)
         }
     }
     gw_frame_unref(f);
-    if (t != NULL)
+    if (t != NULL) {
+        typing_compact(t, false);
         t->deadline_ms = chat_mono_ms() + s->cfg->typing_timeout_ms;
-    else if (!te->start && (t = typing_find(s, te->conversation_id, te->user_id)) != NULL)
+    } else if (!te->start && (t = typing_find(s, te->conversation_id, te->user_id)) != NULL)
         typing_remove(s, t); /* settled: no automatic stop */
 }
 
@@ -140,6 +163,7 @@ void gw_typing_sweep(gw_server *s, int64_t now_ms)
         if (t->deadline_ms > now_ms)
             continue;
         gw_frame *f = gw_render_typing(t->conv, t->user, false);
+        typing_compact(t, true);
         for (size_t i = 0; f != NULL && i < t->n; i++) {
             gw_conn *c = gw_conn_find(s, t->conns[i]);
             if (c != NULL)
