@@ -22,7 +22,8 @@ static chat_reqstats *server_stats;
 static void work(chat_rpc_job *job, const uint8_t *data, size_t len, chat_redis *r, void *arg)
 {
     const match_env *env = arg;
-    Chat__MatchRequest *req = chat__match_request__unpack(NULL, len, data);
+    Chat__MatchRequest *req =
+        (Chat__MatchRequest *)chat_pb_unpack(&chat__match_request__descriptor, len, data);
     chat_log_req(req != NULL ? req->req_id : NULL);
     match_out out;
     match_out_init(&out);

@@ -58,7 +58,8 @@ static void on_request(chat_rpc_job *rpc, const uint8_t *data, size_t len, void 
     job->rpc = rpc;
     job->svc = svc;
     job->t0_ns = t0;
-    job->req = chat__message_request__unpack(NULL, len, data);
+    job->req =
+        (Chat__MessageRequest *)chat_pb_unpack(&chat__message_request__descriptor, len, data);
     if (job->req == NULL) {
         msg_job_fail(job, CHAT__CODE__BAD_REQUEST, "undecodable request");
         return;

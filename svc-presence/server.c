@@ -22,7 +22,8 @@ static chat_reqstats *server_stats;
 static void work(chat_rpc_job *job, const uint8_t *data, size_t len, chat_redis *r, void *arg)
 {
     const pres_env *env = arg;
-    Chat__PresenceRequest *req = chat__presence_request__unpack(NULL, len, data);
+    Chat__PresenceRequest *req =
+        (Chat__PresenceRequest *)chat_pb_unpack(&chat__presence_request__descriptor, len, data);
     chat_log_req(req != NULL ? req->req_id : NULL);
     pres_out out;
     pres_out_init(&out);

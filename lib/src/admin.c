@@ -168,7 +168,8 @@ static void admin_on_request(chat_rpc_job *job, const uint8_t *data, size_t len,
     chat_admin *a = arg;
     chat_admin_out o;
     admin_out_init(&o);
-    Chat__AdminRequest *req = chat__admin_request__unpack(NULL, len, data);
+    Chat__AdminRequest *req =
+        (Chat__AdminRequest *)chat_pb_unpack(&chat__admin_request__descriptor, len, data);
     if (req == NULL) {
         chat_admin_fail(&o, CHAT__ADMIN_CODE__ADMIN_BAD_REQUEST, "undecodable request");
         admin_answer(job, &o);

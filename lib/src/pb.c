@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "chat/log.h"
+#include "chat/rpc.h"
 #include "envelope.pb-c.h"
 
 int chat_pb_to_nng(const ProtobufCMessage *msg, nng_msg **out)
@@ -30,6 +31,35 @@ int chat_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *len)
     *out = buf;
     *len = n;
     return 0;
+}
+
+/* The budget of one chat_pb_unpack (protobuf-c calls back on the
+ * unpacking thread only). */
+typedef struct pb_budget {
+    size_t left;
+} pb_budget;
+
+static void *pb_budget_alloc(void *data, size_t size)
+{
+    pb_budget *b = data;
+    if (size + 16 > b->left)
+        return NULL; /* protobuf-c frees what it built and returns NULL */
+    b->left -= size + 16;
+    return malloc(size);
+}
+
+static void pb_budget_free(void *data, void *p)
+{
+    free(p);
+}
+
+ProtobufCMessage *chat_pb_unpack(const ProtobufCMessageDescriptor *d, size_t len,
+                                 const uint8_t *data)
+{
+    pb_budget b = {CHAT_PB_UNPACK_FACTOR * len + CHAT_PB_UNPACK_SLACK};
+    ProtobufCAllocator a = {pb_budget_alloc, pb_budget_free, &b};
+    /* malloc'd: protobuf_c_message_free_unpacked(m, NULL) frees it. */
+    return protobuf_c_message_unpack(d, &a, len, data);
 }
 
 int chat_batch_to_nng(const ProtobufCBinaryData *items, size_t n, nng_msg **out)

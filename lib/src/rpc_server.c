@@ -87,7 +87,8 @@ static void ctx_complete(struct rpc_ctx *rc)
 /* Runs the handler on every item of a received batch. */
 static void ctx_dispatch(struct rpc_ctx *rc, nng_msg *msg)
 {
-    Chat__Batch *req = chat__batch__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+    Chat__Batch *req = (Chat__Batch *)chat_pb_unpack(&chat__batch__descriptor, nng_msg_len(msg),
+                                                     nng_msg_body(msg));
     nng_msg_free(msg);
     size_t n = req != NULL ? req->n_items : 0;
     rc->jobs = n > 0 ? calloc(n, sizeof *rc->jobs) : NULL;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "chat/rpc.h"
 #include "events.pb-c.h"
 #include "match.pb-c.h"
 #include "message.pb-c.h"
@@ -138,6 +139,51 @@ static void test_garbage_does_not_unpack(void **st)
     assert_null(chat__event__unpack(NULL, sizeof junk, junk));
 }
 
+/* chat_pb_unpack bounds what unpacking allocates: a request is unpacked as
+ * protobuf-c would, but a megabyte of empty repeated strings (500,000
+ * allocations, which protobuf-c alone accepts) is refused. */
+static void test_bounded_unpack(void **st)
+{
+    Chat__SendReq s = CHAT__SEND_REQ__INIT;
+    s.conversation_id = "c-1";
+    s.sender = "u-1";
+    s.client_msg_id = "m-1";
+    s.text = "hello";
+    Chat__MessageRequest r = CHAT__MESSAGE_REQUEST__INIT;
+    r.body_case = CHAT__MESSAGE_REQUEST__BODY_SEND;
+    r.send = &s;
+    uint8_t buf[256];
+    size_t n = chat__message_request__pack(&r, buf);
+    Chat__MessageRequest *got =
+        (Chat__MessageRequest *)chat_pb_unpack(&chat__message_request__descriptor, n, buf);
+    assert_non_null(got);
+    assert_string_equal(got->send->text, "hello");
+    protobuf_c_message_free_unpacked(&got->base, NULL);
+
+    enum { IDS = 500000 };
+    char **ids = calloc(IDS, sizeof *ids);
+    assert_non_null(ids);
+    for (int i = 0; i < IDS; i++)
+        ids[i] = "";
+    Chat__QueryReq q = CHAT__QUERY_REQ__INIT;
+    q.n_user_ids = IDS;
+    q.user_ids = ids;
+    Chat__PresenceRequest pr = CHAT__PRESENCE_REQUEST__INIT;
+    pr.body_case = CHAT__PRESENCE_REQUEST__BODY_QUERY;
+    pr.query = &q;
+    size_t len = chat__presence_request__get_packed_size(&pr);
+    assert_true(len > 1000000 && len < 1100000);
+    uint8_t *big = malloc(len);
+    chat__presence_request__pack(&pr, big);
+    Chat__PresenceRequest *plain = chat__presence_request__unpack(NULL, len, big);
+    assert_non_null(plain); /* what protobuf-c alone would build */
+    assert_int_equal(plain->query->n_user_ids, IDS);
+    chat__presence_request__free_unpacked(plain, NULL);
+    assert_null(chat_pb_unpack(&chat__presence_request__descriptor, len, big));
+    free(big);
+    free(ids);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_event_round_trip),
         cmocka_unit_test(test_match_and_presence_round_trip),
         cmocka_unit_test(test_garbage_does_not_unpack),
+        cmocka_unit_test(test_bounded_unpack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

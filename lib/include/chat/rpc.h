@@ -66,6 +66,17 @@ void chat_rpc_client_flush(chat_rpc_client *c);
  * with *reply_len; otherwise an nng error and nothing is written. */
 int chat_rpc_call(chat_rpc_client *c, const ProtobufCMessage *req, uint8_t **reply,
                   size_t *reply_len);
+/* Unpacks data as a d message with what protobuf-c may allocate bounded:
+ * every allocation counts its size plus 16 bytes, in all at most
+ * CHAT_PB_UNPACK_FACTOR * len + CHAT_PB_UNPACK_SLACK. A well-formed request
+ * needs a fraction of it; a megabyte of empty repeated strings (half a
+ * million allocations) does not get them. NULL: malformed or over the
+ * bound. Free with protobuf_c_message_free_unpacked(m, NULL). */
+#define CHAT_PB_UNPACK_FACTOR 4
+#define CHAT_PB_UNPACK_SLACK 16384
+ProtobufCMessage *chat_pb_unpack(const ProtobufCMessageDescriptor *d, size_t len,
+                                 const uint8_t *data);
+
 /* chat_rpc_call() plus decoding: on success returns 0 and *reply, a
  * reply_desc message (the caller frees it with
  * protobuf_c_message_free_unpacked); NNG_EPROTO when the reply does not
