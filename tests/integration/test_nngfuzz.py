@@ -29,7 +29,6 @@ Env: CHAT_TEST_FUZZ_S (default 20), CHAT_TEST_FUZZ_SEED (the seed is printed).""
 import asyncio
 import os
 import random
-import re
 import struct
 import sys
 import time
@@ -37,13 +36,13 @@ import unittest
 from collections import Counter, defaultdict
 
 import cluster
+from procstat import check_rss, rss
 from client import pair
 
 FUZZ_S = float(os.environ.get("CHAT_TEST_FUZZ_S", "20"))
 SEED = int(os.environ.get("CHAT_TEST_FUZZ_SEED") or random.SystemRandom().randrange(1 << 32))
 WORKERS = 2                  # connections per service process, one request in flight each
 REPLY_S = 30.0               # a well-framed request must be answered within this
-RSS_SLACK = 64 << 20
 RECV_MAX = 1 << 20           # lib/src/rpc_server.c: NNG_OPT_RECVMAXSZ
 REQ0, REP0 = 0x30, 0x31
 
@@ -402,30 +401,6 @@ class Worker:
             c.abort()
 
 
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
-
-
-def sanitized(pid):
-    with open(f"/proc/{pid}/maps") as f:
-        maps = f.read()
-    return "libasan" in maps or "libtsan" in maps
-
-
-def check_rss(test, name, pid, before):
-    """RSS after the fuzz within RSS_SLACK of before. Not under ASan or TSan: ASan keeps
-    freed memory in its quarantine (256 MiB) and its allocator's free lists, TSan shadows
-    it (a 20 s run measured +384 MiB in svc-message with no leak); there LeakSanitizer's
-    report at teardown (cluster.stop) is the leak check."""
-    after = rss(pid)
-    if sanitized(pid):
-        log(f"{name} RSS before {before >> 20} MiB, after {after >> 20} MiB (sanitizer build: "
-            "not bounded, LeakSanitizer checks at teardown)")
-        return
-    log(f"{name} RSS before {before >> 20} MiB, after {after >> 20} MiB (bound +{RSS_SLACK >> 20} MiB)")
-    test.assertLessEqual(after - before, RSS_SLACK,
-                         f"{name} RSS grew {(after - before) >> 20} MiB (seed {SEED})")
 
 
 class NngFuzzTest(cluster.ClusterTestCase):
@@ -475,7 +450,7 @@ class NngFuzzTest(cluster.ClusterTestCase):
             mark = p.sanitizer_report()
             self.assertIsNone(mark, f"{n}: sanitizer report {mark!r} (seed {SEED}) in {p.log_path}")
         for n, p in services.items():
-            check_rss(self, n, p.pid, before[n])
+            check_rss(self, log, n, p.pid, before[n], SEED)
         # Still serving, end to end: the canary and a newcomer.
         cmid = await a.send_text(conv, "after the fuzz")
         await a.expect_ack(conv, cmid, seq=counts["messages"] + 1)

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import struct
 import sys
 import time
@@ -32,6 +31,7 @@ import unittest
 from collections import Counter, defaultdict
 
 import cluster
+from procstat import check_rss, rss
 from client import is_id, pair
 from rawws import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Closed, RawWs,
                    close_frame)
@@ -40,7 +40,6 @@ FUZZ_S = float(os.environ.get("CHAT_TEST_FUZZ_S", "20"))
 SEED = int(os.environ.get("CHAT_TEST_FUZZ_SEED") or random.SystemRandom().randrange(1 << 32))
 PARALLEL = 50                # fuzz connections open at once
 CONN_LIMIT_S = 40            # one fuzz connection, whatever it does (its waits are shorter)
-RSS_SLACK = 64 << 20
 MAX_MESSAGE = 65536
 
 CLUSTER = cluster.Cluster(gateways=1, name="wsfuzz",
@@ -68,30 +67,6 @@ def xor_mask(payload, key):
     return (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
 
 
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
-
-
-def sanitized(pid):
-    with open(f"/proc/{pid}/maps") as f:
-        maps = f.read()
-    return "libasan" in maps or "libtsan" in maps
-
-
-def check_rss(test, name, pid, before):
-    """RSS after the fuzz within RSS_SLACK of before. Not under ASan or TSan: ASan keeps
-    freed memory in its quarantine (256 MiB) and its allocator's free lists, TSan shadows
-    it (a 20 s run measured +384 MiB in svc-message with no leak); there LeakSanitizer's
-    report at teardown (cluster.stop) is the leak check."""
-    after = rss(pid)
-    if sanitized(pid):
-        log(f"{name} RSS before {before >> 20} MiB, after {after >> 20} MiB (sanitizer build: "
-            "not bounded, LeakSanitizer checks at teardown)")
-        return
-    log(f"{name} RSS before {before >> 20} MiB, after {after >> 20} MiB (bound +{RSS_SLACK >> 20} MiB)")
-    test.assertLessEqual(after - before, RSS_SLACK,
-                         f"{name} RSS grew {(after - before) >> 20} MiB (seed {SEED})")
 
 
 def padded(size, type_="nope"):
@@ -716,7 +691,7 @@ class WsFuzzTest(cluster.ClusterTestCase):
         await b.no_frame(0.1)
         self.check_processes()
         await self.wait_open(2)
-        check_rss(self, "gateway1", gw.pid, rss_before)
+        check_rss(self, log, "gateway1", gw.pid, rss_before, SEED)
         # Still serving: a newcomer, and the canary.
         c = await self.connect()
         await c.request({"type": "presence", "user_ids": []}, "presence", exact=True, statuses=[])
