@@ -224,6 +224,7 @@ typedef struct gw_order gw_order;
 typedef struct gw_catchup gw_catchup;
 typedef struct gw_ban gw_ban;
 typedef struct gw_admin gw_admin;
+typedef struct gw_pres_retry gw_pres_retry;
 
 /* drain.c: a drain asked by an operator. */
 typedef struct gw_drain {
@@ -272,6 +273,9 @@ typedef struct gw_server {
     uint32_t admin_mark;   /* ops.c: marks connections reached by one request */
     uint64_t next_req_id;  /* requests.c: the counter of request ids */
     gw_drain drain;
+    gw_pres_retry *pres_retry; /* presence.c: connects/disconnects not confirmed yet */
+    size_t n_pres_retry;
+    bool pres_retry_full_logged;
 } gw_server;
 
 /* ------------------------------------------------------------------ conn.c, out.c */
@@ -417,6 +421,7 @@ void gw_presence_disconnect(gw_server *s, gw_conn *c);
  * registered for this gateway (with reconnect grace), as for a dead one. */
 void gw_presence_stopping(gw_server *s);
 void gw_presence_reply(gw_server *s, gw_item *it);
+void gw_presence_free(gw_server *s); /* the retry table, at the end */
 
 /* ------------------------------------------------------------------ bans.c */
 /* The users an operator banned (chatctl ban): their connects, resumes and

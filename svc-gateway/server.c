@@ -452,6 +452,7 @@ void gw_server_fini(gw_server *s)
     s->loop = NULL;
     gw_typing_free_all(s);
     gw_bans_free(s);
+    gw_presence_free(s);
     gw_admit_free(s->admit); /* after the context: its connections released theirs */
     s->admit = NULL;
     gw_user *u, *tmp;

@@ -15,10 +15,16 @@
 /* Status of MSG_SQL_RECEIPT beyond the shared ones (see schema.c). */
 #define RECEIPT_SEQ_RANGE 5
 
+/* The limit's Redis may be hung, not just down: each try would then cost
+ * the whole timeout. After a failure the limit is skipped this long. */
+#define STORE_LIMIT_TIMEOUT_MS 250
+#define STORE_LIMIT_BACKOFF_MS 1000
+
 /* A reader thread's own connections. */
 typedef struct store_reader {
     msg_pg pg;
     chat_redis *redis; /* the per-user limit of ops; NULL without one */
+    int64_t limit_skip_until_ms;
     const msg_config *cfg;
 } store_reader;
 
@@ -32,7 +38,8 @@ void *msg_store_thread_init(void *ctx)
     msg_pg_init(&rd->pg, cfg->pg_dsn, (int)cfg->pg_timeout_ms);
     msg_pg_ensure(&rd->pg); /* connect early; retried per request */
     if (cfg->ops_per_min > 0)
-        rd->redis = chat_redis_new(cfg->redis_host, (int)cfg->redis_port, 1000);
+        rd->redis =
+            chat_redis_new(cfg->redis_host, (int)cfg->redis_port, STORE_LIMIT_TIMEOUT_MS);
     return rd;
 }
 
@@ -66,13 +73,16 @@ static const char *store_limited_user(const Chat__MessageRequest *req)
 static bool store_within_limit(store_reader *rd, msg_job *job)
 {
     const char *user = store_limited_user(job->req);
-    if (rd->redis == NULL || user == NULL || user[0] == '\0')
+    if (rd->redis == NULL || user == NULL || user[0] == '\0' ||
+        chat_mono_ms() < rd->limit_skip_until_ms)
         return true;
     char key[96];
     chat_rate_key(key, sizeof key, "rl:ops", user);
     int64_t retry = 0;
     chat_rate_result r = chat_rate_take(rd->redis, key, rd->cfg->ops_burst,
                                         rd->cfg->ops_per_min, chat_now_ms(), &retry);
+    if (r == CHAT_RATE_ERROR)
+        rd->limit_skip_until_ms = chat_mono_ms() + STORE_LIMIT_BACKOFF_MS;
     if (r != CHAT_RATE_LIMITED)
         return true;
     Chat__MessageReply rep = CHAT__MESSAGE_REPLY__INIT;

@@ -719,15 +719,11 @@ class FaultMatrixTest(unittest.TestCase):
         self.redis_fault("kill redis", CLUSTER.kill_redis, CLUSTER.restart_redis, DOWN_S,
                          ghost_must=False)
 
-    @unittest.expectedFailure
     def test_06b_kill_redis_closed_user_goes_offline(self):
-        """A PRODUCT BUG, known (docs/RELIABILITY.md): a connection that closes while
-        Redis is down stays registered once Redis is back with its data (AOF). The
-        gateway's disconnect to svc-presence is fire and forget
-        (svc-gateway/presence.c: only logged, presence_disconnect_failed), the
-        gateway keeps heartbeating so it is never declared dead, and a heartbeat asks
-        for a resync only when presence forgot the gateway: the user stays online
-        for good. Remove expectedFailure once fixed."""
+        """A connection that closes while Redis is down goes offline once Redis is back
+        with its data (AOF): the gateway sends a failed disconnect again after its next
+        good heartbeat (svc-gateway/presence.c). Before that fix the user stayed online
+        for good: the gateway's heartbeats kept its registrations alive."""
         st = ENGINE.phases.get("kill redis")
         self.assertIsNotNone(st, "test_06 did not run")
         self.assertIsNotNone(st.ghost_offline_s, "user whose connection closed during the "
@@ -759,7 +755,7 @@ class FaultMatrixTest(unittest.TestCase):
     def test_12_stop_redis(self):
         paused = CLUSTER.paused("redis")
         self.redis_fault("stop redis", paused.__enter__, lambda: paused.__exit__(None, None, None),
-                         STOP_S, storage=None)  # not asserted: see docs/RELIABILITY.md, bug 3
+                         STOP_S)
 
     def test_13_wipe_redis(self):
         self.redis_fault("wipe redis", CLUSTER.kill_redis, lambda: CLUSTER.restart_redis(wipe=True),
