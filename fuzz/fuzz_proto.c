@@ -12,6 +12,7 @@
 
 #include <nng/nng.h>
 
+#include "chat/rpc.h"
 #include "pb.h"
 #include "proto_types.h"
 
@@ -41,6 +42,20 @@ static bool proto_round_trip(const ProtobufCMessageDescriptor *d, const uint8_t 
                              size_t size)
 {
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, size, data);
+    /* The services' bounded unpack (lib/src/pb.c): never more than
+     * protobuf-c alone accepts, and the same message when it accepts. */
+    ProtobufCMessage *bounded = chat_pb_unpack(d, size, data);
+    if (bounded != NULL && m == NULL)
+        abort();
+    if (bounded != NULL) {
+        size_t nb = 0, nm = 0;
+        uint8_t *pb = proto_pack(bounded, &nb), *pm = proto_pack(m, &nm);
+        if (pb != NULL && pm != NULL && (nb != nm || memcmp(pb, pm, nb) != 0))
+            abort();
+        free(pb);
+        free(pm);
+        protobuf_c_message_free_unpacked(bounded, NULL);
+    }
     if (m == NULL)
         return false;
     if (m->descriptor != d)
