@@ -81,7 +81,7 @@ int gw_config_main(gw_config *cfg, int argc, char **argv)
          "frames a connection may send per second, two seconds' worth at once; beyond, "
          "each gets error rate_limited unread (0: no limit)",
          &cfg->frame_rate_per_s},
-        {"CHAT_HANDSHAKE_TIMEOUT_MS", CHAT_CFG_INT, "5000", 100, 600000,
+        {"CHAT_HANDSHAKE_TIMEOUT_MS", CHAT_CFG_INT, "10000", 100, 600000,
          "a new socket that has not sent its request line by then is closed, ms",
          &cfg->handshake_timeout_ms},
         {"CHAT_WEB_DIR", CHAT_CFG_STR, GW_WEB_DIR_DEFAULT, 0, 0,

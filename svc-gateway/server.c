@@ -286,10 +286,8 @@ static int server_try_context(gw_server *s, struct ev_loop *loop)
     info.user = s;
     info.retry_and_idle_policy = &server_keepalive;
     info.max_http_header_data = 4096;
-    /* lws's handshake and header timeouts stay at its 10 s: at 5 s (as
-     * CHAT_HANDSHAKE_TIMEOUT_MS, which only bounds the wait for the request
-     * line) a gateway busy adopting tens of thousands of sockets reset some
-     * of them (the idle_4gw benchmark: 258 and 1,104 of 64,000 failed). */
+    /* lws's handshake and header timeouts: its 10 s, whatever
+     * CHAT_HANDSHAKE_TIMEOUT_MS (the wait for the request line) says. */
     info.timeout_secs = 10;
     info.timeout_secs_ah_idle = 10;
     s->ctx = lws_create_context(&info);
