@@ -61,11 +61,55 @@ def _port_range():
     return (10000, low) if low > 12000 else (low // 2, low)
 
 
+# Ports handed out by any test process on this machine, one file each (its
+# content: the owner's pid). Parallel modules (ctest -j) pick at random, but a
+# port one of them picked is not bound until its process starts, sometimes a
+# second later: without this, another module could take it meanwhile (seen:
+# it.local_runner's svc-message "Address in use"). Files of dead owners are
+# taken over; a process removes its own at exit.
+_PORTS_DIR = os.path.join(tempfile.gettempdir(), "chat-it-ports")
+
+
+def _claim(port):
+    path = os.path.join(_PORTS_DIR, str(port))
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    owner = int(f.read() or 0)
+                if owner > 0 and owner != os.getpid():
+                    os.kill(owner, 0)
+                    return False  # alive: its port
+            except ProcessLookupError:
+                pass  # a dead owner's: take it over
+            except (OSError, ValueError):
+                return False
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def _release_claims():
+    for q in _used_ports:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(_PORTS_DIR, str(q)))
+
+
+atexit.register(_release_claims)
+
+
 def free_port(offsets=(0,)):
     """A TCP port p such that p + each offset is free right now and never handed out
-    before by this process (offsets=(0, 1, 10, 11): two replicas' rpc and pub ports);
-    random, so parallel test modules rarely even try the same one."""
+    before by any test process still running (offsets=(0, 1, 10, 11): two replicas'
+    rpc and pub ports); random, so parallel test modules rarely even try the same one."""
     lo, hi = _port_range()
+    os.makedirs(_PORTS_DIR, exist_ok=True)
     for _ in range(1000):
         port = random.randrange(lo, hi - max(offsets))
         ports = [port + o for o in offsets]
@@ -77,8 +121,14 @@ def free_port(offsets=(0,)):
                     s.bind(("127.0.0.1", q))
         except OSError:
             continue
-        _used_ports.update(ports)
-        return port
+        claimed = []
+        for q in ports:
+            if not _claim(q):
+                break
+            claimed.append(q)
+        _used_ports.update(claimed)
+        if len(claimed) == len(ports):
+            return port
     raise RuntimeError("no free port")
 
 
